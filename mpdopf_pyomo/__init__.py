@@ -1,0 +1,3 @@
+"""mpdopf_pyomo: multi-period (distributed) optimal power flow for distribution feeders in Pyomo."""
+
+__version__ = "0.1.0"

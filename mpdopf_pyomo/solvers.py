@@ -1,0 +1,423 @@
+"""NLP solver registry: find solvers, say how they are installed, run them, reject non-optimal runs.
+
+IPOPT can be present in two ways ("routes"):
+
+* ``executable``: an ``ipopt`` AMPL executable on PATH or in IDAES' binary folder (``idaes get-extensions``),
+  driven by Pyomo's ``ipopt`` plugin through NL files;
+* ``library``: the ``cyipopt`` Python module (PyPI wheel ``cyipopt-wheels`` bundles libipopt 3.14 + MUMPS)
+  driven by Pyomo's PyNumero ``cyipopt`` interface, which needs the PyNumero ASL library. Pyomo ships that
+  library as C++ source; :func:`build_pynumero` compiles it against Debian's ``libamplsolver-dev``.
+
+``--solver ipopt`` takes the executable when present (every callback stays in compiled code) and the library
+otherwise; ``--solver cyipopt`` forces the library route. Any other name is passed to Pyomo's SolverFactory
+(``ripopt`` from the ``pyomo-ripopt`` wheel is installed as a second NLP solver).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from mpdopf_pyomo.errors import SolveFailed, SolverUnavailable
+
+#: Where :func:`build_pynumero` puts the PyNumero ASL library: inside the active environment.
+PYNUMERO_DIR = Path(sys.prefix) / "lib" / "mpdopf-pynumero"
+PYNUMERO_LIB = PYNUMERO_DIR / "libpynumero_ASL.so"
+#: Debian's ASL headers and library (package libamplsolver-dev).
+DEBIAN_ASL_INCLUDE = Path("/usr/include/ampl-netlib-solvers")
+DEBIAN_ASL_LIBRARY = Path("/usr/lib/x86_64-linux-gnu/libamplsolver.so")
+
+#: Solvers that ``doctor`` always reports on.
+KNOWN_NLP_SOLVERS = ("ipopt", "cyipopt", "ripopt")
+
+#: Options passed to IPOPT unless the user sets them: keep final values inside the original bounds, so
+#: loading a solution does not print one warning per variable that sits on a bound.
+IPOPT_DEFAULTS: dict[str, Any] = {"honor_original_bounds": "yes"}
+
+_FIX_LIBRARY = (
+    "run `make setup` (or `python -m mpdopf_pyomo install-solvers`), which installs Debian's "
+    "libamplsolver-dev and compiles Pyomo's PyNumero ASL library"
+)
+_FIX_EXECUTABLE = (
+    "optional: with internet access run `idaes get-extensions` to install an ipopt executable; "
+    "without it the cyipopt library route is used"
+)
+
+
+@dataclass
+class SolverInfo:
+    """What ``doctor`` knows about one solver name."""
+
+    name: str
+    available: bool
+    route: str | None = None
+    version: str | None = None
+    location: str | None = None
+    linear_solver: str | None = None
+    fix: str | None = None
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SolveStats:
+    """What a successful solve reports: who solved it, how, how long and how many iterations."""
+
+    solver: str
+    route: str
+    termination: str
+    iterations: int | None
+    solve_s: float
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# Discovery
+# --------------------------------------------------------------------------------------------------
+
+
+def ipopt_executable() -> str | None:
+    """Path of an ``ipopt`` AMPL executable on PATH or in IDAES' binary folder, or None."""
+    found = shutil.which("ipopt")
+    if found:
+        return found
+    idaes_dir = Path(os.environ.get("IDAES_DATA", Path.home() / ".idaes")) / "bin" / "ipopt"
+    if idaes_dir.is_file() and os.access(idaes_dir, os.X_OK):
+        return str(idaes_dir)
+    return None
+
+
+def pynumero_library() -> str | None:
+    """Path of the PyNumero ASL library: ours first, then wherever Pyomo itself looks."""
+    if PYNUMERO_LIB.is_file():
+        return str(PYNUMERO_LIB)
+    from pyomo.common.fileutils import find_library
+
+    return find_library("pynumero_ASL")
+
+
+def _attach_pynumero() -> str | None:
+    """Point PyNumero at the ASL library; return its path (None when absent)."""
+    lib = pynumero_library()
+    if lib:
+        from pyomo.contrib.pynumero.asl import AmplInterface
+
+        AmplInterface.libname = lib
+    return lib
+
+
+def _probe_library() -> SolverInfo:
+    info = SolverInfo(name="cyipopt", available=False, route="library", linear_solver="mumps")
+    try:
+        import cyipopt  # noqa: F401  (the module of cyipopt-wheels)
+    except Exception as exc:  # ImportError or a broken shared library
+        info.fix = "pip install cyipopt-wheels (part of `make setup`)"
+        info.detail = f"cannot import cyipopt: {exc}"
+        return info
+    info.version = getattr(cyipopt, "IPOPT_VERSION", None)
+    if isinstance(info.version, tuple):
+        info.version = ".".join(str(v) for v in info.version)
+    lib = pynumero_library()
+    if not lib:
+        info.fix = _FIX_LIBRARY
+        info.detail = "cyipopt imports, but Pyomo's PyNumero ASL library (libpynumero_ASL.so) is missing"
+        return info
+    info.location = lib
+    try:
+        _attach_pynumero()
+        from pyomo.contrib.pynumero.asl import AmplInterface
+
+        if not AmplInterface.available():
+            raise RuntimeError("AmplInterface.available() is False")
+    except Exception as exc:
+        info.fix = _FIX_LIBRARY
+        info.detail = f"PyNumero ASL library at {lib} does not load: {exc}"
+        return info
+    info.available = True
+    return info
+
+
+def _probe_executable(name: str, path: str | None, fix: str) -> SolverInfo:
+    info = SolverInfo(name=name, available=False, route="executable", location=path)
+    if not path:
+        info.fix = fix
+        info.detail = f"no {name} executable found"
+        return info
+    try:
+        out = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        info.fix = fix
+        info.detail = f"{path} does not run: {exc}"
+        return info
+    match = re.search(r"(\d+\.\d+(?:\.\d+)?)", out)
+    info.version = match.group(1) if match else out.strip()[:40]
+    info.available = True
+    return info
+
+
+def probe(name: str) -> SolverInfo:
+    """Availability, route, version and location of one solver name (never raises)."""
+    key = name.lower()
+    if key == "ipopt":
+        exe = _probe_executable("ipopt", ipopt_executable(), _FIX_EXECUTABLE)
+        if exe.available:
+            exe.linear_solver = "mumps (default; ma27/ma57 if built with HSL)"
+            return exe
+        lib = _probe_library()
+        lib.name = "ipopt"
+        if not lib.available:
+            lib.detail = f"{exe.detail}; {lib.detail}"
+        return lib
+    if key == "cyipopt":
+        return _probe_library()
+    if key == "ripopt":
+        try:
+            from pyomo_ripopt.ripopt_solver import _bundled_binary
+
+            path = _bundled_binary() or shutil.which("ripopt")
+        except ImportError:
+            path = shutil.which("ripopt")
+        info = _probe_executable("ripopt", path, "pip install pyomo-ripopt (part of `make setup`)")
+        if info.available:
+            info.linear_solver = "built-in (ripopt's own sparse LDL)"
+        return info
+    # Any other Pyomo solver name.
+    import pyomo.environ as pyo
+
+    try:
+        solver = pyo.SolverFactory(key)
+        ok = bool(solver.available(exception_flag=False))
+    except Exception as exc:  # Pyomo raises for unknown executables
+        return SolverInfo(name=key, available=False, fix=f"install the '{key}' solver", detail=str(exc))
+    version = None
+    if ok:
+        try:
+            version = ".".join(str(v) for v in solver.version())
+        except Exception:
+            version = None
+    path = None
+    try:
+        path = solver.executable()
+    except Exception:
+        pass
+    return SolverInfo(
+        name=key,
+        available=ok,
+        route="executable" if path else "pyomo-plugin",
+        version=version,
+        location=path,
+        fix=None if ok else f"install the '{key}' solver so that Pyomo's SolverFactory finds it",
+    )
+
+
+def probe_all() -> list[SolverInfo]:
+    """Probe every solver ``doctor`` reports on."""
+    return [probe(name) for name in KNOWN_NLP_SOLVERS]
+
+
+# --------------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------------
+
+_ITER_PATTERNS = (
+    re.compile(r"Number of Iterations\.*:\s*(\d+)"),
+    re.compile(r"^iterations:\s*(\d+)", re.M),
+)
+
+
+def parse_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Turn ``key=value`` strings into solver options, converting numbers."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise SolverUnavailable(f"solver option '{pair}' is not of the form key=value")
+        value: Any = raw.strip()
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        options[key.strip()] = value
+    return options
+
+
+def _is_ipopt_like(route_name: str) -> bool:
+    return route_name in ("ipopt", "cyipopt")
+
+
+def solve(
+    model: Any,
+    name: str = "ipopt",
+    options: Mapping[str, Any] | None = None,
+    tee: bool = False,
+) -> SolveStats:
+    """Solve a Pyomo model and load the solution; raise unless the solver reports an optimal point.
+
+    Raises :class:`SolverUnavailable` when the solver cannot be found and :class:`SolveFailed` on any
+    termination other than (locally) optimal: infeasible, iteration or time limit, numerical trouble.
+    """
+    import pyomo.environ as pyo
+    from pyomo.opt import TerminationCondition as TC
+
+    info = probe(name)
+    if not info.available:
+        raise SolverUnavailable(
+            f"solver '{name}' is not available ({info.detail or 'not found'}); fix: {info.fix}"
+        )
+    opts: dict[str, Any] = dict(options or {})
+    pyomo_name = name.lower()
+    if pyomo_name in ("ipopt", "cyipopt"):
+        opts = {**IPOPT_DEFAULTS, **opts}
+    if info.route == "library":
+        _attach_pynumero()
+        pyomo_name = "cyipopt"
+    elif pyomo_name == "ripopt":
+        import pyomo_ripopt  # noqa: F401  (registers the plugin)
+
+    t0 = time.perf_counter()
+    iterations: int | None = None
+    if pyomo_name == "cyipopt":
+        counter = {"n": 0}
+
+        def _count(*args: Any) -> bool:
+            # PyNumero passes (nlp, problem, alg_mod, iter_count, ...): keep the last iteration number.
+            counter["n"] = int(args[3])
+            return True
+
+        solver = pyo.SolverFactory("cyipopt", intermediate_callback=_count)
+        for key, value in opts.items():
+            solver.config.options[key] = value
+        try:
+            results = solver.solve(model, tee=tee, load_solutions=False)
+        except Exception as exc:
+            raise SolveFailed(f"{name}: the solver raised an error: {exc}") from exc
+        iterations = counter["n"]
+    else:
+        solver = pyo.SolverFactory(pyomo_name)
+        with tempfile.TemporaryDirectory(prefix="mpdopf-solver-") as tmp:
+            logfile = os.path.join(tmp, "solver.log")
+            try:
+                results = solver.solve(
+                    model, tee=tee, options=opts, logfile=logfile, load_solutions=False
+                )
+            except Exception as exc:
+                raise SolveFailed(f"{name}: the solver raised an error: {exc}") from exc
+            log = Path(logfile).read_text(errors="replace") if os.path.exists(logfile) else ""
+        for pattern in _ITER_PATTERNS:
+            found = pattern.search(log)
+            if found:
+                iterations = int(found.group(1))
+                break
+    solve_s = time.perf_counter() - t0
+
+    term = results.solver.termination_condition
+    message = str(results.solver.message or "").strip()
+    if term not in (TC.optimal, TC.locallyOptimal, TC.globallyOptimal):
+        raise SolveFailed(_failure_line(name, term, message, iterations))
+    model.solutions.load_from(results)
+    return SolveStats(
+        solver=name.lower(),
+        route=info.route or "",
+        termination=str(term),
+        iterations=iterations,
+        solve_s=solve_s,
+        message=message,
+        extra={"version": info.version},
+    )
+
+
+def _failure_line(name: str, term: Any, message: str, iterations: int | None) -> str:
+    kind = str(term)
+    if "infeasible" in kind.lower():
+        head = f"{name}: the problem is infeasible"
+    elif "maxIterations" in kind:
+        head = f"{name}: stopped at the iteration limit without converging"
+    elif "maxTime" in kind or "maxEvaluations" in kind:
+        head = f"{name}: stopped at a time or evaluation limit without converging"
+    else:
+        head = f"{name}: did not converge (termination '{kind}')"
+    tail = f" after {iterations} iterations" if iterations is not None else ""
+    return f"{head}{tail}; solver says: {message or kind}. No result was written."
+
+
+# --------------------------------------------------------------------------------------------------
+# Installing the library route
+# --------------------------------------------------------------------------------------------------
+
+
+def build_pynumero(quiet: bool = True) -> Path:
+    """Compile Pyomo's PyNumero ASL library against Debian's ASL into :data:`PYNUMERO_DIR`.
+
+    Installs ``libamplsolver-dev`` with apt-get when it is missing and we are root. Raises
+    :class:`SolverUnavailable` with the exact fix when a prerequisite cannot be installed.
+    """
+    import pyomo
+
+    if not (DEBIAN_ASL_INCLUDE / "asl_pfgh.h").is_file():
+        if os.geteuid() == 0 and shutil.which("apt-get"):
+            _run(["apt-get", "install", "-y", "-q", "libamplsolver-dev"], quiet, allow_update=True)
+        else:
+            raise SolverUnavailable(
+                "Debian's ASL headers are missing: run `sudo apt-get install libamplsolver-dev` "
+                "(or `make setup` as root), then `python -m mpdopf_pyomo install-solvers`"
+            )
+    for tool in ("cmake", "c++"):
+        if not shutil.which(tool):
+            raise SolverUnavailable(f"'{tool}' is needed to build PyNumero: apt-get install cmake g++")
+    src = Path(pyomo.__file__).parent / "contrib" / "pynumero" / "src"
+    with tempfile.TemporaryDirectory(prefix="pynumero-build-") as build:
+        _run(
+            [
+                "cmake",
+                str(src),
+                "-DCMAKE_BUILD_TYPE=Release",
+                f"-DASL_INCLUDE_DIR={DEBIAN_ASL_INCLUDE}",
+                f"-DASL_LIBRARY={DEBIAN_ASL_LIBRARY}",
+                f"-DCMAKE_INSTALL_PREFIX={build}/install",
+            ],
+            quiet,
+            cwd=build,
+        )
+        _run(["cmake", "--build", ".", "--parallel", "2"], quiet, cwd=build)
+        _run(["cmake", "--install", "."], quiet, cwd=build)
+        built = Path(build) / "install" / "lib" / "libpynumero_ASL.so"
+        PYNUMERO_DIR.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(built, PYNUMERO_LIB)
+    return PYNUMERO_LIB
+
+
+def _run(cmd: list[str], quiet: bool, cwd: str | None = None, allow_update: bool = False) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=quiet, text=True)
+    if proc.returncode != 0 and allow_update:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=quiet, text=True)
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=quiet, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:] if quiet else []
+        raise SolverUnavailable(f"`{' '.join(cmd)}` failed: {' | '.join(tail)}")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages the program relies on (None when missing)."""
+    names = ["pyomo", "idaes-pse", "numpy", "pandas", "opendssdirect.py", "dss-python", "matplotlib",
+             "click", "cyipopt-wheels", "pyomo-ripopt", "dask", "distributed"]
+    versions: dict[str, str | None] = {}
+    for pkg in names:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return versions
