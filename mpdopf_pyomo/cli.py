@@ -95,3 +95,24 @@ def install_solvers() -> None:
     click.echo(f"cyipopt (IPOPT {info.version}): {status}")
     if not info.available:
         sys.exit(3)
+
+
+@main.group("cases", invoke_without_command=True)
+@click.pass_context
+def cases(ctx: click.Context) -> None:
+    """List the bundled study cases, one line each; `cases show NAME|PATH` describes one."""
+    if ctx.invoked_subcommand is None:
+        from mpdopf_pyomo.case import list_cases
+
+        for name, description in list_cases():
+            click.echo(f"{name:<20} {description}")
+
+
+@cases.command("show")
+@click.argument("case")
+@click.option("--hours", type=int, default=None, help="Horizon in periods (default: the case's default_hours).")
+def cases_show(case: str, hours: int | None) -> None:
+    """Load CASE (a bundled name or a path to a .toml) and print its buses, branches, loads, DERs, areas."""
+    from mpdopf_pyomo.case import describe_case, load_case
+
+    click.echo(describe_case(load_case(case, hours)))
