@@ -293,9 +293,9 @@ def solve(
     if pyomo_name == "cyipopt":
         counter = {"n": 0}
 
-        def _count(*args: Any) -> bool:
-            # PyNumero passes (nlp, problem, alg_mod, iter_count, ...): keep the last iteration number.
-            counter["n"] = int(args[3])
+        def _count(nlp, problem, alg_mod, iter_count, obj, inf_pr, inf_du, mu, d_norm, reg, a_du, a_pr, ls):  # type: ignore[no-untyped-def]  # noqa: E501
+            # PyNumero's 13-argument callback (it inspects the signature): keep the last iteration number.
+            counter["n"] = int(iter_count)
             return True
 
         solver = pyo.SolverFactory("cyipopt", intermediate_callback=_count)
