@@ -116,3 +116,105 @@ def cases_show(case: str, hours: int | None) -> None:
     from mpdopf_pyomo.case import describe_case, load_case
 
     click.echo(describe_case(load_case(case, hours)))
+
+
+@main.command()
+@click.option("--case", "case_spec", required=True, help="Bundled case name (see `cases`) or path to a case .toml.")
+@click.option("--hours", type=click.IntRange(1, None), default=None, help="Horizon in periods (default: the case's).")
+@click.option("--algorithm", type=click.Choice(["central", "admm", "enapp"]), default="central", show_default=True)
+@click.option("--formulation", type=click.Choice(["exact", "socp", "linear"]), default="exact", show_default=True,
+              help="Branch-flow relation: exact, second-order-cone relaxation, or LinDistFlow.")
+@click.option("--solver", default="ipopt", show_default=True, help="Any NLP solver Pyomo can drive (see `doctor`).")
+@click.option("--solver-option", "solver_options", multiple=True, metavar="KEY=VALUE",
+              help="Passed to the solver; repeatable (e.g. max_iter=500).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default runs/<case>_<hours>h_<algorithm>).")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
+@click.option("--validate/--no-validate", default=True, show_default=True, help="Check the plan in OpenDSS.")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures.")
+@click.option("--tee", is_flag=True, help="Show the solver's own log.")
+@click.option("--executor", type=click.Choice(["serial", "processes", "dask"]), default=None,
+              help="Distributed runs: where area problems are solved (default serial).")
+@click.option("--scheduler", default=None, help="Dask scheduler address to join (with --executor dask).")
+@click.option("--areas", "n_areas", type=click.IntRange(2, None), default=None,
+              help="Distributed runs: partition the feeder automatically into N areas instead of the case's.")
+@click.option("--rho", type=float, default=None, help="ADMM penalty (default: adaptive).")
+@click.option("--tol", type=float, default=None, help="Distributed stopping tolerance on the residuals, pu.")
+@click.option("--max-iter", "max_iter", type=click.IntRange(1, None), default=None,
+              help="Distributed iteration cap.")
+@click.option("--keep-last", is_flag=True, help="Distributed runs: keep the last iterate when the cap is reached.")
+def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, solver: str,
+          solver_options: tuple[str, ...], out_dir: str | None, as_json: bool, validate: bool, plots: bool,
+          tee: bool, executor: str | None, scheduler: str | None, n_areas: int | None, rho: float | None,
+          tol: float | None, max_iter: int | None, keep_last: bool) -> None:
+    """Plan batteries and PV reactive power over the horizon at least energy cost; write results."""
+    import time
+
+    from mpdopf_pyomo import _START
+    from mpdopf_pyomo.case import load_case
+    from mpdopf_pyomo.solve import solve_case
+    from mpdopf_pyomo.solvers import parse_options
+
+    def progress(msg: str) -> None:
+        if not as_json:
+            click.echo(f"[{time.perf_counter() - _START:6.2f} s] {msg}", err=True)
+
+    options = parse_options(solver_options)
+    case = load_case(case_spec, hours)
+    distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_areas=n_areas, rho=rho,
+                                         tol=tol, max_iter=max_iter, keep_last=keep_last or None).items()
+                   if v is not None}
+    results = solve_case(case, algorithm, formulation, solver, options, tee=tee, progress=progress,
+                         **distributed)
+    results.summary["case_file"] = str(case.source)
+    if validate:
+        from mpdopf_pyomo.validation import attach_validation
+
+        progress("validating every hour in OpenDSS")
+        attach_validation(case, results)
+    figures = {}
+    if plots:
+        from mpdopf_pyomo.plots import figures as make_figures
+
+        progress("drawing figures")
+        figures = make_figures(case, results)
+    out = out_dir or f"runs/{case.name}_{case.hours}h_{algorithm}"
+    progress(f"writing {out}")
+    results.summary["timings"]["total_s"] = time.perf_counter() - _START
+    folder = results.save(out, figures)
+    if as_json:
+        click.echo(json.dumps(json.loads((folder / "summary.json").read_text()), indent=2))
+    else:
+        click.echo(format_summary(results.summary, folder))
+
+
+def format_summary(s: dict[str, Any], folder: Any) -> str:
+    """The short terminal summary of a run."""
+    t = s["timings"]
+    lines = [
+        f"{s['case']}  {s['hours']} h  {s['algorithm']}  {s['formulation']}  solver {s['solver']} "
+        f"({s.get('solver_route', '')}, {s['solver_stats'].get('iterations')} iterations)",
+        f"  objective        {s['objective_usd']:.4f} USD   (energy {s['energy_cost_usd']:.4f} USD)",
+        f"  substation       {s['substation_energy_kwh']:.1f} kWh, peak {s['substation_peak_kw']:.1f} kW",
+        f"  losses           {s['losses_kwh']:.2f} kWh",
+        f"  PV               {s['pv_energy_kwh']:.1f} kWh, reactive {s['pv_reactive_kvarh']:.1f} kvarh",
+        f"  batteries        charge {s['battery_charge_kwh']:.1f} kWh, discharge {s['battery_discharge_kwh']:.1f} kWh",
+        f"  voltage          {s['v_min_pu']:.4f} .. {s['v_max_pu']:.4f} pu",
+    ]
+    if "distributed" in s:
+        d = s["distributed"]
+        lines.append(
+            f"  distributed      {d['iterations']} iterations, primal {d['primal_residual']:.2e}, "
+            f"dual {d['dual_residual']:.2e}, {d['exchanged_per_iteration']} values exchanged per iteration"
+        )
+    if "validation" in s:
+        v = s["validation"]
+        lines.append(
+            f"  OpenDSS check    max |dV| {v['max_abs_dv_pu']:.2e} pu, max |dP_sub| {v['max_abs_dp_sub_kw']:.3f} kW, "
+            f"max |dQ_sub| {v['max_abs_dq_sub_kvar']:.3f} kvar"
+        )
+    lines.append(
+        f"  timings          build {t['build_s']:.2f} s, solve {t['solve_s']:.2f} s, total {t['total_s']:.2f} s"
+    )
+    lines.append(f"  written to       {folder}")
+    return "\n".join(lines)

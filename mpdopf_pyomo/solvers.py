@@ -108,8 +108,23 @@ def pynumero_library() -> str | None:
     return find_library("pynumero_ASL")
 
 
+def _skip_scipy_extras() -> None:
+    """Keep Pyomo from importing scipy.stats, .integrate and .spatial when cyipopt imports scipy.
+
+    Pyomo registers a callback that runs on the first ``import scipy`` and pulls in those subpackages
+    (0.5 s on the reference machine, a quarter of a 5-hour solve); PyNumero needs only scipy.sparse.
+    The callback is a private attribute: if Pyomo renames it, this does nothing and only speed is lost.
+    """
+    import pyomo.common.dependencies as deps
+
+    indicator = getattr(deps, "scipy_available", None)
+    if getattr(indicator, "_module", True) is None and hasattr(indicator, "_callback"):
+        indicator._callback = None
+
+
 def _attach_pynumero() -> str | None:
     """Point PyNumero at the ASL library; return its path (None when absent)."""
+    _skip_scipy_extras()
     lib = pynumero_library()
     if lib:
         from pyomo.contrib.pynumero.asl import AmplInterface
@@ -120,6 +135,7 @@ def _attach_pynumero() -> str | None:
 
 def _probe_library() -> SolverInfo:
     info = SolverInfo(name="cyipopt", available=False, route="library", linear_solver="mumps")
+    _skip_scipy_extras()
     try:
         import cyipopt  # noqa: F401  (the module of cyipopt-wheels)
     except Exception as exc:  # ImportError or a broken shared library

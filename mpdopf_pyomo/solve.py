@@ -1,0 +1,82 @@
+"""The solve pipeline as a Python API: case -> model(s) -> solver -> Results (validation and plots apart).
+
+``solve_case`` is what ``python -m mpdopf_pyomo solve`` calls; tutorials and tests call it too.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping
+
+import pyomo.environ as pyo
+
+from mpdopf_pyomo import problem, solvers
+from mpdopf_pyomo.case import Case
+from mpdopf_pyomo.errors import CaseError
+from mpdopf_pyomo.results import Results
+
+ALGORITHMS = ("central", "admm", "enapp")
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def solve_central(
+    case: Case,
+    formulation: str = "exact",
+    solver: str = "ipopt",
+    options: Mapping[str, Any] | None = None,
+    tee: bool = False,
+    progress: Progress = _quiet,
+) -> Results:
+    """Solve the whole feeder over the horizon as one NLP, from a LinDistFlow starting point."""
+    t0 = time.perf_counter()
+    progress(f"building the {formulation} model: {len(case.buses)} buses x {case.hours} h")
+    m = problem.build_model(case, formulation)
+    problem.initialize(m, problem.flat_start(case))
+    build_s = time.perf_counter() - t0
+    progress(f"solving with {solver}")
+    stats = solvers.solve(m, solver, options, tee=tee)
+    progress(f"{solver} ({stats.route}) converged in {stats.iterations} iterations, {stats.solve_s:.2f} s")
+    n_vars = sum(1 for v in m.component_data_objects(pyo.Var, active=True) if not v.fixed)
+    n_cons = sum(1 for _ in m.component_data_objects(pyo.Constraint, active=True))
+    return Results.from_models(
+        case,
+        [m],
+        algorithm="central",
+        formulation=formulation,
+        solver=stats.solver,
+        solver_route=stats.route,
+        solver_version=stats.extra.get("version"),
+        solver_stats={"iterations": stats.iterations, "termination": stats.termination,
+                      "variables": n_vars, "constraints": n_cons},
+        timings={"build_s": build_s, "solve_s": stats.solve_s},
+    )
+
+
+def solve_case(
+    case: Case,
+    algorithm: str = "central",
+    formulation: str = "exact",
+    solver: str = "ipopt",
+    options: Mapping[str, Any] | None = None,
+    tee: bool = False,
+    progress: Progress = _quiet,
+    **distributed: Any,
+) -> Results:
+    """Solve a loaded case centrally or distributed; ``distributed`` keywords go to the decomposition."""
+    if algorithm == "central":
+        if distributed:
+            raise CaseError(f"options {sorted(distributed)} apply only to distributed algorithms")
+        return solve_central(case, formulation, solver, options, tee, progress)
+    if algorithm in ("admm", "enapp"):
+        from mpdopf_pyomo.decomposition import solve_distributed
+
+        return solve_distributed(
+            case, algorithm=algorithm, formulation=formulation, solver=solver, options=options,
+            progress=progress, **distributed,
+        )
+    raise CaseError(f"unknown algorithm '{algorithm}'; choose one of {', '.join(ALGORITHMS)}")
+
