@@ -1,0 +1,430 @@
+"""Validation: push a solved plan into an OpenDSS power flow, hour by hour, and measure the mismatch.
+
+For each hour t of the plan:
+
+1. the case's OpenDSS model (compiled ONCE per validation, with an absolute path, exceptions on and without
+   letting OpenDSS change the working directory: :func:`mpdopf_pyomo.network.compile_model`) gets its loads
+   scaled by the hour's ``load_mult`` through the global load multiplier (``Solution.LoadMult``: it scales
+   the kW and kvar of every model=1 load, exactly what the optimisation does with p_L and q_L);
+2. every PV and every battery of the plan is an element that injects exactly the planned three-phase P and Q
+   (element choice below); PV P and Q come from ``results.pv``, battery P = discharge - charge and Q from
+   ``results.battery`` -- the plan's own numbers, never recomputed from the case;
+3. the source (the model's one ``Vsource``, a stiff source of 1e-8 ohm) is set to ``settings.v_sub_pu``;
+4. OpenDSS solves the snapshot power flow (tolerance 1e-10 from the model, at most 100 iterations);
+5. we compare every bus voltage magnitude (the mean of the three phase magnitudes, pu), the substation P and
+   Q (``Circuit.TotalPower``) and the total losses (``Circuit.Losses``) with the optimisation's.
+
+Element choice for PVs and batteries -- ``Generator`` with ``model=1`` (constant kW, constant kvar),
+``vminpu=0.5``, ``vmaxpu=1.5``, one per device, named ``mpdopf_pv_<bus>`` / ``mpdopf_bat_<bus>``:
+
+* a model=1 Generator injects exactly its kW and kvar at any voltage between vminpu and vmaxpu (it turns
+  into a constant impedance only outside that band; 0.5..1.5 pu covers every plan the optimisation can
+  produce, whose voltage limits are inside 0.95..1.05 pu). Negative kW (a charging battery) and negative
+  kvar are accepted and held exactly as well;
+* it is not scaled by the load multiplier (only by ``GenMult``, which stays at 1: we never change it, the
+  model's fixed capacitor injections are model=1 Generators too);
+* an OpenDSS ``Storage`` element was rejected: it runs its own dispatch logic (charge/discharge efficiencies
+  applied to the terminal power, %reserve, idling losses, kW limits from its kVA and %stored), so it would not
+  hold exactly the P and Q of the plan, which already accounts for conversion losses in its energy balance;
+* a ``Load`` with ``status=fixed`` and negative kW would also work; a Generator keeps the sign convention
+  (positive = injection) of the plan.
+
+One trap, handled here: OpenDSS's Generator kW setter recomputes kvar from the element's last power factor,
+so kW is always set before kvar. After every solve the P and Q each device element actually exchanged are
+read back and compared with the plan; a difference above 1e-6 kW/kvar raises :class:`ValidationFailed`
+instead of reporting a mismatch that the element, not the plan, caused. The validation elements exist only
+in OpenDSS's memory for the duration of the check (the model files are never written, and
+:func:`mpdopf_pyomo.network.read_network` compiles afresh, so it never sees them).
+
+Tolerances (defaults, :data:`TOL_V_PU`, :data:`TOL_REL_P_SUB`): the exact formulation and OpenDSS solve the
+same balanced network (same series impedances, no shunts, constant-power loads, fixed capacitor injections,
+stiff source), so they agree to solver tolerance, about 1e-7 pu. The check passes when in every hour
+max |dV| <= 1e-4 pu and |dP_sub| <= 0.1 % of |P_sub| (of OpenDSS's substation power, floored at 1 % of the
+case's power base so that an hour with P_sub near zero does not demand an absurd absolute accuracy). A
+failed check is a report, not an error: ``passed`` is false in the summary and the terminal line says
+MISMATCH, but the solve still succeeds -- relaxed (``socp``) and ``linear`` plans are legitimately far from
+the physics and the check measures how far. Errors (OpenDSS cannot run, does not converge, a bus or device
+of the plan is not in the model) raise :class:`ValidationFailed` (exit code 5) or :class:`CaseError`.
+
+Signs: every ``d*`` is OpenDSS minus optimisation.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from mpdopf_pyomo.case import Case
+from mpdopf_pyomo.errors import CaseError, ValidationFailed
+from mpdopf_pyomo.results import Results
+
+#: Largest accepted bus-voltage mismatch, pu.
+TOL_V_PU = 1e-4
+#: Largest accepted substation P mismatch as a fraction of |P_sub| (0.1 %).
+TOL_REL_P_SUB = 1e-3
+#: Floor of the denominator of the relative P mismatch, as a fraction of the case's power base.
+P_SUB_FLOOR_OF_BASE = 0.01
+#: Largest accepted difference between a device element's power in OpenDSS and the plan (kW, kvar).
+_ELEMENT_TOL = 1e-6
+#: OpenDSS iteration cap per hour (the model sets Tolerance=1e-10; about 7 iterations are needed).
+_MAX_ITER = 100
+_PREFIX = "mpdopf_"
+
+
+@dataclass
+class Validation:
+    """Result of :func:`validate`.
+
+    * ``summary``: overall figures (what goes into ``summary.json['validation']``).
+    * ``by_hour``: index ``t``; per hour: ``load_mult``; ``max_abs_dv_pu`` and ``worst_bus``; substation
+      power of the plan and of OpenDSS ``p_opt_kw``, ``p_opendss_kw``, ``q_opt_kvar``, ``q_opendss_kvar``,
+      their differences ``dp_sub_kw``, ``dq_sub_kvar`` and ``rel_dp_sub`` (|dp_sub_kw| / max(|P_sub|,
+      1 % of the power base)); total losses ``loss_opt_kw``, ``loss_opendss_kw``, ``dloss_kw``;
+      ``v_min_opendss_pu``, ``v_max_opendss_pu``; OpenDSS ``iterations``; ``passed``.
+    * ``voltages``: index bus, one column per hour, OpenDSS voltage magnitude in pu (layout of
+      ``Results.voltages``).
+    """
+
+    summary: dict[str, Any]
+    by_hour: pd.DataFrame
+    voltages: pd.DataFrame
+
+
+def engine_version() -> str:
+    """The OpenDSS engine's version line (DSS C-API and the OpenDSS revision it is based on)."""
+    import opendssdirect as dss
+
+    import re
+
+    text = dss.Basic.Version()
+    capi = re.search(r"DSS C-API Library version (\S+)", text)
+    svn = re.search(r"based on OpenDSS SVN (\S+)", text)
+    odd = re.search(r"OpenDSSDirect.py version: (\S+)", text)
+    if not (capi and svn):
+        return " ".join(text.split("\n")[0].split())
+    out = f"OpenDSS SVN {svn.group(1)} (DSS C-API {capi.group(1)})"
+    return out + (f", OpenDSSDirect.py {odd.group(1)}" if odd else "")
+
+
+def _msg(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _devices(results: Results) -> pd.DataFrame:
+    """Device injections of the plan: rows (kind, bus, t) -> p_kw, q_kvar (three-phase, injection positive)."""
+    frames = []
+    pv = results.pv
+    if len(pv):
+        frames.append(
+            pd.DataFrame({"kind": "pv", "bus": pv.index.get_level_values(0).astype(str),
+                          "t": pv.index.get_level_values(1).astype(int),
+                          "p_kw": pv["p_kw"].to_numpy(float), "q_kvar": pv["q_kvar"].to_numpy(float)})
+        )
+    bat = results.battery
+    if len(bat):
+        frames.append(
+            pd.DataFrame({"kind": "bat", "bus": bat.index.get_level_values(0).astype(str),
+                          "t": bat.index.get_level_values(1).astype(int),
+                          "p_kw": (bat["discharge_kw"] - bat["charge_kw"]).to_numpy(float),
+                          "q_kvar": bat["q_kvar"].to_numpy(float)})
+        )
+    if not frames:
+        return pd.DataFrame(columns=["kind", "bus", "t", "p_kw", "q_kvar"])
+    out = pd.concat(frames, ignore_index=True)
+    out["bus"] = out["bus"].str.lower()
+    if not np.isfinite(out[["p_kw", "q_kvar"]].to_numpy()).all():
+        raise ValidationFailed("the plan has non-finite PV or battery powers; nothing to validate")
+    return out
+
+
+def _hours(case: Case, results: Results) -> list[int]:
+    """The plan's hours, checked against the case's profile (same horizon, same load multipliers)."""
+    hours = [int(t) for t in results.substation.index]
+    if hours != [int(t) for t in case.profile.index]:
+        raise CaseError(
+            f"{case.source}: the plan covers hours {hours[0]}..{hours[-1]} but the case, loaded for "
+            f"{case.hours} h, covers {case.profile.index[0]}..{case.profile.index[-1]}"
+        )
+    if "load_mult" in results.substation:
+        plan_lm = results.substation["load_mult"].to_numpy(float)
+        case_lm = case.profile["load_mult"].to_numpy(float)
+        if not np.allclose(plan_lm, case_lm, rtol=0, atol=1e-9):
+            raise CaseError(
+                f"{case.source}: the case's load multipliers differ from the plan's (the case file changed "
+                "since the run?); cannot validate the plan against it"
+            )
+    return hours
+
+
+def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
+             tol_rel_p_sub: float = TOL_REL_P_SUB) -> Validation:
+    """Run the plan in ``results`` through OpenDSS hour by hour on ``case``'s network model; compare."""
+    from mpdopf_pyomo.network import _dss, compile_model
+
+    t_start = time.perf_counter()
+    hours = _hours(case, results)
+    devices = _devices(results)
+    model = Path(case.network_model)
+    compile_model(model)  # CaseError with a clear message if OpenDSS cannot compile it
+    dss = _dss()
+    where = f"{model}"
+
+    # --- the circuit as compiled: source, buses, generators -------------------------------------------
+    try:
+        if dss.Vsources.Count() != 1:
+            raise ValidationFailed(f"{where}: validation needs exactly one Vsource, found {dss.Vsources.Count()}")
+        dss.Vsources.First()
+        source = dss.Vsources.Name()
+        dss.Vsources.PU(case.settings.v_sub_pu)
+        gen_mult = dss.Solution.GenMult()
+        if abs(gen_mult - 1.0) > 1e-12:
+            raise ValidationFailed(f"{where}: the model sets GenMult={gen_mult:g}; validation needs GenMult=1")
+        dss.Text.Command("Set Mode=Snapshot")
+        dss.Text.Command("Set ControlMode=OFF")
+        dss.Solution.MaxIterations(_MAX_ITER)
+        bus_names = [b.lower() for b in dss.Circuit.AllBusNames()]
+        node_bus = [n.split(".", 1)[0].lower() for n in dss.Circuit.AllNodeNames()]
+    except ValidationFailed:
+        raise
+    except Exception as exc:
+        raise ValidationFailed(f"{where}: OpenDSS could not prepare the validation circuit: {_msg(exc)}") from None
+
+    bus_pos = {b: i for i, b in enumerate(bus_names)}
+    node_idx = np.array([bus_pos[b] for b in node_bus])
+    node_count = np.bincount(node_idx, minlength=len(bus_names))
+
+    opt_v = results.voltages
+    opt_buses = [str(b).lower() for b in opt_v.index]
+    missing = [b for b in opt_buses if b not in bus_pos]
+    if missing:
+        raise CaseError(f"{where}: plan bus(es) not in the network model: {', '.join(missing[:8])}")
+    bus_rows = np.array([bus_pos[b] for b in opt_buses])
+
+    # --- one Generator per device ----------------------------------------------------------------------
+    kv = case.bases.v_kv_ll
+    elements: dict[tuple[str, str], str] = {}
+    for kind, bus in devices[["kind", "bus"]].drop_duplicates().itertuples(index=False):
+        if bus not in bus_pos:
+            raise CaseError(f"{where}: {'PV' if kind == 'pv' else 'battery'} bus {bus} is not in the network model")
+        name = f"{_PREFIX}{kind}_{bus}"
+        try:
+            dss.Text.Command(
+                f"New Generator.{name} bus1={bus} phases=3 kV={kv:.12g} kW=0 kvar=0 model=1 "
+                "vminpu=0.5 vmaxpu=1.5"
+            )
+        except Exception as exc:
+            raise ValidationFailed(f"{where}: OpenDSS could not add Generator.{name}: {_msg(exc)}") from None
+        elements[kind, bus] = name
+    by_t = {t: g for t, g in devices.groupby("t")}
+
+    # --- per hour -----------------------------------------------------------------------------------
+    opt_sub = results.substation
+    opt_loss = results.branches.groupby(level="t")["loss_kw"].sum() if len(results.branches) else None
+    floor_kw = P_SUB_FLOOR_OF_BASE * case.bases.s_kva
+    v_dss = np.empty((len(opt_buses), len(hours)))
+    rows = []
+    for k, t in enumerate(hours):
+        lm = float(case.profile.at[t, "load_mult"])
+        try:
+            dss.Solution.LoadMult(lm)
+            hour_devices = by_t.get(t)
+            if hour_devices is not None:
+                for kind, bus, p, q in hour_devices[["kind", "bus", "p_kw", "q_kvar"]].itertuples(index=False):
+                    dss.Generators.Name(elements[kind, bus])
+                    dss.Generators.kW(float(p))  # kW first: the kW setter resets kvar from the last PF
+                    dss.Generators.kvar(float(q))
+            dss.Solution.Solve()
+        except Exception as exc:
+            raise ValidationFailed(f"OpenDSS power flow of hour {t} failed: {_msg(exc)}") from None
+        if not dss.Solution.Converged():
+            raise ValidationFailed(
+                f"OpenDSS power flow of hour {t} did not converge in {dss.Solution.Iterations()} iterations"
+            )
+        # device elements must hold the plan exactly (element powers: positive = absorbed)
+        if hour_devices is not None:
+            for kind, bus, p, q in hour_devices[["kind", "bus", "p_kw", "q_kvar"]].itertuples(index=False):
+                dss.Circuit.SetActiveElement(f"Generator.{elements[kind, bus]}")
+                pw = dss.CktElement.Powers()
+                p_el = -sum(pw[0:6:2])
+                q_el = -sum(pw[1:6:2])
+                if abs(p_el - p) > _ELEMENT_TOL * max(1.0, abs(p)) or abs(q_el - q) > _ELEMENT_TOL * max(1.0, abs(q)):
+                    raise ValidationFailed(
+                        f"hour {t}: Generator.{elements[kind, bus]} injects {p_el:.6f} kW + {q_el:.6f} kvar, "
+                        f"not the planned {p:.6f} kW + {q:.6f} kvar (a bus voltage outside 0.5..1.5 pu?)"
+                    )
+        mag = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)
+        v_bus = np.bincount(node_idx, weights=mag, minlength=len(bus_names)) / np.maximum(node_count, 1)
+        v_dss[:, k] = v_bus[bus_rows]
+        p_src, q_src = dss.Circuit.TotalPower()
+        p_dss, q_dss = -float(p_src), -float(q_src)
+        loss_dss = float(dss.Circuit.Losses()[0]) / 1000.0
+        p_opt = float(opt_sub.at[t, "p_kw"])
+        q_opt = float(opt_sub.at[t, "q_kvar"])
+        loss_opt = float(opt_loss.loc[t]) if opt_loss is not None and t in opt_loss.index else 0.0
+        dv = v_dss[:, k] - opt_v[t].to_numpy(float)
+        worst = int(np.argmax(np.abs(dv)))
+        rows.append({
+            "t": t,
+            "load_mult": lm,
+            "max_abs_dv_pu": float(np.abs(dv[worst])),
+            "worst_bus": opt_buses[worst],
+            "p_opt_kw": p_opt,
+            "p_opendss_kw": p_dss,
+            "dp_sub_kw": p_dss - p_opt,
+            "rel_dp_sub": abs(p_dss - p_opt) / max(abs(p_dss), floor_kw),
+            "q_opt_kvar": q_opt,
+            "q_opendss_kvar": q_dss,
+            "dq_sub_kvar": q_dss - q_opt,
+            "loss_opt_kw": loss_opt,
+            "loss_opendss_kw": loss_dss,
+            "dloss_kw": loss_dss - loss_opt,
+            "v_min_opendss_pu": float(v_dss[:, k].min()),
+            "v_max_opendss_pu": float(v_dss[:, k].max()),
+            "iterations": int(dss.Solution.Iterations()),
+        })
+    by_hour = pd.DataFrame(rows).set_index("t")
+    voltages = pd.DataFrame(v_dss, index=pd.Index(opt_buses, name="bus"), columns=hours)
+
+    hour_ok = (by_hour["max_abs_dv_pu"] <= tol_v_pu) & (by_hour["rel_dp_sub"] <= tol_rel_p_sub)
+    by_hour["passed"] = hour_ok
+    worst_t = int(by_hour["max_abs_dv_pu"].idxmax())
+    summary = {
+        "max_abs_dv_pu": float(by_hour["max_abs_dv_pu"].max()),
+        "max_abs_dp_sub_kw": float(by_hour["dp_sub_kw"].abs().max()),
+        "max_abs_dq_sub_kvar": float(by_hour["dq_sub_kvar"].abs().max()),
+        "max_abs_dloss_kw": float(by_hour["dloss_kw"].abs().max()),
+        "max_rel_dp_sub": float(by_hour["rel_dp_sub"].max()),
+        "worst_hour": worst_t,
+        "worst_bus": str(by_hour.at[worst_t, "worst_bus"]),
+        "tolerance_pu": tol_v_pu,
+        "tolerance_rel_p_sub": tol_rel_p_sub,
+        "passed": bool(hour_ok.all()),
+        "hours_failed": [int(t) for t in by_hour.index[~hour_ok]],
+        "by_hour": [
+            {"t": int(t), "max_abs_dv_pu": float(r.max_abs_dv_pu), "dp_sub_kw": float(r.dp_sub_kw),
+             "dq_sub_kvar": float(r.dq_sub_kvar), "dloss_kw": float(r.dloss_kw), "rel_dp_sub": float(r.rel_dp_sub)}
+            for t, r in by_hour.iterrows()
+        ],
+        "engine": engine_version(),
+        "network_model": str(model),
+        "source": f"Vsource.{source} at {case.settings.v_sub_pu:g} pu",
+        "elements": "PV and battery: Generator model=1 (constant P and Q), vminpu=0.5, vmaxpu=1.5",
+        "sign": "d = OpenDSS - optimisation",
+        "time_s": time.perf_counter() - t_start,
+    }
+    return Validation(summary, by_hour, voltages)
+
+
+def attach_validation(case: Case, results: Results) -> None:
+    """Validate ``results`` and store the summary and the two tables in it (see module docstring)."""
+    val = validate(case, results)
+    results.summary["validation"] = val.summary
+    results.extra_tables["validation_by_hour"] = val.by_hour
+    results.extra_tables["validation_voltages"] = val.voltages
+
+
+def format_validation(v: dict[str, Any]) -> list[str]:
+    """Terminal lines of a validation summary: the overall line, then one line per hour."""
+    verdict = "passed" if v.get("passed") else "MISMATCH above tolerance"
+    tol = v.get("tolerance_pu", TOL_V_PU)
+    tol_p = v.get("tolerance_rel_p_sub", TOL_REL_P_SUB)
+    lines = [
+        f"  OpenDSS check    max |dV| {v['max_abs_dv_pu']:.2e} pu, max |dP_sub| {v['max_abs_dp_sub_kw']:.4f} kW "
+        f"({100 * v.get('max_rel_dp_sub', float('nan')):.4f} %), max |dQ_sub| {v['max_abs_dq_sub_kvar']:.4f} kvar, "
+        f"max |dLoss| {v.get('max_abs_dloss_kw', float('nan')):.4f} kW: {verdict} "
+        f"(|dV| <= {tol:g} pu, |dP_sub| <= {100 * tol_p:g} %)"
+    ]
+    for h in v.get("by_hour", []):
+        mark = "" if (h['max_abs_dv_pu'] <= tol and h['rel_dp_sub'] <= tol_p) else "  <-- above tolerance"
+        lines.append(
+            f"    hour {h['t']:>2}        |dV| {h['max_abs_dv_pu']:.2e} pu, dP_sub {h['dp_sub_kw']:+.4f} kW "
+            f"({100 * h['rel_dp_sub']:.4f} %), dQ_sub {h['dq_sub_kvar']:+.4f} kvar, dLoss {h['dloss_kw']:+.4f} kW{mark}"
+        )
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------------
+# Re-validating a saved folder (the `validate DIR` command)
+# ------------------------------------------------------------------------------------------------------
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then rename the temporary file over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_saved(folder: str | Path) -> tuple[Case, Results]:
+    """Read a saved results folder and load the case it was solved on (same file, same horizon)."""
+    from mpdopf_pyomo.case import load_case
+    from mpdopf_pyomo.errors import MpdopfError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CaseError(f"{folder}: no such results folder")
+    try:
+        results = Results.load(folder)
+    except MpdopfError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CaseError(f"{folder}: not a readable results folder: {_msg(exc)}") from None
+    s = results.summary
+    if not isinstance(s, dict) or "case_file" not in s or "hours" not in s:
+        raise CaseError(f"{folder}/summary.json: no case_file/hours; cannot tell which case the plan is for")
+    case = load_case(s["case_file"], int(s["hours"]))
+    return case, results
+
+
+def revalidate_folder(folder: str | Path, figures: bool = False,
+                      warn: Callable[[str], None] | None = None) -> Results:
+    """Validate the plan saved in ``folder`` again and rewrite only what validation owns.
+
+    Rewrites (each file atomically: temporary file, then rename) ``validation_by_hour.csv``,
+    ``validation_voltages.csv`` and the ``validation`` entry of ``summary.json`` (last); with ``figures``,
+    also redraws the figures (``mpdopf_pyomo.plots``) over the old PNGs. Everything else in the folder --
+    the plan's tables, other figures -- is left as it is (``Results.save`` would replace the folder
+    wholesale and drop figures it was not given). Nothing is written unless the check and the figures
+    were computed without error.
+    """
+    import json
+
+    from mpdopf_pyomo.results import _jsonable
+
+    folder = Path(folder)
+    case, results = load_saved(folder)
+    attach_validation(case, results)
+    figs: dict[str, Any] = {}
+    if figures:
+        try:
+            from mpdopf_pyomo.plots import figures as make_figures
+        except ModuleNotFoundError as exc:
+            if exc.name != "mpdopf_pyomo.plots":
+                raise
+            if warn:
+                warn("figures not redrawn: this installation has no plotting module")
+        else:
+            figs = make_figures(case, results)
+    summary_file = folder / "summary.json"
+    on_disk = json.loads(summary_file.read_text())
+    on_disk["validation"] = results.summary["validation"]
+    text = json.dumps(_jsonable(on_disk), indent=2) + "\n"
+    for name in ("validation_by_hour", "validation_voltages"):
+        table = results.extra_tables[name]
+        _write_atomic(folder / f"{name}.csv", lambda p, table=table: table.to_csv(p))
+    for name, fig in figs.items():
+        _write_atomic(folder / f"{name}.png",
+                      lambda p, fig=fig: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+    _write_atomic(summary_file, lambda p: p.write_text(text))
+    return results
