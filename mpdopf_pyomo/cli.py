@@ -188,6 +188,32 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
         click.echo(format_summary(results.summary, folder))
 
 
+@main.command("validate")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--plots/--no-plots", default=True, show_default=True,
+              help="Redraw the figures (PNG) in FOLDER after the check.")
+@click.option("--strict", is_flag=True, help="Exit with code 1 when the mismatch is above tolerance.")
+@click.option("--json", "as_json", is_flag=True, help="Print the validation summary as JSON.")
+def validate_cmd(folder: str, plots: bool, strict: bool, as_json: bool) -> None:
+    """Check the plan saved in FOLDER in OpenDSS again; rewrite its validation CSVs and summary entry."""
+    from mpdopf_pyomo.validation import format_validation, revalidate_folder
+
+    results = revalidate_folder(folder, figures=plots, warn=lambda m: click.echo(f"note: {m}", err=True))
+    v = results.summary["validation"]
+    if as_json:
+        from mpdopf_pyomo.results import _jsonable
+
+        click.echo(json.dumps(_jsonable(v), indent=2))
+    else:
+        s = results.summary
+        click.echo(f"{s.get('case')}  {s.get('hours')} h  {s.get('algorithm')}  {s.get('formulation')}  "
+                   f"(engine: {v['engine']}; {v['time_s']:.3f} s)")
+        click.echo("\n".join(format_validation(v)))
+        click.echo(f"  written to       {folder}")
+    if strict and not v["passed"]:
+        sys.exit(1)
+
+
 def format_summary(s: dict[str, Any], folder: Any) -> str:
     """The short terminal summary of a run."""
     t = s["timings"]
@@ -208,11 +234,9 @@ def format_summary(s: dict[str, Any], folder: Any) -> str:
             f"dual {d['dual_residual']:.2e}, {d['exchanged_per_iteration']} values exchanged per iteration"
         )
     if "validation" in s:
-        v = s["validation"]
-        lines.append(
-            f"  OpenDSS check    max |dV| {v['max_abs_dv_pu']:.2e} pu, max |dP_sub| {v['max_abs_dp_sub_kw']:.3f} kW, "
-            f"max |dQ_sub| {v['max_abs_dq_sub_kvar']:.3f} kvar"
-        )
+        from mpdopf_pyomo.validation import format_validation
+
+        lines += format_validation(s["validation"])
     lines.append(
         f"  timings          build {t['build_s']:.2f} s, solve {t['solve_s']:.2f} s, total {t['total_s']:.2f} s"
     )
