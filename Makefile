@@ -8,13 +8,13 @@ STAMP  := $(VENV)/.setup-done
 
 setup: $(STAMP)
 
-# Re-run setup when the dependencies change. Steps: venv, packages (with dev extras), the IPOPT library
+# Re-run setup when the dependencies change. Steps: venv, packages (with dev and docs extras), the IPOPT library
 # route (Debian's ASL + PyNumero, compiled here), an optional try of IDAES' binary download (fails fast
 # offline), and a record of what was installed.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,docs]'
 	$(PY) -m mpdopf_pyomo install-solvers
 	@# Users with internet get IDAES' ipopt executable this way; offline it fails fast (exit code is not
 	@# reliable, so `doctor` below says which route is actually in use).
@@ -28,6 +28,18 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The documentation (docs/mkdocs.yml, sources in docs/src): run the tutorials (docs/tutorials/*.py) so the
+# pages show this run's code, output and figures, then build the site into site/ with warnings as errors.
+docs: setup
+	$(PY) docs/run_tutorials.py
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -f docs/mkdocs.yml
+
+# Speed of `solve --case ieee123` for T = 1, 5, 12, 24 h in fresh processes: tables in bench/results/
+# (Markdown and CSV, gitignored) and on stdout. `$(PY) -m mpdopf_pyomo.benchmark --profile 24` breaks one
+# run down by stage.
+bench: setup
+	$(PY) -m mpdopf_pyomo.benchmark --out bench/results
 
 doctor: setup
 	$(PY) -m mpdopf_pyomo doctor

@@ -13,12 +13,14 @@ Only the area holding the substation pays for energy, so the area objectives add
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
+from pyomo.common.gc_manager import PauseGC
 
 from mpdopf_pyomo.blocks.battery import declare_battery
 from mpdopf_pyomo.blocks.branch_flow import FORMULATIONS, declare_branch_flow
@@ -67,6 +69,22 @@ def area_view(case: Case, area: int | None = None) -> AreaView:
     return AreaView(area, root, True, list(owned), branches, cut_in[0], cuts_out, False)
 
 
+def _gc_paused(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` with Python's cyclic garbage collector paused (Pyomo's PauseGC, as its writers do).
+
+    Building creates ~10^5 small objects; the collector's repeated full passes over them were half of the
+    build time (ieee123, 24 h: 0.26-0.48 s with the collector, 0.10-0.12 s without).
+    """
+
+    @functools.wraps(fn)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        with PauseGC():
+            return fn(*args, **kwargs)
+
+    return paused
+
+
+@_gc_paused
 def build_model(case: Case, formulation: str = "exact", area: int | None = None) -> pyo.ConcreteModel:
     """Build the multi-period OPF of the whole feeder or of one area (see :func:`area_view`)."""
     if formulation not in FORMULATIONS:
@@ -130,6 +148,14 @@ def build_model(case: Case, formulation: str = "exact", area: int | None = None)
         boundary_out=view.cuts_out,
     )
     if not view.root_is_port:
+        if not s.v_min_pu <= s.v_sub_pu <= s.v_max_pu:
+            # otherwise the fixed root voltage lies outside its own bounds: Pyomo warns and the solver
+            # interface fails with a message that does not say what is wrong
+            raise CaseError(
+                f"{case.source}: settings: the problem is infeasible: the substation voltage v_sub_pu = "
+                f"{s.v_sub_pu} pu lies outside the voltage limits [v_min_pu, v_max_pu] = "
+                f"[{s.v_min_pu}, {s.v_max_pu}] pu"
+            )
         for t in T:
             net.v[view.root, t].fix(s.v_sub_pu**2)
 

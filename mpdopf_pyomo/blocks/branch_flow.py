@@ -90,7 +90,8 @@ def declare_branch_flow(
     b.E = pyo.Set(initialize=names, ordered=True)
     b.N = pyo.Set(initialize=buses, ordered=True)
     vmin, vmax = v_bounds
-    b.v = pyo.Var(b.N, b.T, bounds=(vmin, vmax), initialize=1.0)
+    # start at 1 pu when that is within the limits (a start outside its bounds makes Pyomo warn on stderr)
+    b.v = pyo.Var(b.N, b.T, bounds=(vmin, vmax), initialize=min(max(1.0, vmin), vmax))
     b.P = pyo.Var(b.E, b.T, initialize=0.0)
     b.Q = pyo.Var(b.E, b.T, initialize=0.0)
     b.l = pyo.Var(b.E, b.T, bounds=(0.0, None), initialize=0.0)

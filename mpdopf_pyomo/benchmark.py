@@ -1,0 +1,426 @@
+"""Speed benchmark of the ``solve`` command, and a breakdown of where its wall time goes.
+
+``python -m mpdopf_pyomo.benchmark`` (``make bench``) runs, for each horizon T (default 1, 5, 12, 24 h),
+
+    python -m mpdopf_pyomo solve --case ieee123 --hours T --no-validate --no-plots --json --out <tmp>
+
+as a fresh process, ``--repeat`` times, and tabulates: variables, constraints, solver iterations, build s,
+time inside the solver, the command's own total, the wall time of the whole process (median of the repeats,
+Python start-up included), its CPU time (user + system: less sensitive than wall time to other load on
+the machine), the share of the wall time spent in the solver, and the process's peak memory (ru_maxrss of
+that child, from ``os.wait4``). Tables go to ``bench/results/`` (Markdown and CSV) and to stdout. When the
+distributed benchmark (``mpdopf_pyomo.decomposition.bench.benchmark_rows``) is importable, its rows follow
+in a second table.
+
+``python -m mpdopf_pyomo.benchmark --profile 24`` runs the same command once in a fresh process with
+timers wrapped around each stage -- imports, case load, model build, starting point, solver probe, NL
+writing, PyNumero/ASL set-up, IPOPT itself, loading the solution, results tables, writing output -- and
+prints what each costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_HOURS = (1, 5, 12, 24)
+DEFAULT_OUT = Path("bench/results")
+
+
+# --------------------------------------------------------------------------------------------------
+# One fresh process
+# --------------------------------------------------------------------------------------------------
+
+
+def run_process(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd``; return wall seconds, exit code, stdout, stderr, CPU seconds and the child's peak RSS (MB).
+
+    ``t0``/``t1`` are ``time.perf_counter()`` at launch and exit (CLOCK_MONOTONIC on Linux: comparable
+    with the child's own clock).
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        t1 = time.perf_counter()
+        wall = t1 - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return {
+            "wall_s": wall,
+            "t0": t0,
+            "t1": t1,
+            "returncode": proc.returncode,
+            "stdout": out.read().decode(errors="replace"),
+            "stderr": err.read().decode(errors="replace"),
+            # Linux reports ru_maxrss in KiB (macOS in bytes)
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_mb": usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024),
+        }
+
+
+def solve_command(case: str, hours: int, out: Path, extra: list[str] | None = None) -> list[str]:
+    return [sys.executable, "-m", "mpdopf_pyomo", "solve", "--case", case, "--hours", str(hours),
+            "--no-validate", "--no-plots", "--json", "--out", str(out), *(extra or [])]
+
+
+def bench_central(case: str = "ieee123", hours: tuple[int, ...] = DEFAULT_HOURS, repeat: int = 3,
+                  formulation: str = "exact", progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """One row per horizon: model size, solver statistics and timings of fresh ``solve`` processes."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mpdopf-bench-") as tmp:
+        for T in hours:
+            runs = []
+            for k in range(repeat):
+                out = Path(tmp) / f"{case}_{T}h_{k}"
+                run = run_process(solve_command(case, T, out, ["--formulation", formulation]))
+                if run["returncode"] != 0:
+                    raise RuntimeError(f"solve --hours {T} failed ({run['returncode']}): {run['stderr'].strip()}")
+                run["summary"] = json.loads(run["stdout"])
+                runs.append(run)
+                if progress:
+                    progress(f"  T = {T:3d} h  run {k + 1}/{repeat}: {run['wall_s']:.2f} s wall")
+            walls = [r["wall_s"] for r in runs]
+            best = min(runs, key=lambda r: r["wall_s"])
+            med = statistics.median(walls)
+            s = best["summary"]
+            stats, tm = s["solver_stats"], s["timings"]
+            solve_med = statistics.median(r["summary"]["timings"]["solve_s"] for r in runs)
+            rows.append({
+                "case": case,
+                "formulation": formulation,
+                "hours": T,
+                "variables": stats.get("variables"),
+                "constraints": stats.get("constraints"),
+                "iterations": stats.get("iterations"),
+                "build_s": statistics.median(r["summary"]["timings"]["build_s"] for r in runs),
+                "solve_s": solve_med,
+                "command_total_s": statistics.median(r["summary"]["timings"]["total_s"] for r in runs),
+                "wall_s": med,
+                "wall_min_s": min(walls),
+                "cpu_s": statistics.median(r["cpu_s"] for r in runs),
+                "solver_share": solve_med / med,
+                "ms_per_iteration": 1000 * tm["solve_s"] / stats["iterations"] if stats.get("iterations") else None,
+                "peak_mb": max(r["peak_mb"] for r in runs),
+                "objective_usd": s["objective_usd"],
+            })
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------------
+
+CENTRAL_COLUMNS = [
+    ("hours", "T (h)", "{}"),
+    ("variables", "variables", "{}"),
+    ("constraints", "constraints", "{}"),
+    ("iterations", "iterations", "{}"),
+    ("build_s", "build s", "{:.3f}"),
+    ("solve_s", "in solver s", "{:.3f}"),
+    ("ms_per_iteration", "ms/iter", "{:.1f}"),
+    ("command_total_s", "command total s", "{:.2f}"),
+    ("wall_s", "wall s (median)", "{:.2f}"),
+    ("wall_min_s", "wall s (min)", "{:.2f}"),
+    ("cpu_s", "CPU s", "{:.2f}"),
+    ("solver_share", "solver share", "{:.0%}"),
+    ("peak_mb", "peak MB", "{:.0f}"),
+    ("objective_usd", "objective USD", "{:.4f}"),
+]
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "-"
+    try:
+        return spec.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]] | None = None) -> str:
+    """Rows as a Markdown table; ``columns`` = (key, header, format), default every key of the first row."""
+    if not rows:
+        return "(no rows)"
+    if columns is None:
+        keys: list[str] = []
+        for r in rows:
+            keys += [k for k in r if k not in keys]
+        columns = [(k, k, "{:.4g}" if isinstance(rows[0].get(k), float) else "{}") for k in keys]
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    rule = "|" + "|".join("---:" for _ in columns) + "|"
+    body = ["| " + " | ".join(_fmt(r.get(k), f) for k, _, f in columns) + " |" for r in rows]
+    return "\n".join([head, rule, *body])
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def distributed_rows(**kwargs: Any) -> list[dict[str, Any]] | None:
+    """Rows of the distributed benchmark, when that module exists (None otherwise); kwargs go to it."""
+    try:
+        from mpdopf_pyomo.decomposition.bench import benchmark_rows
+    except ImportError:
+        return None
+    return list(benchmark_rows(**kwargs))
+
+
+# --------------------------------------------------------------------------------------------------
+# Profile: where the wall time of one command goes
+# --------------------------------------------------------------------------------------------------
+
+
+class _Timers:
+    def __init__(self) -> None:
+        self.total: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def add(self, name: str, dt: float) -> None:
+        self.total[name] = self.total.get(name, 0.0) + dt
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def wrap(self, owner: Any, attr: str, name: str, kind: str = "function") -> None:
+        """Replace ``owner.attr`` by a timed wrapper (kind: function, method or classmethod)."""
+        orig = getattr(owner, attr)
+        fn = orig.__func__ if kind == "classmethod" else orig
+        timers = self
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                timers.add(name, time.perf_counter() - t0)
+
+        timed.__name__ = getattr(fn, "__name__", attr)
+        timed.__doc__ = getattr(fn, "__doc__", None)
+        setattr(owner, attr, classmethod(timed) if kind == "classmethod" else timed)
+
+
+def _profile_child(case: str, hours: int, out: str) -> dict[str, Any]:
+    """Run the ``solve`` command in this (fresh) process with stage timers; return the stage times."""
+    from mpdopf_pyomo import _START
+
+    timers = _Timers()
+    t_child = time.perf_counter() - _START  # importing the package and this module
+    order: list[str] = []
+
+    def imp(label: str, module: str) -> None:
+        import importlib
+
+        t0 = time.perf_counter()
+        importlib.import_module(module)
+        timers.add(label, time.perf_counter() - t0)
+        order.append(label)
+
+    imp("import click + CLI", "mpdopf_pyomo.cli")
+    imp("import pandas, case loader, OpenDSS", "mpdopf_pyomo.case")
+    imp("import pyomo.environ", "pyomo.environ")
+    imp("import model code (problem, blocks, results)", "mpdopf_pyomo.solve")
+    from mpdopf_pyomo import solvers
+
+    t0 = time.perf_counter()
+    solvers.probe("ipopt")  # as the command does first: skips Pyomo's scipy extras, imports cyipopt
+    timers.add("import cyipopt + solver probe", time.perf_counter() - t0)
+    order.append("import cyipopt + solver probe")
+    imp("import PyNumero interfaces", "pyomo.contrib.pynumero.interfaces.cyipopt_interface")
+
+    import pyomo.contrib.pynumero.interfaces.pyomo_nlp as pyomo_nlp
+    from pyomo.contrib.pynumero.interfaces import cyipopt_interface
+    from pyomo.core.base.PyomoModel import ModelSolutions
+    from pyomo.repn.plugins import nl_writer
+
+    from mpdopf_pyomo import case as case_mod
+    from mpdopf_pyomo import problem, solve
+    from mpdopf_pyomo.results import Results
+
+    stages = [
+        (case_mod, "load_case", "case load (TOML, OpenDSS compile, tree, profiles)", "function"),
+        (problem, "build_model", "build Pyomo model", "function"),
+        (problem, "flat_start", "starting point: LinDistFlow sweep", "function"),
+        (problem, "initialize", "starting point: load into model", "function"),
+        (solve, "solve_central", "solve_central (all of it)", "function"),
+        (solvers, "solve", "solvers.solve (all of it)", "function"),
+        (solvers, "probe", "solver probe", "function"),
+        (nl_writer.NLWriter, "write", "write NL file", "method"),
+        (pyomo_nlp.PyomoNLP, "__init__", "PyomoNLP (NL file + ASL load + structures)", "method"),
+        (cyipopt_interface.CyIpoptNLP, "__init__", "CyIpoptNLP set-up", "method"),
+        (cyipopt_interface.CyIpoptNLP, "solve", "IPOPT itself (incl. its function evaluations)", "method"),
+        (ModelSolutions, "load_from", "load solution into Pyomo", "method"),
+        (Results, "from_models", "results tables (Results.from_models)", "classmethod"),
+        (Results, "save", "write output folder (Results.save)", "method"),
+    ]
+    for owner, attr, label, kind in stages:
+        timers.wrap(owner, attr, label, kind)
+
+    from mpdopf_pyomo.cli import main
+
+    t0 = time.perf_counter()
+    saved = sys.stdout
+    sys.stdout = io.StringIO()
+    try:
+        main(["solve", "--case", case, "--hours", str(hours), "--no-validate", "--no-plots", "--json",
+              "--out", out], standalone_mode=False)
+    finally:
+        sys.stdout = saved
+    timers.add("CLI command (all of it)", time.perf_counter() - t0)
+    end = time.perf_counter() - _START
+    return {"child_total_s": end, "start": _START, "end": _START + end, "package_import_s": t_child, "order": order, "total": timers.total,
+            "calls": timers.calls}
+
+
+def profile(case: str = "ieee123", hours: int = 24) -> tuple[list[dict[str, Any]], float]:
+    """Stage breakdown of one fresh ``solve`` process: rows (stage, seconds, share of wall) and the wall."""
+    with tempfile.TemporaryDirectory(prefix="mpdopf-profile-") as tmp:
+        cmd = [sys.executable, "-m", "mpdopf_pyomo.benchmark", "--_profile-child", case, str(hours),
+               str(Path(tmp) / "out")]
+        run = run_process(cmd)
+    if run["returncode"] != 0:
+        raise RuntimeError(f"profiling run failed: {run['stderr'].strip()}")
+    data = json.loads(run["stdout"].strip().splitlines()[-1])
+    wall = run["wall_s"]
+    tot = data["total"]
+    g = tot.get
+    clock_ok = sys.platform.startswith("linux") and run["t0"] <= data["start"] <= data["end"] <= run["t1"]
+    if clock_ok:
+        rows: list[tuple[str, float]] = [
+            ("Python start-up (interpreter, site, runpy)", data["start"] - run["t0"]),
+            ("import mpdopf_pyomo package", data["package_import_s"]),
+        ]
+    else:  # no shared clock: start-up and shut-down together
+        rows = [("Python start-up + shut-down", wall - data["child_total_s"]),
+                ("import mpdopf_pyomo package", data["package_import_s"])]
+    rows += [(label, tot[label]) for label in data["order"]]
+    cli = g("CLI command (all of it)", 0.0)
+    central = g("solve_central (all of it)", 0.0)
+    ssolve = g("solvers.solve (all of it)", 0.0)
+    nlp = g("PyomoNLP (NL file + ASL load + structures)", 0.0)
+    nl = g("write NL file", 0.0)
+    ipopt = g("IPOPT itself (incl. its function evaluations)", 0.0)
+    probe_s = g("solver probe", 0.0)
+    cy_init = g("CyIpoptNLP set-up", 0.0)
+    load = g("load solution into Pyomo", 0.0)
+    build = g("build Pyomo model", 0.0)
+    start = g("starting point: LinDistFlow sweep", 0.0) + g("starting point: load into model", 0.0)
+    tables = g("results tables (Results.from_models)", 0.0)
+    case_s = g("case load (TOML, OpenDSS compile, tree, profiles)", 0.0)
+    save = g("write output folder (Results.save)", 0.0)
+    rows += [
+        ("case load (TOML, OpenDSS compile, tree, profiles)", case_s),
+        ("build Pyomo model", build),
+        ("starting point (LinDistFlow sweep + load into model)", start),
+        ("solver probe again (inside solvers.solve)", probe_s),
+        ("write NL file", nl),
+        ("PyomoNLP: ASL load, structures (beyond the NL file)", nlp - nl),
+        ("CyIpoptNLP set-up", cy_init),
+        ("IPOPT itself (incl. its function evaluations)", ipopt),
+        ("load solution into Pyomo", load),
+        ("other inside solvers.solve (SolverFactory, options, results object)",
+         ssolve - probe_s - nlp - cy_init - ipopt - load),
+        ("other inside solve_central (counting variables/constraints)",
+         central - build - start - ssolve - tables),
+        ("results tables (Results.from_models)", tables),
+        ("write output folder (Results.save)", save),
+        ("CLI rest (option parsing, JSON to stdout)", cli - case_s - central - save),
+    ]
+    if clock_ok:
+        rows.append(("Python shut-down (freeing the model, module teardown, exit)", run["t1"] - data["end"]))
+    accounted = sum(s for _, s in rows)
+    rows.append(("unaccounted", wall - accounted))
+    table = [{"stage": name, "seconds": s, "share": s / wall} for name, s in rows]
+    table.append({"stage": "**wall time of the process**", "seconds": wall, "share": 1.0})
+    return table, wall
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.benchmark", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", default="ieee123")
+    parser.add_argument("--hours", default=",".join(str(h) for h in DEFAULT_HOURS),
+                        help="comma-separated horizons (default %(default)s)")
+    parser.add_argument("--repeat", type=int, default=3, help="fresh processes per horizon (median reported)")
+    parser.add_argument("--formulation", default="exact", choices=("exact", "socp", "linear"))
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the tables (default %(default)s)")
+    parser.add_argument("--no-distributed", dest="distributed", action="store_false",
+                        help="skip the distributed rows (mpdopf_pyomo.decomposition.bench), which take minutes")
+    parser.add_argument("--distributed-hours", default=None,
+                        help="horizons of the distributed rows (default: that module's own, 5,24: ~15 min here)")
+    parser.add_argument("--profile", type=int, metavar="T", default=None,
+                        help="instead: break the wall time of one T-hour solve down by stage")
+    parser.add_argument("--_profile-child", nargs=3, metavar=("CASE", "T", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args._profile_child:
+        c, T, out = args._profile_child
+        result = _profile_child(c, int(T), out)
+        print(json.dumps(result))
+        return 0
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.profile is not None:
+        table, wall = profile(args.case, args.profile)
+        text = (f"## Where the time goes: `solve --case {args.case} --hours {args.profile} --no-validate "
+                f"--no-plots --json` (one fresh process, {wall:.2f} s wall)\n\n"
+                + markdown_table(table, [("stage", "stage", "{}"), ("seconds", "seconds", "{:.3f}"),
+                                         ("share", "share of wall", "{:.1%}")]))
+        (out_dir / f"profile_{args.case}_{args.profile}h.md").write_text(text + "\n")
+        write_csv(table, out_dir / f"profile_{args.case}_{args.profile}h.csv")
+        print(text)
+        return 0
+
+    hours = tuple(int(h) for h in args.hours.split(",") if h.strip())
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    progress(f"benchmark: {args.case}, {args.formulation}, T = {hours}, {args.repeat} fresh processes each")
+    rows = bench_central(args.case, hours, args.repeat, args.formulation, progress)
+    header = (f"## Central solve, `python -m mpdopf_pyomo solve --case {args.case} --hours T "
+              f"--formulation {args.formulation} --no-validate --no-plots --json` "
+              f"(fresh process, median of {args.repeat}; {os.cpu_count()} CPUs)")
+    text = header + "\n\n" + markdown_table(rows, CENTRAL_COLUMNS)
+    write_csv(rows, out_dir / "central.csv")
+    (out_dir / "benchmark.md").write_text(text + "\n")
+    print(text, flush=True)
+    dist = None
+    if args.distributed:
+        progress("distributed rows (mpdopf_pyomo.decomposition.bench.benchmark_rows), if available ...")
+        kwargs: dict[str, Any] = {}
+        if args.distributed_hours:
+            kwargs["hours"] = tuple(int(h) for h in args.distributed_hours.split(",") if h.strip())
+        dist = distributed_rows(**kwargs)
+    if dist is not None:
+        part = "## Distributed (mpdopf_pyomo.decomposition.bench)\n\n" + markdown_table(dist)
+        write_csv(dist, out_dir / "distributed.csv")
+        text += "\n\n" + part
+        (out_dir / "benchmark.md").write_text(text + "\n")
+        print("\n" + part)
+    print(f"\n(written to {out_dir}/benchmark.md and .csv)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
