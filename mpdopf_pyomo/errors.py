@@ -29,3 +29,9 @@ class ValidationFailed(MpdopfError):
     """The OpenDSS power flow could not be run or did not converge."""
 
     exit_code = 5
+
+
+class WorkerDied(MpdopfError):
+    """A worker process holding area models of a distributed run ended during the run."""
+
+    exit_code = 6

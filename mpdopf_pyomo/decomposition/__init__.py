@@ -1,0 +1,159 @@
+"""Distributed multi-period OPF: areas, ADMM, ENApp, executors (serial, local processes, Dask).
+
+:func:`solve_distributed` is what ``solve --algorithm admm|enapp`` calls. The pieces:
+
+* :mod:`.partition`: areas from the case's cut branches or an automatic partition into N areas;
+* :mod:`.area_solver`: one area's model, built once, re-solved warm each iteration;
+* :mod:`.admm`, :mod:`.enapp`: the coordination algorithms (they only see an executor's ``map``);
+* :mod:`.executors`: where the area solvers live.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from mpdopf_pyomo import problem
+from mpdopf_pyomo.case import Case
+from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values
+from mpdopf_pyomo.decomposition.core import IterationCallback, Outcome, Progress, initial_boundary, make_layout
+from mpdopf_pyomo.decomposition.executors import make_executor
+from mpdopf_pyomo.decomposition.partition import with_areas
+from mpdopf_pyomo.errors import CaseError, SolveFailed
+from mpdopf_pyomo.results import Results
+
+__all__ = ["solve_distributed", "DEFAULTS"]
+
+#: Defaults of the distributed options (CLI flags override them).
+DEFAULTS: dict[str, Any] = {"executor": "serial", "tol": 1e-4, "max_iter": 300, "keep_last": False}
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def solve_distributed(
+    case: Case,
+    algorithm: str = "admm",
+    formulation: str = "exact",
+    solver: str = "ipopt",
+    options: Mapping[str, Any] | None = None,
+    progress: Progress = _quiet,
+    *,
+    executor: str = "serial",
+    scheduler: str | None = None,
+    n_areas: int | None = None,
+    n_workers: int | None = None,
+    rho: float | None = None,
+    tol: float = 1e-4,
+    max_iter: int = 300,
+    keep_last: bool = False,
+    damping: float = 0.7,
+    relax: float = 1.6,
+    warm: int = 15,
+    callback: IterationCallback | None = None,
+    tee: bool = False,
+) -> Results:
+    """Solve a case by ADMM or ENApp over its areas; returns the same Results as a central run.
+
+    ADMM starts from ``warm`` ENApp iterations (at most; stopped at a 1e-3 pu mismatch) and the duals
+    of that point; ``warm=0`` starts from the LinDistFlow point and the substation price.
+
+    Raises :class:`SolveFailed` (non-zero exit) when the iteration cap is reached before the residuals
+    are below ``tol``, unless ``keep_last`` (then ``summary['status'] = 'iteration_limit'`` and
+    ``distributed.kept_last_iterate = True``).
+    """
+    if algorithm not in ("admm", "enapp"):
+        raise CaseError(f"unknown distributed algorithm '{algorithm}'")
+    t0 = time.perf_counter()
+    case = with_areas(case, n_areas)
+    areas = sorted(int(a) for a in case.buses["area"].unique())
+    start = problem.flat_start(case)
+    specs = [AreaSpec(case, a, formulation, solver, dict(options or {}), start) for a in areas]
+    exe = make_executor(executor, scheduler, n_workers)
+    progress(f"{algorithm}: {len(areas)} areas (cut branches {', '.join(case.cut_branches)}), "
+             f"executor {executor}; building the area models")
+    try:
+        info = exe.start(specs)
+        layout = make_layout(case, {a: [tuple(k) for k in info[a]["ports"]] for a in areas})
+        build_s = time.perf_counter() - t0
+        progress(f"{exe.describe()}: area models built in {build_s:.2f} s; iterating (tolerance {tol:g} pu)")
+        t1 = time.perf_counter()
+        price = np.array([case.profile.at[t, "price"] * case.settings.dt_h * case.bases.s_kva
+                          if kind == "P" else 0.0 for kind, _, t in layout.keys])
+        if algorithm == "admm":
+            from mpdopf_pyomo.decomposition.admm import run_admm
+
+            z0 = initial_boundary(case, layout, start)
+            out = run_admm(exe, layout, z0, rho=rho, tol=tol, max_iter=max_iter, progress=progress,
+                           callback=callback, lam0=price, relax=relax, warm=warm)
+        else:
+            from mpdopf_pyomo.decomposition.enapp import run_enapp
+
+            y0 = np.array([case.settings.v_sub_pu**2 if kind == "v" else 0.0 for kind, _, _ in layout.keys])
+            out = run_enapp(exe, layout, y0, price, damping=damping, tol=tol, max_iter=max_iter,
+                            progress=progress, callback=callback)
+        solve_s = time.perf_counter() - t1
+        if not out.converged and not keep_last:
+            raise SolveFailed(
+                f"{algorithm} did not converge in {out.iterations} iterations: primal residual "
+                f"{out.primal_residual:.2e} pu, dual residual {out.dual_residual:.2e} pu (tolerance {tol:g}); "
+                "raise --max-iter, or pass --keep-last to keep the last iterate. No result was written."
+            )
+        values = exe.map("values", {a: () for a in areas})
+    finally:
+        exe.close()
+    models = []
+    for a in areas:
+        m = build_area_model(case, a, formulation)
+        load_values(m, values[a])
+        models.append(m)
+    route = info[areas[0]]["route"]
+    distributed = {
+        "algorithm": algorithm,
+        "executor": executor,
+        "scheduler": scheduler,
+        "areas": len(areas),
+        "cut_branches": list(case.cut_branches),
+        "iterations": out.iterations,
+        "converged": out.converged,
+        "kept_last_iterate": bool(keep_last and not out.converged),
+        "primal_residual": out.primal_residual,
+        "dual_residual": out.dual_residual,
+        "tolerance_pu": tol,
+        "exchanged_per_iteration": out.exchanged_per_iteration,
+        "exchanged_reals_per_iteration": out.exchanged_reals_per_iteration,
+        "area_solve_s": out.area_solve_s,
+        "area_solve_total_s": out.area_solve_total_s,
+        "coordination_s": out.coordination_s,
+        "per_iteration_s": (out.area_solve_s + out.coordination_s) / max(out.iterations, 1),
+        "persistent_area_solvers": all(info[a]["persistent"] for a in areas),
+        **({"rho": out.extra.get("rho_final"), "rho_adaptive": out.extra.get("rho_adaptive"),
+            "over_relaxation": relax, "warm_start_iterations": out.extra.get("warm_start_iterations")} if algorithm == "admm" else {"damping": damping}),
+    }
+    results = Results.from_models(
+        case,
+        models,
+        algorithm=algorithm,
+        formulation=formulation,
+        solver=solver.lower(),
+        solver_route=route,
+        solver_version=info[areas[0]].get("version"),
+        solver_stats={"iterations": out.ipopt_iterations, "termination": "optimal"},
+        timings={"build_s": build_s, "solve_s": solve_s},
+        distributed=distributed,
+    )
+    if not out.converged:
+        results.summary["status"] = "iteration_limit"
+    results.extra_tables["convergence"] = pd.DataFrame(
+        out.history, columns=["iteration", "primal_residual", "dual_residual", "objective_usd", "rho", "elapsed_s"]
+    ).set_index("iteration")
+    return results
+
+
+def outcome_type() -> type:
+    """The algorithms' return type (for type checkers and the benchmark)."""
+    return Outcome

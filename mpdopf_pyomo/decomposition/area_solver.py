@@ -1,0 +1,298 @@
+"""One area's NLP, built once and re-solved warm at every iteration of a distributed algorithm.
+
+The area model is :func:`mpdopf_pyomo.problem.build_model` for the area plus, per boundary port k (a
+(kind, cut branch, hour) key of ``m.ports``), two coefficient *variables* whose lower and upper bounds
+are set equal (so IPOPT treats them as parameters, ``fixed_variable_treatment=make_parameter``, and the
+NL writer does not substitute them away as it would fixed variables):
+
+    objective = base cost (energy + battery loss + terminal) + sum_k  w2_k x_k^2 + w1_k x_k
+
+ADMM sets ``w2 = rho/2`` and ``w1 = lambda - rho z`` (the augmented Lagrangian up to a constant); ENApp
+leaves them at zero and pins the ports it receives (lower bound = upper bound = received value).
+
+With IPOPT through the library route (cyipopt) the PyNumero ``PyomoNLP`` is built once; an iteration
+only changes the bound arrays handed to a new ``cyipopt`` problem object over the same NLP and starts
+from the previous primal and dual point (``warm_start_init_point``). Any other solver or route falls
+back to updating the Pyomo bounds and calling :func:`mpdopf_pyomo.solvers.solve` (slower, same answer).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pyomo.environ as pyo
+
+from mpdopf_pyomo import problem, solvers
+from mpdopf_pyomo.case import Case
+from mpdopf_pyomo.errors import SolveFailed
+
+PortKey = tuple[str, str, int]
+
+#: IPOPT options of the re-solves from the previous point (measured on ieee123: these cut the warm
+#: re-solves from ~25 to ~8-12 IPOPT iterations).
+WARM_START_OPTIONS: dict[str, Any] = {
+    "warm_start_init_point": "yes",
+    "mu_init": 1e-6,
+    "warm_start_bound_push": 1e-9,
+    "warm_start_bound_frac": 1e-9,
+    "warm_start_slack_bound_push": 1e-9,
+    "warm_start_slack_bound_frac": 1e-9,
+    "warm_start_mult_bound_push": 1e-9,
+}
+
+
+@dataclass
+class AreaSpec:
+    """Everything a worker needs to build one area's solver (picklable)."""
+
+    case: Case
+    area: int
+    formulation: str = "exact"
+    solver: str = "ipopt"
+    options: dict[str, Any] = field(default_factory=dict)
+    start: dict[str, Any] | None = None  #: from problem.flat_start(case); computed when None
+
+
+def build_area_model(case: Case, area: int, formulation: str = "exact") -> pyo.ConcreteModel:
+    """The area's model with the distributed-algorithm coefficients ``dist_w2``, ``dist_w1``.
+
+    ``m.dist_keys`` lists the ports in a fixed order (sorted keys); the coordinator uses the same order.
+    """
+    m = problem.build_model(case, formulation, area)
+    keys = sorted(m.ports)
+    m.dist_keys = keys
+    idx = list(range(len(keys)))
+    m.dist_w2 = pyo.Var(idx, bounds=(0.0, 0.0), initialize=0.0)
+    m.dist_w1 = pyo.Var(idx, bounds=(0.0, 0.0), initialize=0.0)
+    m.obj.deactivate()
+    m.dist_obj = pyo.Objective(
+        expr=m.energy_cost
+        + m.loss_cost
+        + m.terminal_cost
+        + sum(m.dist_w2[i] * m.ports[k] ** 2 + m.dist_w1[i] * m.ports[k] for i, k in enumerate(keys))
+    )
+    return m
+
+
+def model_values(m: pyo.ConcreteModel) -> np.ndarray:
+    """Values of every Var of a model, in construction order (the same in every process)."""
+    return np.array([v.value if v.value is not None else np.nan for v in m.component_data_objects(pyo.Var)])
+
+
+def load_values(m: pyo.ConcreteModel, values: np.ndarray) -> None:
+    """Inverse of :func:`model_values` for a model built the same way."""
+    vars_ = list(m.component_data_objects(pyo.Var))
+    if len(vars_) != len(values):
+        raise RuntimeError(f"{m.name}: {len(values)} values for {len(vars_)} variables")
+    for v, val in zip(vars_, values):
+        if not v.fixed and not np.isnan(val):
+            v.set_value(float(val), skip_validation=True)
+
+
+class AreaSolver:
+    """An area model and its persistent solver; :meth:`solve` is one iteration's area solve."""
+
+    def __init__(self, spec: AreaSpec):
+        t0 = time.perf_counter()
+        self.area = spec.area
+        self.solver = spec.solver
+        self.options = dict(spec.options)
+        m = build_area_model(spec.case, spec.area, spec.formulation)
+        problem.initialize(m, spec.start if spec.start is not None else problem.flat_start(spec.case))
+        self.model = m
+        self.keys: list[PortKey] = list(m.dist_keys)
+        self.port_vars = [m.ports[k] for k in self.keys]
+        info = solvers.probe(spec.solver)
+        self.route = info.route or ""
+        self.version = info.version
+        self.persistent = info.available and info.route == "library" and spec.solver.lower() in ("ipopt", "cyipopt")
+        self.n_solves = 0
+        if self.persistent:
+            self._build_nlp()
+        self.build_s = time.perf_counter() - t0
+
+    # ----------------------------------------------------------------------------------------------
+    def _build_nlp(self) -> None:
+        solvers._attach_pynumero()
+        import cyipopt  # noqa: F401  (load once, before PyNumero's interface checks for it)
+        from pyomo.contrib.pynumero.interfaces.cyipopt_interface import CyIpoptNLP
+        from pyomo.contrib.pynumero.interfaces.pyomo_nlp import PyomoNLP
+
+        m = self.model
+        nlp = PyomoNLP(m)
+        self._nlp = nlp
+        n = len(self.keys)
+        self._i_w2 = np.array(nlp.get_primal_indices([m.dist_w2[i] for i in range(n)]), dtype=int)
+        self._i_w1 = np.array(nlp.get_primal_indices([m.dist_w1[i] for i in range(n)]), dtype=int)
+        # Ports that are fixed Pyomo vars (a cut at the substation bus) are constants, not NLP variables.
+        self._port_fixed = np.array([v.fixed for v in self.port_vars])
+        self._i_port = np.full(n, -1, dtype=int)
+        free = [k for k in range(n) if not self._port_fixed[k]]
+        if free:
+            self._i_port[free] = nlp.get_primal_indices([self.port_vars[k] for k in free])
+        self._lb0 = nlp.primals_lb().copy()
+        self._ub0 = nlp.primals_ub().copy()
+        self._x = nlp.init_primals().copy()
+        self._mult = None  # (mult_g, zl, zu) of the last solve
+        counter = {"n": 0}
+        self._counter = counter
+
+        def _count(nlp_, problem_, alg_mod, iter_count, obj, inf_pr, inf_du, mu, d_norm, reg, a_du, a_pr, ls):  # type: ignore[no-untyped-def]  # noqa: E501
+            counter["n"] = int(iter_count)
+            return True
+
+        class _Problem(CyIpoptNLP):  # the same NLP with this iteration's variable bounds
+            def __init__(self, nlp_: Any, lb: np.ndarray, ub: np.ndarray):
+                self._lb, self._ub = lb, ub
+                super().__init__(nlp_, intermediate_callback=_count)
+
+            def x_lb(self) -> np.ndarray:
+                return self._lb
+
+            def x_ub(self) -> np.ndarray:
+                return self._ub
+
+        self._Problem = _Problem
+
+    def ports(self) -> list[PortKey]:
+        """The area's port keys, in the order of every array :meth:`solve` takes and returns."""
+        return list(self.keys)
+
+    # ----------------------------------------------------------------------------------------------
+    def solve(self, w2: np.ndarray, w1: np.ndarray, pin: np.ndarray | None = None,
+              iteration: int = 0) -> dict[str, Any]:
+        """Solve with penalty coefficients ``w2``, ``w1`` and ports pinned where ``pin`` is not NaN.
+
+        Returns ``x`` (port values), ``cost`` (the area's base cost, USD), ``iterations``, ``solve_s``.
+        Raises :class:`SolveFailed` naming the area and iteration unless the solve is optimal.
+        """
+        w2 = np.asarray(w2, dtype=float)
+        w1 = np.asarray(w1, dtype=float)
+        pin = np.full(len(self.keys), np.nan) if pin is None else np.asarray(pin, dtype=float)
+        t0 = time.perf_counter()
+        try:
+            if self.persistent:
+                x_ports, total, iters = self._solve_persistent(w2, w1, pin)
+            else:
+                x_ports, total, iters = self._solve_generic(w2, w1, pin)
+        except SolveFailed as exc:
+            raise SolveFailed(f"area {self.area}, iteration {iteration}: {exc}") from None
+        self.n_solves += 1
+        cost = total - float(np.sum(w2 * x_ports**2 + w1 * x_ports))
+        return {"x": x_ports, "cost": cost, "iterations": iters, "solve_s": time.perf_counter() - t0}
+
+    def _solve_persistent(self, w2: np.ndarray, w1: np.ndarray, pin: np.ndarray) -> tuple[np.ndarray, float, int]:
+        lb, ub = self._lb0.copy(), self._ub0.copy()
+        lb[self._i_w2] = ub[self._i_w2] = w2
+        lb[self._i_w1] = ub[self._i_w1] = w1
+        pinned = ~np.isnan(pin) & ~self._port_fixed
+        lb[self._i_port[pinned]] = ub[self._i_port[pinned]] = pin[pinned]
+        x0 = np.clip(self._x, lb, ub)
+        prob = self._Problem(self._nlp, lb, ub)
+        opts = {**solvers.IPOPT_DEFAULTS, "print_level": 0, "sb": "yes", **self.options}
+        if self._mult is not None:
+            opts = {**opts, **WARM_START_OPTIONS, **self.options}
+        for key, value in opts.items():
+            prob.add_option(key, value)
+        self._counter["n"] = 0
+        if self._mult is not None:
+            g, zl, zu = self._mult
+            x, info = prob.solve(x0, lagrange=g, zl=zl, zu=zu)
+        else:
+            x, info = prob.solve(x0)
+        iters = self._counter["n"]
+        if info["status"] != 0:
+            raise SolveFailed(
+                f"{self.solver}: did not converge after {iters} iterations (IPOPT status {info['status']}: "
+                f"{info['status_msg'].decode() if isinstance(info['status_msg'], bytes) else info['status_msg']})"
+            )
+        self._x = x
+        self._mult = (info["mult_g"], info["mult_x_L"], info["mult_x_U"])
+        xp = np.where(self._port_fixed, [v.value for v in self.port_vars], x[self._i_port])
+        return xp.astype(float), float(info["obj_val"]), iters
+
+    def _solve_generic(self, w2: np.ndarray, w1: np.ndarray, pin: np.ndarray) -> tuple[np.ndarray, float, int]:
+        m = self.model
+        for i in range(len(self.keys)):
+            m.dist_w2[i].setlb(float(w2[i]))
+            m.dist_w2[i].setub(float(w2[i]))
+            m.dist_w2[i].set_value(float(w2[i]))
+            m.dist_w1[i].setlb(float(w1[i]))
+            m.dist_w1[i].setub(float(w1[i]))
+            m.dist_w1[i].set_value(float(w1[i]))
+        if not hasattr(self, "_port_bounds"):
+            self._port_bounds = [(v.lb, v.ub) for v in self.port_vars]
+        for v, (lo, hi), p in zip(self.port_vars, self._port_bounds, pin):
+            if v.fixed:
+                continue
+            if np.isnan(p):
+                v.setlb(lo)
+                v.setub(hi)
+            else:
+                v.setlb(float(p))
+                v.setub(float(p))
+                v.set_value(float(p), skip_validation=True)
+        stats = solvers.solve(m, self.solver, self.options)
+        xp = np.array([v.value for v in self.port_vars], dtype=float)
+        return xp, float(pyo.value(m.dist_obj)), int(stats.iterations or 0)
+
+    def port_state(self) -> dict[str, np.ndarray]:
+        """The last solution's port values ``x`` and marginal base costs ``g`` (USD/pu).
+
+        ``g_k`` = d(area cost)/dx_k with the rest of the area re-optimised: for a pinned port it is the
+        port's multiplier (where an LMP comes from). It is the Lagrangian gradient of the last solve minus
+        the derivative of the ``w2``, ``w1`` terms; NaN where unavailable (generic route, fixed ports).
+        """
+        g = np.full(len(self.keys), np.nan)
+        x_ports = np.array([v.value for v in self.port_vars], dtype=float)
+        if self.persistent and self.n_solves:
+            nlp, x, lam = self._nlp, self._x, self._mult[0]
+            nlp.set_primals(x)
+            nlp.set_duals(lam)
+            grad = nlp.evaluate_grad_objective() + nlp.evaluate_jacobian().transpose().dot(lam)
+            free = ~self._port_fixed
+            i = self._i_port[free]
+            x_ports[free] = x[i]
+            g[free] = grad[i] - (2.0 * x[self._i_w2][free] * x[i] + x[self._i_w1][free])
+        return {"x": x_ports, "g": g}
+
+    # ----------------------------------------------------------------------------------------------
+    def values(self) -> np.ndarray:
+        """Load the last solution into the Pyomo model and return all its Var values (see model_values)."""
+        if self.persistent and self.n_solves:
+            self._nlp.set_primals(self._x)
+            for var, val in zip(self._nlp.get_pyomo_variables(), self._x):
+                var.set_value(float(val), skip_validation=True)
+        return model_values(self.model)
+
+    def info(self) -> dict[str, Any]:
+        """Route, version and build time of this area's solver."""
+        import os
+
+        return {"area": self.area, "route": self.route, "version": self.version, "persistent": self.persistent,
+                "build_s": self.build_s, "pid": os.getpid(), "ports": self.ports()}
+
+
+class AreaHost:
+    """The area solvers living in one worker (one process, or the coordinator itself when serial)."""
+
+    def __init__(self, specs: list[AreaSpec]):
+        self.solvers = {s.area: AreaSolver(s) for s in specs}
+
+    def call(self, method: str, args_by_area: Mapping[int, tuple]) -> dict[int, Any]:
+        """Call ``method(*args)`` on each listed area's solver; results by area."""
+        return {a: getattr(self.solvers[a], method)(*args) for a, args in args_by_area.items()}
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+    def exit_now(self, code: int = 1) -> None:
+        """End this worker process at once (used by tests to simulate a crashed worker)."""
+        import os
+
+        os._exit(code)

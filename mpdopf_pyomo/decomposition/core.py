@@ -1,0 +1,105 @@
+"""What the distributed algorithms share: the boundary layout, the iteration record and the outcome."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from mpdopf_pyomo.case import Case
+
+PortKey = tuple[str, str, int]
+Progress = Callable[[str], None]
+#: Called after every iteration with (iteration, executor); tests use it to kill a worker mid-run.
+IterationCallback = Callable[[int, Any], None]
+
+
+@dataclass
+class Layout:
+    """Where every boundary value lives: global keys (kind, cut, hour) and each area's ports among them.
+
+    Each key is held by exactly two areas: the parent (where the child is a withdrawal ``P_out``/``Q_out``
+    and ``v`` is the parent-side bus voltage) and the child (the cut branch's flow and its root voltage).
+    """
+
+    keys: list[PortKey]
+    area_ports: dict[int, list[PortKey]]
+    parent: dict[str, int]  #: cut branch -> parent area
+    child: dict[str, int]  #: cut branch -> child area
+    index: dict[int, np.ndarray] = field(default_factory=dict)  #: area -> global index of its ports
+
+    def __post_init__(self) -> None:
+        pos = {k: i for i, k in enumerate(self.keys)}
+        self.index = {a: np.array([pos[k] for k in ks], dtype=int) for a, ks in self.area_ports.items()}
+
+    @property
+    def areas(self) -> list[int]:
+        return sorted(self.area_ports)
+
+    @property
+    def n_boundaries(self) -> int:
+        return len(self.parent)
+
+    def kinds(self) -> np.ndarray:
+        return np.array([k[0] for k in self.keys])
+
+    def holder(self, side: str) -> dict[int, np.ndarray]:
+        """Per area, a mask over its ports: True where it is the ``side`` ('parent' or 'child') of the cut."""
+        who = self.parent if side == "parent" else self.child
+        return {a: np.array([who[k[1]] == a for k in ks]) for a, ks in self.area_ports.items()}
+
+
+def make_layout(case: Case, area_ports: dict[int, list[PortKey]]) -> Layout:
+    """Build the layout from the ports each area reported."""
+    keys = sorted({k for ks in area_ports.values() for k in ks})
+    area_of = case.buses["area"]
+    parent = {c: int(area_of[case.branches.at[c, "from_bus"]]) for c in case.cut_branches}
+    child = {c: int(area_of[case.branches.at[c, "to_bus"]]) for c in case.cut_branches}
+    for k in keys:
+        holders = [a for a, ks in area_ports.items() if k in ks]
+        if sorted(holders) != sorted((parent[k[1]], child[k[1]])):
+            raise RuntimeError(f"boundary value {k} is held by areas {holders}")
+    return Layout(keys, area_ports, parent, child)
+
+
+def initial_boundary(case: Case, layout: Layout, start: dict[str, pd.DataFrame]) -> np.ndarray:
+    """Boundary values of the LinDistFlow starting point: P, Q of the cut branch, v of its parent-side bus."""
+    z = np.empty(len(layout.keys))
+    for i, (kind, cut, t) in enumerate(layout.keys):
+        if kind == "v":
+            z[i] = start["v"].at[case.branches.at[cut, "from_bus"], t]
+        else:
+            z[i] = start[kind].at[cut, t]
+    return z
+
+
+@dataclass
+class Outcome:
+    """What an algorithm returns to the driver."""
+
+    converged: bool
+    iterations: int
+    primal_residual: float
+    dual_residual: float
+    objective: float
+    history: list[dict[str, Any]]
+    area_solve_s: float  #: sum over iterations of the slowest area solve (the parallel critical path)
+    area_solve_total_s: float  #: sum of every area solve
+    coordination_s: float  #: wall time of the iterations minus area_solve_s
+    ipopt_iterations: int
+    exchanged_per_iteration: int
+    exchanged_reals_per_iteration: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Clock:
+    """Wall time since the start of the iterations."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.t0

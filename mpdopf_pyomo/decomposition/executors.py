@@ -1,0 +1,333 @@
+"""Where the area solvers live: in this process, in local worker processes, or on a Dask cluster.
+
+Every executor has the same small interface, so an algorithm never knows which one runs it:
+
+* ``start(specs)``: build the area solvers (once per run) in their workers; returns ``info`` per area;
+* ``map(method, args_by_area)``: call ``AreaSolver.<method>(*args)`` for each listed area, in parallel
+  where the executor can, and return the results by area;
+* ``close()``; ``parallel`` says whether areas run concurrently; ``worker_pids()`` lists the processes.
+
+A worker that dies raises :class:`WorkerDied` (an :class:`MpdopfError`) within about a second; nothing
+waits forever.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+import traceback
+from abc import ABC, abstractmethod
+from multiprocessing.connection import wait as mp_wait
+from typing import Any, Mapping
+
+from mpdopf_pyomo.decomposition.area_solver import AreaHost, AreaSpec
+from mpdopf_pyomo.errors import MpdopfError, WorkerDied
+
+EXECUTORS = ("serial", "processes", "dask")
+
+
+def split_areas(specs: list[AreaSpec], n_workers: int) -> list[list[AreaSpec]]:
+    """Group areas onto workers, largest first onto the least-loaded worker (size = bus count)."""
+    groups: list[list[AreaSpec]] = [[] for _ in range(max(1, min(n_workers, len(specs))))]
+    load = [0] * len(groups)
+    sizes = {s.area: int((s.case.buses["area"] == s.area).sum()) for s in specs}
+    for s in sorted(specs, key=lambda s: -sizes[s.area]):
+        w = load.index(min(load))
+        groups[w].append(s)
+        load[w] += sizes[s.area]
+    return [g for g in groups if g]
+
+
+class Executor(ABC):
+    """Runs area-solver methods; see the module docstring."""
+
+    name = "executor"
+    parallel = False
+
+    @abstractmethod
+    def start(self, specs: list[AreaSpec]) -> dict[int, dict[str, Any]]: ...
+
+    @abstractmethod
+    def map(self, method: str, args_by_area: Mapping[int, tuple]) -> dict[int, Any]: ...
+
+    def close(self) -> None:
+        pass
+
+    def worker_pids(self) -> list[int]:
+        return [os.getpid()]
+
+    def describe(self) -> str:
+        return self.name
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class SerialExecutor(Executor):
+    """All areas in this process, one after the other."""
+
+    name = "serial"
+
+    def start(self, specs: list[AreaSpec]) -> dict[int, dict[str, Any]]:
+        self.host = AreaHost(specs)
+        return self.host.call("info", {s.area: () for s in specs})
+
+    def map(self, method: str, args_by_area: Mapping[int, tuple]) -> dict[int, Any]:
+        return self.host.call(method, args_by_area)
+
+
+# --------------------------------------------------------------------------------------------------
+# Local worker processes
+# --------------------------------------------------------------------------------------------------
+
+
+def _worker_main(conn: Any, specs: list[AreaSpec]) -> None:
+    """A worker process: build the area solvers, then serve (method, args_by_area) requests."""
+    try:
+        host = AreaHost(specs)
+        conn.send(("ok", host.call("info", {s.area: () for s in specs})))
+    except BaseException as exc:  # noqa: BLE001  (report anything to the coordinator)
+        conn.send(("error", _portable(exc)))
+        return
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        method, args = msg
+        try:
+            conn.send(("ok", host.call(method, args)))
+        except BaseException as exc:  # noqa: BLE001
+            conn.send(("error", _portable(exc)))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The exception itself when it pickles (our MpdopfErrors do), else an MpdopfError with its text."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        tb = traceback.format_exception_only(type(exc), exc)
+        return MpdopfError("worker error: " + "".join(tb).strip())
+
+
+class ProcessExecutor(Executor):
+    """Persistent local worker processes ('spawn' context), each holding a group of areas."""
+
+    name = "processes"
+    parallel = True
+
+    def __init__(self, n_workers: int | None = None, poll_s: float = 0.2):
+        self.n_workers = n_workers or (os.cpu_count() or 1)
+        self.poll_s = poll_s
+        self.workers: list[tuple[Any, Any, list[int]]] = []  # (process, connection, areas)
+
+    def start(self, specs: list[AreaSpec]) -> dict[int, dict[str, Any]]:
+        ctx = mp.get_context("spawn")
+        for group in split_areas(specs, self.n_workers):
+            parent_conn, child_conn = ctx.Pipe()
+            proc = ctx.Process(target=_worker_main, args=(child_conn, group), daemon=True,
+                               name=f"mpdopf-areas-{'-'.join(str(s.area) for s in group)}")
+            proc.start()
+            child_conn.close()
+            self.workers.append((proc, parent_conn, [s.area for s in group]))
+        info: dict[int, dict[str, Any]] = {}
+        for res in self._gather(list(range(len(self.workers))), "start"):
+            info.update(res)
+        return info
+
+    def _gather(self, pending_workers: list[int], what: str) -> list[Any]:
+        pending = {self.workers[w][1]: w for w in pending_workers}
+        results: list[Any] = []
+        error: BaseException | None = None
+        while pending:
+            ready = mp_wait(list(pending), timeout=self.poll_s)
+            for conn in ready:
+                w = pending.pop(conn)
+                try:
+                    status, payload = conn.recv()
+                except (EOFError, OSError):
+                    raise self._died(w, what) from None
+                if status == "error":
+                    error = error or payload
+                else:
+                    results.append(payload)
+            for conn, w in list(pending.items()):
+                if not self.workers[w][0].is_alive() and not conn.poll():
+                    raise self._died(w, what)
+        if error is not None:
+            raise error
+        return results
+
+    def _died(self, w: int, what: str) -> WorkerDied:
+        proc, _, areas = self.workers[w]
+        proc.join(timeout=1.0)
+        return WorkerDied(
+            f"worker process {proc.pid} holding area(s) {', '.join(map(str, areas))} died "
+            f"(exit code {proc.exitcode}) during '{what}'; the distributed run was stopped"
+        )
+
+    def map(self, method: str, args_by_area: Mapping[int, tuple]) -> dict[int, Any]:
+        involved = []
+        for w, (_, conn, areas) in enumerate(self.workers):
+            sub = {a: args_by_area[a] for a in areas if a in args_by_area}
+            if sub:
+                try:
+                    conn.send((method, sub))
+                except (BrokenPipeError, OSError):
+                    raise self._died(w, method) from None
+                involved.append(w)
+        out: dict[int, Any] = {}
+        for res in self._gather(involved, method):
+            out.update(res)
+        return out
+
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p, _, _ in self.workers]
+
+    def close(self) -> None:
+        for proc, conn, _ in self.workers:
+            try:
+                if proc.is_alive():
+                    conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        deadline = time.monotonic() + 3.0
+        for proc, conn, _ in self.workers:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=1.0)
+            conn.close()
+        self.workers = []
+
+    def describe(self) -> str:
+        return f"processes ({len(self.workers)} workers)"
+
+
+# --------------------------------------------------------------------------------------------------
+# Dask
+# --------------------------------------------------------------------------------------------------
+
+
+class DaskExecutor(Executor):
+    """``dask.distributed`` Actors, one per worker, each holding a group of areas.
+
+    Without ``scheduler``: a LocalCluster on 127.0.0.1 (processes, one thread each, as many workers as
+    cores, at most one per area). With ``scheduler``: ``Client(address)`` joins an existing cluster, whose
+    workers must have this package installed.
+    """
+
+    name = "dask"
+    parallel = True
+
+    def __init__(self, scheduler: str | None = None, n_workers: int | None = None, poll_s: float = 0.5):
+        self.scheduler = scheduler
+        self.n_workers = n_workers
+        self.poll_s = poll_s
+        self.cluster: Any = None
+        self.client: Any = None
+        self.actors: list[tuple[Any, str, list[int]]] = []  # (actor, worker address, areas)
+
+    def start(self, specs: list[AreaSpec]) -> dict[int, dict[str, Any]]:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:  # pragma: no cover
+            raise MpdopfError(f"--executor dask needs the 'distributed' package: {exc}") from None
+        if self.scheduler:
+            try:
+                self.client = Client(self.scheduler, timeout="20s")
+            except Exception as exc:
+                raise MpdopfError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
+        else:
+            n = self.n_workers or min(len(specs), os.cpu_count() or 1)
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                        scheduler_port=0, dashboard_address=None)
+            self.client = Client(self.cluster)
+        workers = sorted(self.client.scheduler_info()["workers"])
+        if not workers:
+            raise MpdopfError("the Dask cluster has no workers")
+        groups = split_areas(specs, len(workers))
+        futures = []
+        for w, group in zip(workers, groups):
+            fut = self.client.submit(AreaHost, group, actor=True, workers=[w], allow_other_workers=False,
+                                     pure=False)
+            futures.append((fut, w, [s.area for s in group]))
+        for fut, w, areas in futures:
+            self.actors.append((self._wait(fut, w, "start"), w, areas))
+        return self.map("info", {a: () for _, _, areas in self.actors for a in areas})
+
+    def _alive(self, address: str) -> bool:
+        try:
+            return address in self.client.scheduler_info()["workers"]
+        except Exception:
+            return False
+
+    def _wait(self, fut: Any, address: str, what: str) -> Any:
+        """Result of a (actor) future; a clear error when its worker is gone, instead of a hang."""
+        while True:
+            try:
+                return fut.result(timeout=self.poll_s)
+            except TimeoutError:
+                pass
+            except Exception as exc:
+                deadline = time.monotonic() + 5.0  # let the scheduler notice a dead worker
+                while self._alive(address) and time.monotonic() < deadline and not isinstance(exc, MpdopfError):
+                    time.sleep(0.2)
+                if not self._alive(address):
+                    raise WorkerDied(f"Dask worker {address} died during '{what}'; the distributed run was "
+                                     "stopped") from None
+                if isinstance(exc, MpdopfError):
+                    raise
+                raise MpdopfError(f"Dask worker {address} failed during '{what}': {exc}") from None
+            if not self._alive(address):
+                raise WorkerDied(f"Dask worker {address} died during '{what}'; the distributed run was stopped")
+
+    def map(self, method: str, args_by_area: Mapping[int, tuple]) -> dict[int, Any]:
+        calls = []
+        for actor, w, areas in self.actors:
+            sub = {a: args_by_area[a] for a in areas if a in args_by_area}
+            if sub:
+                calls.append((actor.call(method, sub), w))
+        out: dict[int, Any] = {}
+        for fut, w in calls:
+            out.update(self._wait(fut, w, method))
+        return out
+
+    def worker_pids(self) -> list[int]:
+        return [self._wait(actor.pid(), w, "pid") for actor, w, _ in self.actors]
+
+    def close(self) -> None:
+        self.actors = []
+        for obj in (self.client, self.cluster):
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:
+                    pass
+        self.client = self.cluster = None
+
+    def describe(self) -> str:
+        where = self.scheduler or "local cluster"
+        return f"dask ({where}, {len(self.actors)} workers)"
+
+
+def make_executor(name: str = "serial", scheduler: str | None = None, n_workers: int | None = None) -> Executor:
+    """An executor by name: 'serial', 'processes' or 'dask' (``scheduler`` only with dask)."""
+    if scheduler and name != "dask":
+        raise MpdopfError("--scheduler needs --executor dask")
+    if name == "serial":
+        return SerialExecutor()
+    if name == "processes":
+        return ProcessExecutor(n_workers)
+    if name == "dask":
+        return DaskExecutor(scheduler, n_workers)
+    raise MpdopfError(f"unknown executor '{name}'; choose one of {', '.join(EXECUTORS)}")
