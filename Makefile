@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: setup
-	$(PY) -m mpdopf_pyomo doctor
+	$(PY) -m mpdopf_pyomo solve --case ieee123 --hours 5
 
 test: setup
 	$(PY) -m pytest -q

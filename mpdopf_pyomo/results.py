@@ -160,7 +160,7 @@ class Results:
             for name, table in self.extra_tables.items():
                 table.to_csv(tmp / f"{name}.csv")
             for name, fig in (figures or {}).items():
-                fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
+                fig.savefig(tmp / f"{name}.png", dpi=110)
             (tmp / "summary.json").write_text(json.dumps(_jsonable(self.summary), indent=2) + "\n")
             if out.exists():
                 old = out.with_name(f".{out.name}.old-{os.getpid()}")

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from mpdopf_pyomo.errors import SolveFailed, SolverUnavailable
+from mpdopf_pyomo.errors import MpdopfError, SolveFailed, SolverUnavailable
 
 #: Where :func:`build_pynumero` puts the PyNumero ASL library: inside the active environment.
 PYNUMERO_DIR = Path(sys.prefix) / "lib" / "mpdopf-pynumero"
@@ -259,7 +259,7 @@ def parse_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise SolverUnavailable(f"solver option '{pair}' is not of the form key=value")
+            raise MpdopfError(f"solver option '{pair}' is not of the form key=value")
         value: Any = raw.strip()
         for cast in (int, float):
             try:
