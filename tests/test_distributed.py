@@ -47,12 +47,12 @@ def test_admm_matches_central(case, central, admm):
     assert gap <= 1e-4, gap
     assert d["primal_residual"] <= 1e-4 and d["dual_residual"] <= 1e-4  # every boundary mismatch, pu
     dv = (admm.voltages - central.voltages.loc[admm.voltages.index]).abs().to_numpy().max()
-    assert dv <= 1e-4, dv  # soft Q, v penalties + ENApp/dual warm start (measured 7e-5 pu)
+    assert dv <= 1e-4, dv  # soft Q, v penalties + re-priced ENApp/dual warm start (measured 3e-5 pu)
     assert set(admm.voltages.index) == set(central.voltages.index)
     assert d["exchanged_per_iteration"] == 2 * 2 * 2 * 3 * 5
     conv = admm.extra_tables["convergence"]
     assert list(conv.columns) == ["primal_residual", "dual_residual", "objective_usd", "rho", "elapsed_s"]
-    assert len(conv) == d["iterations"] and 0 < d["warm_start_iterations"] < d["iterations"] <= 60
+    assert len(conv) == d["iterations"] and 0 < d["warm_start_iterations"] < d["iterations"] <= 34  # measured 28
     assert d["area_solve_s"] > 0 and d["coordination_s"] >= 0
 
 

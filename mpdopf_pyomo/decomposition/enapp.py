@@ -33,9 +33,11 @@ def run_enapp(
     max_iter: int = 100,
     progress: Progress,
     callback: IterationCallback | None = None,
+    offset: int = 0,
 ) -> Outcome:
     """Run ENApp; ``y0`` initial boundary values by global key, ``head_price`` USD/pu per global key
-    (non-zero on P keys: what a child pays for the power at its head)."""
+    (non-zero on P keys: what a child pays for the power at its head). ``offset`` shifts the iteration
+    numbers printed (ADMM's warm start runs ENApp in stages)."""
     areas = layout.areas
     idx = layout.index
     kinds = layout.kinds()
@@ -81,7 +83,7 @@ def run_enapp(
         elapsed = clock()
         history.append({"iteration": k, "primal_residual": r, "dual_residual": s, "objective_usd": objective,
                         "rho": float("nan"), "elapsed_s": elapsed})
-        progress(f"enapp {k:3d}  primal {r:.2e}  dual {s:.2e}  objective {objective:.4f} USD  {elapsed:.2f} s")
+        progress(f"enapp {k + offset:3d}  primal {r:.2e}  dual {s:.2e}  objective {objective:.4f} USD  {elapsed:.2f} s")
         if callback is not None:
             callback(k, executor)
         if r <= tol and s <= tol:
