@@ -174,13 +174,13 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         w.writerows(rows)
 
 
-def distributed_rows(**kwargs: Any) -> list[dict[str, Any]] | None:
-    """Rows of the distributed benchmark, when that module exists (None otherwise); kwargs go to it."""
-    try:
-        from mpdopf_pyomo.decomposition.bench import benchmark_rows
-    except ImportError:
-        return None
-    return list(benchmark_rows(**kwargs))
+DISTRIBUTED_COLUMNS = [
+    ("algorithm", "algorithm", "{}"), ("executor", "executor", "{}"), ("hours", "T (h)", "{}"),
+    ("iterations", "iterations", "{}"), ("converged", "converged", "{}"),
+    ("objective_usd", "objective USD", "{:.4f}"), ("area_solve_s", "area solves s", "{:.2f}"),
+    ("coordination_s", "coordination s", "{:.2f}"), ("per_iteration_s", "s/iteration", "{:.3f}"),
+    ("wall_s", "wall s (in-process)", "{:.2f}"),
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -407,13 +407,15 @@ def main(argv: list[str] | None = None) -> int:
     print(text, flush=True)
     dist = None
     if args.distributed:
-        progress("distributed rows (mpdopf_pyomo.decomposition.bench.benchmark_rows), if available ...")
+        from mpdopf_pyomo.decomposition.bench import benchmark_rows
+
+        progress("distributed rows (mpdopf_pyomo.decomposition.bench.benchmark_rows) ...")
         kwargs: dict[str, Any] = {}
         if args.distributed_hours:
             kwargs["hours"] = tuple(int(h) for h in args.distributed_hours.split(",") if h.strip())
-        dist = distributed_rows(**kwargs)
+        dist = benchmark_rows(**kwargs)
     if dist is not None:
-        part = "## Distributed (mpdopf_pyomo.decomposition.bench)\n\n" + markdown_table(dist)
+        part = "## Distributed (mpdopf_pyomo.decomposition.bench)\n\n" + markdown_table(dist, DISTRIBUTED_COLUMNS)
         write_csv(dist, out_dir / "distributed.csv")
         text += "\n\n" + part
         (out_dir / "benchmark.md").write_text(text + "\n")
