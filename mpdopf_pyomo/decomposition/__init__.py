@@ -19,7 +19,7 @@ import pandas as pd
 from mpdopf_pyomo import problem
 from mpdopf_pyomo.case import Case
 from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values
-from mpdopf_pyomo.decomposition.core import IterationCallback, Outcome, Progress, initial_boundary, make_layout
+from mpdopf_pyomo.decomposition.core import IterationCallback, Progress, initial_boundary, make_layout
 from mpdopf_pyomo.decomposition.executors import make_executor
 from mpdopf_pyomo.decomposition.partition import with_areas
 from mpdopf_pyomo.errors import CaseError, SolveFailed
@@ -152,7 +152,3 @@ def solve_distributed(
     ).set_index("iteration")
     return results
 
-
-def outcome_type() -> type:
-    """The algorithms' return type (for type checkers and the benchmark)."""
-    return Outcome

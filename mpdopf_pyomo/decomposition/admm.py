@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from mpdopf_pyomo.decomposition.core import Clock, IterationCallback, Layout, Outcome, Progress
+from mpdopf_pyomo.decomposition.core import IterationCallback, Layout, Outcome, Progress, Tally
 
 #: Default starting penalty, USD/pu^2 (P, Q in pu of the case's base; v in pu^2).
 RHO0 = 2.0e4
@@ -88,64 +88,40 @@ def run_admm(
     scale = np.array([KIND_SCALE[k] for k in kinds])
     areas = layout.areas
     idx = layout.index
-    parent_mask = layout.holder("parent")
     child_mask = layout.holder("child")
+    tally = Tally(executor, progress, callback)
     z = z0.copy()
     lam_c = np.zeros(len(z)) if lam0 is None else lam0.copy()  # multiplier of the child copies
-    history: list[dict[str, Any]] = []
-    solve_crit = solve_total = 0.0
-    ipopt_its = 0
-    clock = Clock()
     if warm:
         from mpdopf_pyomo.decomposition.enapp import run_enapp
 
         head = np.where(kinds == "P", lam_c, 0.0)  # stage 1: the children pay the substation price
-        z = z0
         n_stage = WARM_STAGES[0]
-        while len(history) < min(warm, max_iter):
-            n0 = len(history)
-            cb = None if callback is None else (lambda i, e, n0=n0: callback(n0 + i, e))
-            if n0:
-                progress(f"admm warm start: ENApp from iteration {n0 + 1}, children priced at the parents' LMPs")
-            t0 = clock()
-            pre = run_enapp(executor, layout, z, head, max_iter=min(n_stage, warm - n0, max_iter - n0),
-                            tol=max(tol, warm_tol), progress=progress, callback=cb, offset=n0)
-            history += [{**h, "iteration": n0 + h["iteration"], "elapsed_s": t0 + h["elapsed_s"]}
-                        for h in pre.history]
-            solve_crit += pre.area_solve_s
-            solve_total += pre.area_solve_total_s
-            ipopt_its += pre.ipopt_iterations
+        while tally.iterations < min(warm, max_iter):
+            if tally.iterations:
+                progress(f"admm warm start: ENApp from iteration {tally.iterations + 1}, "
+                         "children priced at the parents' LMPs")
+            pre = run_enapp(executor, layout, z, head, tol=max(tol, warm_tol), progress=progress, tally=tally,
+                            max_iter=min(n_stage, warm - tally.iterations, max_iter - tally.iterations))
             z, lam_c = warm_point(executor, layout)
             head = np.where(kinds == "v", 0.0, lam_c)  # then: the parents' current LMPs for P and Q
             n_stage = WARM_STAGES[1]
             if pre.converged:
                 break
+    k0 = tally.iterations
     lam = {a: np.where(child_mask[a], lam_c[idx[a]], -lam_c[idx[a]]) for a in areas}
-    r = s = float("inf")
-    objective = float("nan")
-    if history:  # what an iteration cap inside the warm start reports
-        r, s, objective = (history[-1][c] for c in ("primal_residual", "dual_residual", "objective_usd"))
     converged = False
-    k = k0 = len(history)
-    for k in range(k0 + 1, max_iter + 1):
+    while tally.iterations < max_iter:
         rho_v = rho_s * scale
         args = {
-            a: (rho_v[idx[a]] / 2.0, lam[a] - rho_v[idx[a]] * z[idx[a]], None, k) for a in areas
+            a: (rho_v[idx[a]] / 2.0, lam[a] - rho_v[idx[a]] * z[idx[a]], None, tally.iterations + 1)
+            for a in areas
         }
-        out = executor.map("solve", args)
-        times = [out[a]["solve_s"] for a in areas]
-        solve_crit += max(times) if executor.parallel else sum(times)
-        solve_total += sum(times)
-        ipopt_its += sum(int(out[a]["iterations"]) for a in areas)
-        x_par = np.empty(len(z))
-        x_chi = np.empty(len(z))
+        out = tally.solve(args)
+        x_par, x_chi = layout.copies(out)
         acc = np.zeros(len(z))
         for a in areas:
-            xa = out[a]["x"]
-            pm = parent_mask[a]
-            x_par[idx[a][pm]] = xa[pm]
-            x_chi[idx[a][~pm]] = xa[~pm]
-            acc[idx[a]] += relax * xa + (1.0 - relax) * z[idx[a]] + lam[a] / rho_v[idx[a]]
+            acc[idx[a]] += relax * out[a]["x"] + (1.0 - relax) * z[idx[a]] + lam[a] / rho_v[idx[a]]
         z_new = acc / 2.0
         for a in areas:
             xh = relax * out[a]["x"] + (1.0 - relax) * z[idx[a]]
@@ -153,14 +129,7 @@ def run_admm(
         r = float(np.max(np.abs(x_par - x_chi))) if len(z) else 0.0
         s = float(np.max(np.abs(z_new - z))) if len(z) else 0.0
         z = z_new
-        objective = float(sum(out[a]["cost"] for a in areas))
-        elapsed = clock()
-        history.append({"iteration": k, "primal_residual": r, "dual_residual": s, "objective_usd": objective,
-                        "rho": rho_s, "elapsed_s": elapsed})
-        progress(f"admm {k:3d}  primal {r:.2e}  dual {s:.2e}  objective {objective:.4f} USD  "
-                 f"rho {rho_s:.3g}  {elapsed:.2f} s")
-        if callback is not None:
-            callback(k, executor)
+        k = tally.record("admm", r, s, float(sum(out[a]["cost"] for a in areas)), rho_s)
         if r <= tol and s <= tol:
             converged = True
             break
@@ -169,25 +138,10 @@ def run_admm(
                 rho_s *= tau
             elif s > mu * r:
                 rho_s /= tau
-    wall = clock()
-    n_b = layout.n_boundaries
-    T = len({key[2] for key in layout.keys})
-    return Outcome(
-        converged=converged,
-        iterations=k,
-        primal_residual=r,
-        dual_residual=s,
-        objective=objective,
-        history=history,
-        area_solve_s=solve_crit,
-        area_solve_total_s=solve_total,
-        coordination_s=max(wall - solve_crit, 0.0),
-        ipopt_iterations=ipopt_its,
-        # per boundary-hour, each of the 2 areas sends its (S, v) copy up and receives the consensus (S, v)
-        exchanged_per_iteration=2 * 2 * 2 * n_b * T,
-        exchanged_reals_per_iteration=2 * 2 * 3 * n_b * T,
-        extra={"rho_final": rho_s, "rho_adaptive": adaptive, "warm_start_iterations": k0},
-    )
+    # per boundary-hour, each of the 2 areas sends its (S, v) copy up and receives the consensus (S, v)
+    n = layout.boundary_hours
+    return tally.outcome(converged, 2 * 2 * 2 * n, 2 * 2 * 3 * n,
+                         {"rho_final": rho_s, "rho_adaptive": adaptive, "warm_start_iterations": k0})
 
 
 def warm_point(executor: Any, layout: Layout) -> tuple[np.ndarray, np.ndarray]:

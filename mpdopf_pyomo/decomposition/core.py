@@ -46,6 +46,22 @@ class Layout:
     def kinds(self) -> np.ndarray:
         return np.array([k[0] for k in self.keys])
 
+    @property
+    def boundary_hours(self) -> int:
+        """Number of (cut branch, hour) pairs."""
+        return len({(k[1], k[2]) for k in self.keys})
+
+    def copies(self, out: dict[int, dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """The parent's and the child's copy of every boundary value from the areas' solves."""
+        parent_mask = self.holder("parent")
+        x_par = np.empty(len(self.keys))
+        x_chi = np.empty(len(self.keys))
+        for a in self.areas:
+            xa, pm = out[a]["x"], parent_mask[a]
+            x_par[self.index[a][pm]] = xa[pm]
+            x_chi[self.index[a][~pm]] = xa[~pm]
+        return x_par, x_chi
+
     def holder(self, side: str) -> dict[int, np.ndarray]:
         """Per area, a mask over its ports: True where it is the ``side`` ('parent' or 'child') of the cut."""
         who = self.parent if side == "parent" else self.child
@@ -103,3 +119,73 @@ class Clock:
 
     def __call__(self) -> float:
         return time.perf_counter() - self.t0
+
+
+class Tally:
+    """The book-keeping every algorithm shares: it solves the areas through the executor, times them
+    (the parallel critical path and the total), counts IPOPT iterations and keeps the iteration history.
+
+    ADMM's ENApp warm start records into the same tally, so its iterations, times and history rows are
+    counted once, numbered continuously.
+    """
+
+    def __init__(self, executor: Any, progress: Progress, callback: IterationCallback | None) -> None:
+        self.executor = executor
+        self.progress = progress
+        self.callback = callback
+        self.clock = Clock()
+        self.solve_crit = self.solve_total = 0.0
+        self.ipopt_iterations = 0
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def iterations(self) -> int:
+        return len(self.history)
+
+    def solve(self, args: dict[int, tuple]) -> dict[int, dict[str, Any]]:
+        """One round of area solves (``AreaSolver.solve(*args[a])`` for every area a)."""
+        out = self.executor.map("solve", args)
+        times = [o["solve_s"] for o in out.values()]
+        self.solve_crit += max(times) if self.executor.parallel else sum(times)
+        self.solve_total += sum(times)
+        self.ipopt_iterations += sum(int(o["iterations"]) for o in out.values())
+        return out
+
+    def record(self, name: str, r: float, s: float, objective: float, rho: float = float("nan")) -> int:
+        """Log one finished iteration (history row, progress line, test callback); return its number."""
+        k = len(self.history) + 1
+        elapsed = self.clock()
+        self.history.append({"iteration": k, "primal_residual": r, "dual_residual": s,
+                             "objective_usd": objective, "rho": rho, "elapsed_s": elapsed})
+        rho_text = "" if np.isnan(rho) else f"  rho {rho:.3g}"
+        self.progress(f"{name} {k:3d}  primal {r:.2e}  dual {s:.2e}  objective {objective:.4f} USD"
+                      f"{rho_text}  {elapsed:.2f} s")
+        if self.callback is not None:
+            self.callback(k, self.executor)
+        return k
+
+    def last(self) -> tuple[float, float, float]:
+        """(primal residual, dual residual, objective) of the last iteration (inf, inf, nan before any)."""
+        if not self.history:
+            return float("inf"), float("inf"), float("nan")
+        h = self.history[-1]
+        return h["primal_residual"], h["dual_residual"], h["objective_usd"]
+
+    def outcome(self, converged: bool, exchanged: int, exchanged_reals: int, extra: dict[str, Any]) -> Outcome:
+        """The run's :class:`Outcome` from what was recorded."""
+        r, s, objective = self.last()
+        return Outcome(
+            converged=converged,
+            iterations=self.iterations,
+            primal_residual=r,
+            dual_residual=s,
+            objective=objective,
+            history=self.history,
+            area_solve_s=self.solve_crit,
+            area_solve_total_s=self.solve_total,
+            coordination_s=max(self.clock() - self.solve_crit, 0.0),
+            ipopt_iterations=self.ipopt_iterations,
+            exchanged_per_iteration=exchanged,
+            exchanged_reals_per_iteration=exchanged_reals,
+            extra=extra,
+        )
