@@ -66,7 +66,11 @@ def solve_case(
     progress: Progress = _quiet,
     **distributed: Any,
 ) -> Results:
-    """Solve a loaded case centrally or distributed; ``distributed`` keywords go to the decomposition."""
+    """Solve a loaded case centrally or distributed; ``distributed`` keywords go to the decomposition.
+
+    ``tee`` (the solver's own log) applies to the central solve; a distributed run prints one line per
+    iteration through ``progress`` instead.
+    """
     if algorithm == "central":
         if distributed:
             raise CaseError(f"options {sorted(distributed)} apply only to distributed algorithms")

@@ -52,7 +52,6 @@ def solve_distributed(
     relax: float = 1.6,
     warm: int = 10,
     callback: IterationCallback | None = None,
-    tee: bool = False,
 ) -> Results:
     """Solve a case by ADMM or ENApp over its areas; returns the same Results as a central run.
 
