@@ -134,8 +134,9 @@ def cases_show(case: str, hours: int | None) -> None:
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures.")
 @click.option("--tee", is_flag=True, help="Show the solver's own log.")
 @click.option("--executor", type=click.Choice(["serial", "processes", "dask"]), default=None,
-              help="Distributed runs: where area problems are solved (default serial).")
-@click.option("--scheduler", default=None, help="Dask scheduler address to join (with --executor dask).")
+              help="Distributed runs: where area problems are solved (default: processes on a multi-core "
+                   "machine, serial on one core; dask with --scheduler).")
+@click.option("--scheduler", default=None, help="Dask scheduler address to join (implies --executor dask).")
 @click.option("--areas", "n_areas", type=click.IntRange(2, None), default=None,
               help="Distributed runs: partition the feeder automatically into N areas instead of the case's.")
 @click.option("--rho", type=float, default=None, help="ADMM penalty (default: adaptive).")

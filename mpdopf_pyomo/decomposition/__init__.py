@@ -20,7 +20,7 @@ from mpdopf_pyomo import problem
 from mpdopf_pyomo.case import Case
 from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values
 from mpdopf_pyomo.decomposition.core import IterationCallback, Progress, initial_boundary, make_layout
-from mpdopf_pyomo.decomposition.executors import make_executor
+from mpdopf_pyomo.decomposition.executors import default_executor, make_executor
 from mpdopf_pyomo.decomposition.partition import with_areas
 from mpdopf_pyomo.errors import CaseError, SolveFailed
 from mpdopf_pyomo.results import Results
@@ -40,7 +40,7 @@ def solve_distributed(
     options: Mapping[str, Any] | None = None,
     progress: Progress = _quiet,
     *,
-    executor: str = "serial",
+    executor: str | None = None,
     scheduler: str | None = None,
     n_areas: int | None = None,
     n_workers: int | None = None,
@@ -60,6 +60,8 @@ def solve_distributed(
     the substation price. ``warm=10``: measured on ieee123 (total iterations, 5 h / 24 h) 28 / 40 against
     34, 31, 31, 32 at warm = 9, 11, 12, 15 (5 h) and 44 at 15 (24 h).
 
+    ``executor`` None: processes on a multi-core machine, serial on one core, dask with a ``scheduler``.
+
     Raises :class:`SolveFailed` (non-zero exit) when the iteration cap is reached before the residuals
     are below ``tol``, unless ``keep_last`` (then ``summary['status'] = 'iteration_limit'`` and
     ``distributed.kept_last_iterate = True``).
@@ -71,6 +73,7 @@ def solve_distributed(
     areas = sorted(int(a) for a in case.buses["area"].unique())
     start = problem.flat_start(case)
     specs = [AreaSpec(case, a, formulation, solver, dict(options or {}), start) for a in areas]
+    executor = executor or default_executor(scheduler)
     exe = make_executor(executor, scheduler, n_workers)
     progress(f"{algorithm}: {len(areas)} areas (cut branches {', '.join(case.cut_branches)}), "
              f"executor {executor}; building the area models")

@@ -320,6 +320,14 @@ class DaskExecutor(Executor):
         return f"dask ({where}, {len(self.actors)} workers)"
 
 
+def default_executor(scheduler: str | None = None) -> str:
+    """'dask' when a scheduler is named; else 'processes' on a multi-core machine (ieee123, 5 h, 2 cores:
+    ADMM command 4.0-4.2 s against 4.95-5.0 s serial), 'serial' on one core."""
+    if scheduler:
+        return "dask"
+    return "processes" if (os.cpu_count() or 1) > 1 else "serial"
+
+
 def make_executor(name: str = "serial", scheduler: str | None = None, n_workers: int | None = None) -> Executor:
     """An executor by name: 'serial', 'processes' or 'dask' (``scheduler`` only with dask)."""
     if scheduler and name != "dask":
