@@ -209,32 +209,41 @@ def probe(name: str) -> SolverInfo:
         if info.available:
             info.linear_solver = "built-in (ripopt's own sparse LDL)"
         return info
-    # Any other Pyomo solver name.
-    import pyomo.environ as pyo
+    # Any other Pyomo solver name. Pyomo logs a traceback for an unknown name; keep it off the terminal.
+    import io
+    import logging
 
-    try:
-        solver = pyo.SolverFactory(key)
-        ok = bool(solver.available(exception_flag=False))
-    except Exception as exc:  # Pyomo raises for unknown executables
-        return SolverInfo(name=key, available=False, fix=f"install the '{key}' solver", detail=str(exc))
-    version = None
-    if ok:
+    import pyomo.environ as pyo
+    from pyomo.common.log import LoggingIntercept
+
+    unknown = SolverInfo(
+        name=key,
+        available=False,
+        fix=f"install the '{key}' solver so that Pyomo's SolverFactory finds it (see `doctor`)",
+        detail=f"Pyomo has no solver plugin named '{key}' and no '{key}' executable is on PATH",
+    )
+    with LoggingIntercept(io.StringIO(), "pyomo", logging.WARNING):
         try:
-            version = ".".join(str(v) for v in solver.version())
-        except Exception:
-            version = None
-    path = None
-    try:
-        path = solver.executable()
-    except Exception:
-        pass
+            solver = pyo.SolverFactory(key)
+            ok = bool(solver.available(exception_flag=False))
+        except Exception:  # Pyomo raises for unknown executables
+            return unknown
+        if type(solver).__name__ == "UnknownSolver":
+            return unknown
+        version = path = None
+        try:
+            path = solver.executable()
+            version = ".".join(str(v) for v in solver.version()) if ok else None
+        except Exception:  # plugins without an executable or a version
+            pass
     return SolverInfo(
         name=key,
         available=ok,
         route="executable" if path else "pyomo-plugin",
         version=version,
         location=path,
-        fix=None if ok else f"install the '{key}' solver so that Pyomo's SolverFactory finds it",
+        fix=None if ok else unknown.fix,
+        detail=None if ok else f"Pyomo knows the '{key}' plugin, but its solver is not installed or not licensed",
     )
 
 
@@ -341,7 +350,10 @@ def solve(
     solve_s = time.perf_counter() - t0
 
     term = results.solver.termination_condition
-    message = str(results.solver.message or "").strip()
+    message = results.solver.message or ""
+    if isinstance(message, bytes):  # cyipopt returns IPOPT's message as bytes
+        message = message.decode(errors="replace")
+    message = str(message).strip()
     if term not in (TC.optimal, TC.locallyOptimal, TC.globallyOptimal):
         raise SolveFailed(_failure_line(name, term, message, iterations))
     model.solutions.load_from(results)
@@ -367,7 +379,7 @@ def _failure_line(name: str, term: Any, message: str, iterations: int | None) ->
     else:
         head = f"{name}: did not converge (termination '{kind}')"
     tail = f" after {iterations} iterations" if iterations is not None else ""
-    return f"{head}{tail}; solver says: {message or kind}. No result was written."
+    return f"{head}{tail}; solver says: {(message or kind).rstrip('.')}. No result was written."
 
 
 # --------------------------------------------------------------------------------------------------

@@ -33,3 +33,16 @@ def test_doctor_reports_ipopt_through_python_m():
     assert ipopt["available"] and ipopt["version"].startswith("3.14")
     assert report["packages"]["pyomo"]
     assert report["opendss_engine"] and "unavailable" not in report["opendss_engine"]
+
+
+def test_solver_not_installed_is_one_line_and_no_output(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mpdopf_pyomo", "solve", "--case", "ieee123", "--hours", "1", "--solver",
+         "bonmin_not_here", "--no-plots", "--out", str(out), "--json"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: solver 'bonmin_not_here' is not available"), proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
