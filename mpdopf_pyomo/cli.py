@@ -202,9 +202,9 @@ def validate_cmd(folder: str, plots: bool, strict: bool, as_json: bool) -> None:
     results = revalidate_folder(folder, figures=plots, warn=lambda m: click.echo(f"note: {m}", err=True))
     v = results.summary["validation"]
     if as_json:
-        from mpdopf_pyomo.results import _jsonable
+        from mpdopf_pyomo.results import jsonable
 
-        click.echo(json.dumps(_jsonable(v), indent=2))
+        click.echo(json.dumps(jsonable(v), indent=2))
     else:
         s = results.summary
         click.echo(f"{s.get('case')}  {s.get('hours')} h  {s.get('algorithm')}  {s.get('formulation')}  "

@@ -41,7 +41,7 @@ SHUNT_B_TOL_PU = 1e-6
 _KV_RTOL = 1e-6
 
 
-def _dss():
+def engine():
     """The opendssdirect module, with exceptions on and working-directory changes off."""
     import opendssdirect as dss
 
@@ -63,7 +63,7 @@ def compile_model(path: str | Path) -> Path:
     path = Path(path).resolve()
     if not path.is_file():
         raise CaseError(f"{path}: network model file not found")
-    dss = _dss()
+    dss = engine()
     dss.Basic.ClearAll()
     try:
         dss.Text.Command(f"compile [{path}]")
@@ -109,7 +109,7 @@ def read_network(path: str | Path, s_kva_hint: float = 1000.0) -> NetworkTables:
     ``s_kva_hint`` (three-phase base, kVA) only scales the shunt-susceptance check.
     """
     path = compile_model(path)
-    dss = _dss()
+    dss = engine()
     where = str(path)
 
     # --- element classes ---------------------------------------------------------------------------
@@ -318,22 +318,29 @@ def solve_power_flow() -> pd.Series:
     """
     from mpdopf_pyomo.errors import ValidationFailed
 
-    dss = _dss()
+    dss = engine()
     try:
         dss.Solution.Solve()
     except Exception as exc:
         raise ValidationFailed(f"OpenDSS power flow failed: {exc}") from None
     if not dss.Solution.Converged():
         raise ValidationFailed("OpenDSS power flow did not converge")
+    return bus_voltages_pu()
+
+
+def bus_voltages_pu() -> pd.Series:
+    """Each bus's mean phase voltage magnitude (pu) of the last solve, indexed by bus name."""
+    dss = engine()
     names = [b.lower() for b in dss.Circuit.AllBusNames()]
-    vals = []
-    for b in names:
-        dss.Circuit.SetActiveBus(b)
-        vals.append(float(np.mean(dss.Bus.puVmagAngle()[0::2])))
-    return pd.Series(vals, index=pd.Index(names, name="bus"), name="v_pu")
+    pos = {b: i for i, b in enumerate(names)}
+    node_bus = np.array([pos[n.split(".", 1)[0].lower()] for n in dss.Circuit.AllNodeNames()])
+    mag = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)
+    nodes_per_bus = np.maximum(np.bincount(node_bus, minlength=len(names)), 1)
+    mean = np.bincount(node_bus, weights=mag, minlength=len(names)) / nodes_per_bus
+    return pd.Series(mean, index=pd.Index(names, name="bus"), name="v_pu")
 
 
 def substation_power_kw() -> tuple[float, float]:
     """Three-phase P (kW) and Q (kvar) delivered by the source into the network after a solve."""
-    p, q = _dss().Circuit.TotalPower()
+    p, q = engine().Circuit.TotalPower()
     return -float(p), -float(q)

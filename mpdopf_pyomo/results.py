@@ -161,7 +161,7 @@ class Results:
                 table.to_csv(tmp / f"{name}.csv")
             for name, fig in (figures or {}).items():
                 fig.savefig(tmp / f"{name}.png", dpi=110)
-            (tmp / "summary.json").write_text(json.dumps(_jsonable(self.summary), indent=2) + "\n")
+            (tmp / "summary.json").write_text(json.dumps(jsonable(self.summary), indent=2) + "\n")
             if out.exists():
                 old = out.with_name(f".{out.name}.old-{os.getpid()}")
                 out.rename(old)
@@ -204,12 +204,12 @@ class Results:
         )
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """numpy scalars and paths to plain JSON types."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, Path):

@@ -16,11 +16,12 @@ from mpdopf_pyomo.errors import CaseError
 from mpdopf_pyomo.results import Results
 
 ALGORITHMS = ("central", "admm", "enapp")
+#: Receives one line per stage or iteration (the CLI prints them on stderr).
 Progress = Callable[[str], None]
 
 
-def _quiet(_: str) -> None:
-    pass
+def quiet(_: str) -> None:
+    """The default progress receiver: says nothing."""
 
 
 def solve_central(
@@ -29,7 +30,7 @@ def solve_central(
     solver: str = "ipopt",
     options: Mapping[str, Any] | None = None,
     tee: bool = False,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> Results:
     """Solve the whole feeder over the horizon as one NLP, from a LinDistFlow starting point."""
     t0 = time.perf_counter()
@@ -63,7 +64,7 @@ def solve_case(
     solver: str = "ipopt",
     options: Mapping[str, Any] | None = None,
     tee: bool = False,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     **distributed: Any,
 ) -> Results:
     """Solve a loaded case centrally or distributed; ``distributed`` keywords go to the decomposition.

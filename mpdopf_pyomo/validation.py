@@ -166,14 +166,14 @@ def _hours(case: Case, results: Results) -> list[int]:
 def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
              tol_rel_p_sub: float = TOL_REL_P_SUB) -> Validation:
     """Run the plan in ``results`` through OpenDSS hour by hour on ``case``'s network model; compare."""
-    from mpdopf_pyomo.network import _dss, compile_model
+    from mpdopf_pyomo.network import bus_voltages_pu, compile_model, engine, substation_power_kw
 
     t_start = time.perf_counter()
     hours = _hours(case, results)
     devices = _devices(results)
     model = Path(case.network_model)
     compile_model(model)  # CaseError with a clear message if OpenDSS cannot compile it
-    dss = _dss()
+    dss = engine()
     where = f"{model}"
 
     # --- the circuit as compiled: source, buses, generators -------------------------------------------
@@ -189,29 +189,23 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
         dss.Text.Command("Set Mode=Snapshot")
         dss.Text.Command("Set ControlMode=OFF")
         dss.Solution.MaxIterations(_MAX_ITER)
-        bus_names = [b.lower() for b in dss.Circuit.AllBusNames()]
-        node_bus = [n.split(".", 1)[0].lower() for n in dss.Circuit.AllNodeNames()]
+        bus_names = {b.lower() for b in dss.Circuit.AllBusNames()}
     except ValidationFailed:
         raise
     except Exception as exc:
         raise ValidationFailed(f"{where}: OpenDSS could not prepare the validation circuit: {_msg(exc)}") from None
 
-    bus_pos = {b: i for i, b in enumerate(bus_names)}
-    node_idx = np.array([bus_pos[b] for b in node_bus])
-    node_count = np.bincount(node_idx, minlength=len(bus_names))
-
     opt_v = results.voltages
     opt_buses = [str(b).lower() for b in opt_v.index]
-    missing = [b for b in opt_buses if b not in bus_pos]
+    missing = [b for b in opt_buses if b not in bus_names]
     if missing:
         raise CaseError(f"{where}: plan bus(es) not in the network model: {', '.join(missing[:8])}")
-    bus_rows = np.array([bus_pos[b] for b in opt_buses])
 
     # --- one Generator per device ----------------------------------------------------------------------
     kv = case.bases.v_kv_ll
     elements: dict[tuple[str, str], str] = {}
     for kind, bus in devices[["kind", "bus"]].drop_duplicates().itertuples(index=False):
-        if bus not in bus_pos:
+        if bus not in bus_names:
             raise CaseError(f"{where}: {'PV' if kind == 'pv' else 'battery'} bus {bus} is not in the network model")
         name = f"{_PREFIX}{kind}_{bus}"
         try:
@@ -259,11 +253,8 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
                         f"hour {t}: Generator.{elements[kind, bus]} injects {p_el:.6f} kW + {q_el:.6f} kvar, "
                         f"not the planned {p:.6f} kW + {q:.6f} kvar (a bus voltage outside 0.5..1.5 pu?)"
                     )
-        mag = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)
-        v_bus = np.bincount(node_idx, weights=mag, minlength=len(bus_names)) / np.maximum(node_count, 1)
-        v_dss[:, k] = v_bus[bus_rows]
-        p_src, q_src = dss.Circuit.TotalPower()
-        p_dss, q_dss = -float(p_src), -float(q_src)
+        v_dss[:, k] = bus_voltages_pu().reindex(opt_buses).to_numpy()
+        p_dss, q_dss = substation_power_kw()
         loss_dss = float(dss.Circuit.Losses()[0]) / 1000.0
         p_opt = float(opt_sub.at[t, "p_kw"])
         q_opt = float(opt_sub.at[t, "q_kvar"])
@@ -400,7 +391,7 @@ def revalidate_folder(folder: str | Path, figures: bool = False,
     """
     import json
 
-    from mpdopf_pyomo.results import _jsonable
+    from mpdopf_pyomo.results import jsonable
 
     folder = Path(folder)
     case, results = load_saved(folder)
@@ -419,7 +410,7 @@ def revalidate_folder(folder: str | Path, figures: bool = False,
     summary_file = folder / "summary.json"
     on_disk = json.loads(summary_file.read_text())
     on_disk["validation"] = results.summary["validation"]
-    text = json.dumps(_jsonable(on_disk), indent=2) + "\n"
+    text = json.dumps(jsonable(on_disk), indent=2) + "\n"
     for name in ("validation_by_hour", "validation_voltages"):
         table = results.extra_tables[name]
         _write_atomic(folder / f"{name}.csv", lambda p, table=table: table.to_csv(p))

@@ -19,17 +19,14 @@ import pandas as pd
 from mpdopf_pyomo import problem
 from mpdopf_pyomo.case import Case
 from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values
-from mpdopf_pyomo.decomposition.core import IterationCallback, Progress, initial_boundary, make_layout
+from mpdopf_pyomo.decomposition.core import IterationCallback, initial_boundary, make_layout
 from mpdopf_pyomo.decomposition.executors import default_executor, make_executor
 from mpdopf_pyomo.decomposition.partition import with_areas
 from mpdopf_pyomo.errors import CaseError, SolveFailed
 from mpdopf_pyomo.results import Results
+from mpdopf_pyomo.solve import Progress, quiet
 
 __all__ = ["solve_distributed"]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def solve_distributed(
@@ -38,7 +35,7 @@ def solve_distributed(
     formulation: str = "exact",
     solver: str = "ipopt",
     options: Mapping[str, Any] | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     *,
     executor: str | None = None,
     scheduler: str | None = None,

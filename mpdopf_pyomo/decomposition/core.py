@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from mpdopf_pyomo.case import Case
+from mpdopf_pyomo.solve import Progress
 
 PortKey = tuple[str, str, int]
-Progress = Callable[[str], None]
 #: Called after every iteration with (iteration, executor); tests use it to kill a worker mid-run.
 IterationCallback = Callable[[int, Any], None]
 
