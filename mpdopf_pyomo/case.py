@@ -223,19 +223,31 @@ class Bound:
     def accepts(self, v: float) -> bool:
         return (self.lo < v if self.lo_open else self.lo <= v) and v <= self.hi
 
+    @staticmethod
+    def fmt(x: float) -> str:
+        """A bound as written in messages and docs: ``1e7``, ``0.001``, ``-1e4``."""
+        text = f"{x:g}"
+        return text.replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+
     def violation(self, v: float) -> str:
         """What is wrong with a rejected ``v``: ``must be positive, got -1 (allowed: (0, 100])``."""
         if v > self.hi:
-            need = f"must be <= {self.hi:g}"
+            need = f"must be <= {self.fmt(self.hi)}"
         elif self.lo == 0:
             need = "must be positive" if self.lo_open else "must be >= 0"
         else:
-            need = f"must be {'>' if self.lo_open else '>='} {self.lo:g}"
+            need = f"must be {'>' if self.lo_open else '>='} {self.fmt(self.lo)}"
         return f"{need}, got {v:g} (allowed: {self.interval()})"
 
+    def usual(self) -> str:
+        """The warning range as written in messages and docs (``0.9..1.1``, ``<= 3``, ``>= 0.5``; "" if none)."""
+        lo = "" if math.isinf(self.warn_lo) else self.fmt(self.warn_lo)
+        hi = "" if math.isinf(self.warn_hi) else self.fmt(self.warn_hi)
+        return f"{lo}..{hi}" if lo and hi else (f">= {lo}" if lo else (f"<= {hi}" if hi else ""))
+
     def interval(self) -> str:
-        hi = "inf)" if math.isinf(self.hi) else f"{self.hi:g}]"
-        return f"{'(' if self.lo_open else '['}{self.lo:g}, {hi}"
+        hi = "inf)" if math.isinf(self.hi) else f"{self.fmt(self.hi)}]"
+        return f"{'(' if self.lo_open else '['}{self.fmt(self.lo)}, {hi}"
 
 
 _V_WHY = "a bus voltage outside 0.5..1.5 pu is no operating point of a distribution feeder"
@@ -248,7 +260,7 @@ BOUNDS: dict[str, Bound] = {
     "settings.v_sub_pu": Bound(0.5, 1.5, warn_lo=0.9, warn_hi=1.1, why=_V_WHY),
     "settings.v_min_pu": Bound(0.5, 1.5, warn_lo=0.85, warn_hi=1.1, why=_V_WHY),
     "settings.v_max_pu": Bound(0.5, 1.5, warn_lo=0.9, warn_hi=1.15, why=_V_WHY),
-    "settings.dt_h": Bound(1 / 3600, 24, why="a period is between one second and one day"),
+    "settings.dt_h": Bound(0.001, 24, why="a period is between 3.6 s and one day"),
     "settings.alpha_usd_per_kwh": Bound(0, 1e4, warn_hi=10, why=_PRICE_WHY),
     "settings.terminal_penalty_usd_per_kwh": Bound(0, 1e4, warn_hi=100, why=_PRICE_WHY),
     "pv.p_factor": Bound(0, 100, lo_open=True, warn_hi=3, why="a DER rated over 100 x its bus load is a unit error"),
@@ -491,11 +503,8 @@ class _Reader:
         unusual = [(label, v) for label, v in items if not bound.warn_lo <= v <= bound.warn_hi]
         if unusual:
             label, v = unusual[0]
-            lo = "" if math.isinf(bound.warn_lo) else f"{bound.warn_lo:g}"
-            hi = "" if math.isinf(bound.warn_hi) else f"{bound.warn_hi:g}"
-            usual = f"{lo}..{hi}" if lo and hi else (f">= {lo}" if lo else f"<= {hi}")
             more = f" (and {len(unusual) - 1} more)" if len(unusual) > 1 else ""
-            self.warning(path, f"{label}{v:g} is unusual (usually {usual}){more}")
+            self.warning(path, f"{label}{v:g} is unusual (usually {bound.usual()}){more}")
 
 
 def _top_sections() -> list[str]:
