@@ -237,7 +237,7 @@ class Bound:
             need = "must be positive" if self.lo_open else "must be >= 0"
         else:
             need = f"must be {'>' if self.lo_open else '>='} {self.fmt(self.lo)}"
-        return f"{need}, got {v:g} (allowed: {self.interval()})"
+        return f"{need}, got {_num(v)} (allowed: {self.interval()})"
 
     def usual(self) -> str:
         """The warning range as written in messages and docs (``0.9..1.1``, ``<= 3``, ``>= 0.5``; "" if none)."""
@@ -300,10 +300,24 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
+def exc_message(exc: BaseException) -> str:
+    """An exception's text as one line: whitespace runs (newlines too) collapsed, control characters escaped."""
+    return one_line(" ".join(str(exc).split()))
+
+
 def _short(v: Any, limit: int = 60) -> str:
     """``repr(v)``, cut to ``limit`` characters (a message quotes a bad value, not a whole list)."""
     text = repr(v)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _num(v: float) -> str:
+    """A number as a message quotes it (``1e+300``; an integer too large for a float by its first digits)."""
+    try:
+        return f"{v:g}"
+    except OverflowError:
+        text = str(v)
+        return f"{text[:8]}... ({len(text)} digits)"
 
 
 def _key(k: str, limit: int = 60) -> str:
@@ -418,7 +432,7 @@ class _Reader:
                                 self.problem(f"profiles.horizon.{_key(n)}",
                                              "N must be a positive whole number without leading zeros")
                             elif int(n) > MAX_PERIODS:
-                                self.problem(f"profiles.horizon.{n}", f"N must be at most {MAX_PERIODS} periods")
+                                self.problem(f"profiles.horizon.{_key(n)}", f"N must be at most {MAX_PERIODS} periods")
                             else:
                                 self._unknown_in(f"profiles.horizon.{n}", t, _SECTIONS["profiles.horizon.N"])
                     else:
@@ -504,7 +518,7 @@ class _Reader:
         if unusual:
             label, v = unusual[0]
             more = f" (and {len(unusual) - 1} more)" if len(unusual) > 1 else ""
-            self.warning(path, f"{label}{v:g} is unusual (usually {bound.usual()}){more}")
+            self.warning(path, f"{label}{_num(v)} is unusual (usually {bound.usual()}){more}")
 
 
 def _top_sections() -> list[str]:
@@ -760,9 +774,9 @@ def _profile(r: _Reader, hours: int | None, dt_h: float) -> pd.DataFrame:
     else:
         key = "--hours"
     if hours < 1:
-        raise r.stop(key, f"the horizon must be at least 1 period, got {hours}")
+        raise r.stop(key, f"the horizon must be at least 1 period, got {_num(hours)}")
     if hours > MAX_PERIODS:
-        raise r.stop(key, f"the horizon must be at most {MAX_PERIODS} periods, got {hours}")
+        raise r.stop(key, f"the horizon must be at most {MAX_PERIODS} periods, got {_num(hours)}")
     if str(hours) in overrides:
         where = f"profiles.horizon.{hours}"
         tbl = overrides[str(hours)]

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from mpdopf_pyomo.case import Case, one_line
+from mpdopf_pyomo.case import Case, exc_message, one_line
 from mpdopf_pyomo.errors import CaseError, MpdopfError
 
 TABLES = ("voltages", "branches", "pv", "battery", "substation")
@@ -190,7 +190,7 @@ class Results:
         try:
             summary = json.loads(summary_file.read_bytes().decode("utf-8"))
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise CaseError(one_line(f"{summary_file}: not readable JSON: {_msg(exc)}")) from None
+            raise CaseError(one_line(f"{summary_file}: not readable JSON: {exc_message(exc)}")) from None
         if not isinstance(summary, dict):
             raise CaseError(one_line(f"{summary_file}: expected a JSON object, got {type(summary).__name__}"))
         tables = {name: _read_table(folder / f"{name}.csv") for name in TABLES}
@@ -216,7 +216,7 @@ class Results:
             try:
                 extra[p.stem] = pd.read_csv(p)
             except (OSError, UnicodeDecodeError, ValueError, pd.errors.EmptyDataError) as exc:
-                raise CaseError(one_line(f"{p}: not a readable CSV table: {_msg(exc)}")) from None
+                raise CaseError(one_line(f"{p}: not a readable CSV table: {exc_message(exc)}")) from None
             for col in extra[p.stem].columns:
                 if col in _EXTRA_NUMERIC.get(p.stem, ()) and not pd.api.types.is_numeric_dtype(extra[p.stem][col]):
                     raise CaseError(one_line(f"{p}: column {col}: expected numbers"))
@@ -239,10 +239,6 @@ _EXTRA_NUMERIC = {
 }
 
 
-def _msg(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def _read_table(file: Path) -> pd.DataFrame:
     """A CSV file as text cells (``""`` for an empty cell, NaN for a missing one in a cut row)."""
     if not file.is_file():
@@ -250,7 +246,7 @@ def _read_table(file: Path) -> pd.DataFrame:
     try:
         return pd.read_csv(file, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.EmptyDataError) as exc:
-        raise CaseError(one_line(f"{file}: not a readable CSV table: {_msg(exc)}")) from None
+        raise CaseError(one_line(f"{file}: not a readable CSV table: {exc_message(exc)}")) from None
 
 
 def _numbers(file: Path, frame: pd.DataFrame, col: str) -> pd.Series:

@@ -61,7 +61,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from mpdopf_pyomo.case import Case, one_line
+from mpdopf_pyomo.case import Case, exc_message, one_line
 from mpdopf_pyomo.errors import CaseError, ValidationFailed
 from mpdopf_pyomo.results import Results
 
@@ -111,10 +111,6 @@ def engine_version() -> str:
         return " ".join(text.split("\n")[0].split())
     out = f"OpenDSS SVN {svn.group(1)} (DSS C-API {capi.group(1)})"
     return out + (f", OpenDSSDirect.py {odd.group(1)}" if odd else "")
-
-
-def _msg(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def _devices(results: Results) -> pd.DataFrame:
@@ -193,7 +189,7 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
     except ValidationFailed:
         raise
     except Exception as exc:
-        raise ValidationFailed(f"{where}: OpenDSS could not prepare the validation circuit: {_msg(exc)}") from None
+        raise ValidationFailed(f"{where}: OpenDSS could not prepare the validation circuit: {exc_message(exc)}") from None
 
     opt_v = results.voltages
     opt_buses = [str(b).lower() for b in opt_v.index]
@@ -214,7 +210,7 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
                 "vminpu=0.5 vmaxpu=1.5"
             )
         except Exception as exc:
-            raise ValidationFailed(f"{where}: OpenDSS could not add Generator.{name}: {_msg(exc)}") from None
+            raise ValidationFailed(f"{where}: OpenDSS could not add Generator.{name}: {exc_message(exc)}") from None
         elements[kind, bus] = name
     by_t = {t: g for t, g in devices.groupby("t")}
 
@@ -236,7 +232,7 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
                     dss.Generators.kvar(float(q))
             dss.Solution.Solve()
         except Exception as exc:
-            raise ValidationFailed(f"OpenDSS power flow of hour {t} failed: {_msg(exc)}") from None
+            raise ValidationFailed(f"OpenDSS power flow of hour {t} failed: {exc_message(exc)}") from None
         if not dss.Solution.Converged():
             raise ValidationFailed(
                 f"OpenDSS power flow of hour {t} did not converge in {dss.Solution.Iterations()} iterations"
@@ -460,7 +456,7 @@ def load_saved(folder: str | Path) -> tuple[Case, Results]:
     except MpdopfError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CaseError(one_line(f"{folder}: not a readable results folder: {_msg(exc)}")) from None
+        raise CaseError(one_line(f"{folder}: not a readable results folder: {exc_message(exc)}")) from None
     case_file, hours = _check_summary(folder / "summary.json", results.summary, len(results.substation))
     case = load_case(case_file, hours)
     _check_against_case(folder, case, results)

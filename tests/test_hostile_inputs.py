@@ -165,6 +165,18 @@ def test_impossible_values_are_rejected_naming_file_and_key(tmp_path, old, new, 
     assert "\n" not in msg
 
 
+@pytest.mark.parametrize("text,hours,needle", [
+    ("default_hours = 1" + "0" * 400, None, r"case.default_hours: must be <= 8784, got 10000000\.\.\. \(401 digits\)"),
+    ("default_hours = 5", 10**400, r"--hours: the horizon must be at most 8784 periods, got 10000000\.\.\."),
+    ("default_hours = 5\n[profiles.horizon.99999]", None, r"profiles.horizon.99999: N must be at most 8784"),
+])
+def test_huge_whole_numbers_are_one_short_line(tmp_path, text, hours, needle):
+    path = _case(tmp_path, **{"default_hours = 5": text})
+    with pytest.raises(CaseError) as info:
+        load_case(path, hours)  # was OverflowError for the integer too large for a float
+    assert re.search(needle, str(info.value)) and len(str(info.value)) < 300, str(info.value)
+
+
 def test_every_problem_of_the_file_is_reported_at_once(tmp_path):
     path = _case(tmp_path, **{"v_max_pu = 1.05": "v_max_pu = 10.5", "s_kva = 3000.0": "s_kva = 1e300",
                               "eta_c = 0.95": 'eta_c = "high"', "[areas]": "[areas]\nbogus = 1"})
