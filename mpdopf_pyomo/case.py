@@ -256,7 +256,7 @@ _PRICE_WHY = "above 10,000 USD/kWh, a thousand times any market's price cap, the
 BOUNDS: dict[str, Bound] = {
     "case.default_hours": Bound(1, MAX_PERIODS),
     "bases.v_kv_ll": Bound(0, 1000, lo_open=True, why="no AC network runs above 1000 kV"),
-    "bases.s_kva": Bound(1, 1e7, why="outside 1 kVA .. 10 GVA per-unit values of a feeder lose their scale"),
+    "bases.s_kva": Bound(1, 1e7, why="a base outside 1 kVA .. 10 GVA puts a feeder's per-unit powers far from 1"),
     "settings.v_sub_pu": Bound(0.5, 1.5, warn_lo=0.9, warn_hi=1.1, why=_V_WHY),
     "settings.v_min_pu": Bound(0.5, 1.5, warn_lo=0.85, warn_hi=1.1, why=_V_WHY),
     "settings.v_max_pu": Bound(0.5, 1.5, warn_lo=0.9, warn_hi=1.15, why=_V_WHY),

@@ -213,6 +213,8 @@ class Results:
         for p in sorted(folder.glob("*.csv")):
             if p.stem in TABLES:
                 continue
+            if not p.is_file():  # a FIFO or device would block or never end
+                raise CaseError(one_line(f"{p}: not a regular file"))
             try:
                 extra[p.stem] = pd.read_csv(p)
             except (OSError, UnicodeDecodeError, ValueError, pd.errors.EmptyDataError) as exc:
@@ -241,6 +243,8 @@ _EXTRA_NUMERIC = {
 
 def _read_table(file: Path) -> pd.DataFrame:
     """A CSV file as text cells (``""`` for an empty cell, NaN for a missing one in a cut row)."""
+    if file.exists() and not file.is_file():  # a FIFO or device would block or never end
+        raise CaseError(one_line(f"{file}: not a regular file"))
     if not file.is_file():
         raise CaseError(one_line(f"{file}: missing (a results folder holds {', '.join(t + '.csv' for t in TABLES)})"))
     try:

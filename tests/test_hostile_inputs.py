@@ -329,6 +329,8 @@ TAMPER = {
                         "voltages.csv: period columns 1, x do not match"),
     "a table missing": (lambda f: (f / "substation.csv").unlink(), "substation.csv: missing"),
     "an empty table": (lambda f: (f / "branches.csv").write_text(""), "branches.csv: not a readable CSV table"),
+    "a FIFO table": (lambda f: ((f / "battery.csv").unlink(), os.mkfifo(f / "battery.csv")), "battery.csv: not a regular file"),
+    "a FIFO extra table": (lambda f: os.mkfifo(f / "notes.csv"), "notes.csv: not a regular file"),
 }
 
 
