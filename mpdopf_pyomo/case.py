@@ -719,11 +719,12 @@ def _der_table(r: _Reader, section: str, buses: pd.DataFrame, root: str, s_kva: 
     s_exp = explicit["s_rated_kva"]
     s = [s_exp[b] / s_kva if b in s_exp else s_factor * pb for b, pb in zip(names, p)]
     table = pd.DataFrame({"p_rated": p, "s_rated": s}, index=pd.Index(names, name="bus"))
+    e = [math.nan] * len(names)
     if section == "battery":
         e_hours, e_exp = r.get("battery", "e_hours"), explicit["e_rated_kwh"]
-        table["e_rated"] = [e_exp[b] / s_kva if b in e_exp else e_hours * pb for b, pb in zip(names, p)]
-    for b, row in table.iterrows():
-        pb, sb = row["p_rated"], row["s_rated"]
+        e = [e_exp[b] / s_kva if b in e_exp else e_hours * pb for b, pb in zip(names, p)]
+        table["e_rated"] = e
+    for b, pb, sb, eb in zip(names, p, s, e):
         if pb <= 0:
             continue  # reported above
         if not RATING_PU_MIN < pb <= RATING_PU_MAX:
@@ -734,8 +735,8 @@ def _der_table(r: _Reader, section: str, buses: pd.DataFrame, root: str, s_kva: 
         elif sb > 10 * pb:
             r.problem(f"{section}.s_rated_kva", f"bus {b!r}: S = {sb * s_kva:g} kVA is above 10 x P = "
                                                 f"{pb * s_kva:g} kW")
-        elif section == "battery" and row["e_rated"] > 1000 * pb:
-            r.problem("battery.e_rated_kwh", f"bus {b!r}: E = {row['e_rated'] * s_kva:g} kWh is above "
+        elif eb > 1000 * pb:  # (NaN for PVs)
+            r.problem("battery.e_rated_kwh", f"bus {b!r}: E = {eb * s_kva:g} kWh is above "
                                              f"1000 h x P = {pb * s_kva:g} kW")
     return table
 
