@@ -230,6 +230,15 @@ def read_network(path: str | Path, s_kva_hint: float = 1000.0) -> NetworkTables:
     ``s_kva_hint`` (three-phase base, kVA) only scales the shunt-susceptance check.
     """
     path = compile_model(path)
+    try:
+        return _read_tables(path, s_kva_hint)
+    except UnicodeDecodeError as exc:  # OpenDSS keeps bytes; its Python interface decodes names as UTF-8
+        raise CaseError(f"{path}: an element or bus name of the model is not UTF-8 text (byte {exc.start} of "
+                        f"{exc.object[:40]!r}); write the model in UTF-8") from None
+
+
+def _read_tables(path: Path, s_kva_hint: float) -> NetworkTables:
+    """The body of :func:`read_network` on the compiled circuit."""
     dss = engine()
     where = str(path)
 

@@ -118,6 +118,17 @@ def test_a_fifo_include_is_refused_without_blocking(tmp_path):
         network.compile_model(model)
 
 
+def test_a_model_name_that_is_not_utf8_is_one_line(tmp_path):
+    """OpenDSS keeps bytes; a Latin-1 comment is harmless, a Latin-1 element name was a UnicodeDecodeError."""
+    model = tmp_path / "master.dss"
+    tail = "Set VoltageBases=[4.16]\nCalcVoltageBases\n"
+    model.write_bytes((CIRCUIT + "! caf\xe9\n" + LINE.format("l1", "a", "b") + tail).encode("latin-1"))
+    assert list(network.read_network(model).lines.index) == ["l1"]
+    model.write_bytes((CIRCUIT + LINE.format("l\xe9", "a", "b") + tail).encode("latin-1"))
+    with pytest.raises(CaseError, match=r"an element or bus name of the model is not UTF-8 text"):
+        network.read_network(model)
+
+
 def test_opendss_leaves_the_working_directory_alone(tmp_path, monkeypatch):
     model = tmp_path / "master.dss"
     model.write_text(f"Redirect [{MASTER}]\ncd /\n")
