@@ -844,7 +844,8 @@ def load_case(spec: str | Path, hours: int | None = None,
     r.run(r.get, "areas", "cut_branches")
     profile = r.run(_profile, r, hours, settings.dt_h if settings else Settings.dt_h)
     r.raise_problems()
-    assert keys is not None and settings is not None and profile is not None and s_kva is not None
+    if keys is None or settings is None or profile is None or s_kva is None:  # every stop records a problem
+        raise CaseError(f"{path}: cannot be read as a case file")  # pragma: no cover
     name, description, model = keys
 
     try:
