@@ -106,8 +106,10 @@ class Case:
 # Loader: cases/*.toml (+ the OpenDSS model it names) -> Case
 # ---------------------------------------------------------------------------------------------------------
 
-#: Folder of the bundled cases (editable install: <repo>/cases).
-CASES_DIR = Path(__file__).resolve().parents[1] / "cases"
+_PACKAGE = Path(__file__).resolve().parent
+#: Folder of the bundled cases: inside the installed package (a wheel carries cases/ as mpdopf_pyomo/cases),
+#: else the repository's cases/ beside the package (source tree, editable install).
+CASES_DIR = _PACKAGE / "cases" if (_PACKAGE / "cases").is_dir() else _PACKAGE.parent / "cases"
 
 _REQUIRED = object()  #: marks a key without a default
 

@@ -45,6 +45,38 @@ class Results:
     battery: pd.DataFrame
     substation: pd.DataFrame
     extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: The case the plan was solved for (None for a folder read back by :meth:`load`).
+    case: Case | None = field(default=None, repr=False, compare=False)
+
+    def _headline(self) -> list[tuple[str, str]]:
+        """The few figures a user looks at first, as (label, text) pairs."""
+        s = self.summary
+        rows = [
+            ("case", f"{s.get('case')}, {s.get('hours')} h, {s.get('algorithm')}, {s.get('formulation')}"),
+            ("objective", f"{s.get('objective_usd', float('nan')):.4f} USD"),
+            ("substation", f"{s.get('substation_energy_kwh', float('nan')):.1f} kWh"),
+            ("losses", f"{s.get('losses_kwh', float('nan')):.2f} kWh"),
+            ("voltage", f"{s.get('v_min_pu', float('nan')):.4f} .. {s.get('v_max_pu', float('nan')):.4f} pu"),
+        ]
+        if "distributed" in s:
+            d = s["distributed"]
+            rows.append(("distributed", f"{d.get('iterations')} iterations, primal {d.get('primal_residual'):.1e}"))
+        if "validation" in s:
+            v = s["validation"]
+            rows.append(("OpenDSS", f"{'passed' if v.get('passed') else 'FAILED'}, "
+                                    f"max |dV| {v.get('max_abs_dv_pu', float('nan')):.1e} pu"))
+        return rows
+
+    def __repr__(self) -> str:
+        return "<Results " + "; ".join(f"{k} {v}" for k, v in self._headline()) + ">"
+
+    def _repr_html_(self) -> str:
+        """A small table for notebooks."""
+        import html
+
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                       for k, v in self._headline())
+        return f"<table><caption>mpdopf_pyomo Results</caption>{body}</table>"
 
     # ----------------------------------------------------------------------------------------------
     @classmethod
@@ -142,7 +174,7 @@ class Results:
             "units": "kW, kvar, kWh: three-phase totals (per phase = 1/3); voltages in pu",
         }
         summary_out.update(summary)
-        return cls(summary_out, voltages, branches, pv, battery, substation)
+        return cls(summary_out, voltages, branches, pv, battery, substation, case=case)
 
     # ----------------------------------------------------------------------------------------------
     def save(self, out_dir: str | Path, figures: dict[str, Any] | None = None) -> Path:
