@@ -242,6 +242,14 @@ class DaskExecutor(Executor):
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover
             raise MpdopfError(f"--executor dask needs the 'distributed' package: {exc}") from None
+        # Dask logs a lost worker or scheduler as several ERROR/WARNING lines on stderr; the run reports it
+        # as one line (WorkerDied), so keep its own logging to CRITICAL while this executor runs.
+        import logging
+
+        names = ["distributed"] + [n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]
+        self._dask_levels = {n: logging.getLogger(n).level for n in names}
+        for n in names:
+            logging.getLogger(n).setLevel(logging.CRITICAL)
         if self.scheduler:
             _reachable(self.scheduler)
             try:
@@ -267,22 +275,29 @@ class DaskExecutor(Executor):
             self.actors.append((self._wait(fut, w, "start"), w, areas))
         return self.map("info", {a: () for _, _, areas in self.actors for a in areas})
 
-    def _alive(self, address: str) -> bool:
+    def _alive(self, address: str) -> bool | None:
+        """Whether the scheduler lists the worker; None when the scheduler itself does not answer."""
         try:
             return address in self.client.scheduler_info()["workers"]
         except Exception:
-            return False
+            return None
 
-    def _scheduler_lost(self, what: str) -> None:
+    def _scheduler_lost(self, what: str, lost: bool = False) -> None:
         """Raise :class:`WorkerDied` naming the scheduler when the client lost its connection to it."""
         status = str(getattr(self.client, "status", "running"))
-        if status not in ("running", "newly-created"):
+        if lost or status not in ("running", "newly-created"):
             where = self.scheduler or "of the local cluster"
             raise WorkerDied(f"lost the connection to the Dask scheduler {where} during '{what}' (client "
                              f"status '{status}'); the distributed run was stopped")
 
+    def _gone(self, address: str, what: str, state: bool | None) -> None:
+        """Raise for a lost scheduler (state None) or a worker the scheduler no longer lists (False)."""
+        self._scheduler_lost(what, lost=state is None)
+        if state is False:
+            raise WorkerDied(f"Dask worker {address} died during '{what}'; the distributed run was stopped")
+
     def _wait(self, fut: Any, address: str, what: str) -> Any:
-        """Result of a (actor) future; a clear error when its worker is gone, instead of a hang."""
+        """Result of a (actor) future; a clear error when its worker or the scheduler is gone, not a hang."""
         while True:
             self._scheduler_lost(what)
             try:
@@ -291,17 +306,16 @@ class DaskExecutor(Executor):
                 pass
             except Exception as exc:
                 self._scheduler_lost(what)
+                state = self._alive(address)
                 deadline = time.monotonic() + 5.0  # let the scheduler notice a dead worker
-                while self._alive(address) and time.monotonic() < deadline and not isinstance(exc, MpdopfError):
+                while state is True and time.monotonic() < deadline and not isinstance(exc, MpdopfError):
                     time.sleep(0.2)
-                if not self._alive(address):
-                    raise WorkerDied(f"Dask worker {address} died during '{what}'; the distributed run was "
-                                     "stopped") from None
+                    state = self._alive(address)
+                self._gone(address, what, state)
                 if isinstance(exc, MpdopfError):
                     raise
                 raise MpdopfError(f"Dask worker {address} failed during '{what}': {exc}") from None
-            if not self._alive(address):
-                raise WorkerDied(f"Dask worker {address} died during '{what}'; the distributed run was stopped")
+            self._gone(address, what, self._alive(address))
 
     def map(self, method: str, args_by_area: Mapping[int, tuple]) -> dict[int, Any]:
         calls = []
@@ -326,6 +340,10 @@ class DaskExecutor(Executor):
                 except Exception:
                     pass
         self.client = self.cluster = None
+        import logging
+
+        for n, level in getattr(self, "_dask_levels", {}).items():
+            logging.getLogger(n).setLevel(level)
 
     def describe(self) -> str:
         where = self.scheduler or "local cluster"
