@@ -15,6 +15,7 @@ otherwise; ``--solver cyipopt`` forces the library route. Any other name is pass
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import os
 import re
@@ -336,15 +337,23 @@ def _ipopt_probe_problem() -> Any:
                            cl=np.zeros(0), cu=np.zeros(0))
 
 
+def _option_text(key: str, value: Any) -> str:
+    """``key=value`` as the user would recognise it (strings quoted, so an empty value shows)."""
+    if isinstance(value, str):
+        return f"{key}={value!r}"
+    return f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+
+
 def _ipopt_option_error(name: str, key: str, value: Any, said: str) -> str:
     """One line from what IPOPT printed about a rejected option."""
-    shown = f"{key}={value!r}" if isinstance(value, str) else f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+    shown = _option_text(key, value)
     if "not a valid option" in said:
         return (f"{name}: unknown solver option '{key}' (IPOPT has no option of that name; see "
                 "https://coin-or.github.io/Ipopt/OPTIONS.html)")
     wanted = re.search(r"of type\s+(\w+), not of type", said)
     if wanted:
-        return f"{name}: solver option {shown} is invalid: {key} needs {_IPOPT_TYPE_NAMES.get(wanted.group(1), wanted.group(1))}"
+        needs = _IPOPT_TYPE_NAMES.get(wanted.group(1), wanted.group(1))
+        return f"{name}: solver option {shown} is invalid: {key} needs {needs}"
     bounds = re.search(r"^(\S+)\s*(<=?)\s*\((.*)\)\s*(<=?)\s*(\S+)\s*$", said, re.M)
     if bounds:
         lo, op1, default, op2, hi = bounds.groups()
@@ -382,6 +391,14 @@ def _check_ipopt_options(name: str, options: Mapping[str, Any]) -> dict[str, Any
         prob = _ipopt_probe_problem()
     except Exception:  # no cyipopt: the executable route reports a bad option when it runs
         return None
+    try:
+        return _set_each(name, prob, options)
+    finally:
+        prob.close()
+
+
+def _set_each(name: str, prob: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Set every option on ``prob``, converting a value once to the type IPOPT names in its complaint."""
     checked: dict[str, Any] = {}
     for key, value in options.items():
         if isinstance(value, float) and value != value:  # IPOPT's range check lets NaN through
@@ -402,7 +419,6 @@ def _check_ipopt_options(name: str, options: Mapping[str, Any]) -> dict[str, Any
             value = retyped
         else:
             raise MpdopfError(_ipopt_option_error(name, key, value, cap.text))
-    prob.close()
     return checked
 
 
@@ -436,10 +452,10 @@ def _check_ripopt_options(options: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     checked: dict[str, Any] = {}
     for key, value in options.items():
-        shown = f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"
+        shown = _option_text(key, value)
         kind = known.get(key)
         if kind is None:
-            near = __import__("difflib").get_close_matches(key, known, n=1)
+            near = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean '{near[0]}'?" if near else "; `ripopt --help` lists them"
             raise MpdopfError(f"ripopt: unknown solver option '{key}'{hint}")
         if kind in ("float", "int"):
@@ -545,6 +561,7 @@ def solve(
 
     t0 = time.perf_counter()
     iterations: int | None = None
+    log = ""  # the solver's log (executable routes)
     if pyomo_name == "cyipopt":
         counter = {"n": 0}
 
@@ -578,9 +595,6 @@ def solve(
             if found:
                 iterations = int(found.group(1))
                 break
-        bad = _INVALID_OPTION.search(log)
-        if bad:  # a solver whose options are not checked beforehand rejected one: bad input
-            raise MpdopfError(f"{name}: the solver rejected a --solver-option: {' '.join(bad.group(0).split())}")
     solve_s = time.perf_counter() - t0
 
     term = results.solver.termination_condition
@@ -589,6 +603,9 @@ def solve(
         message = message.decode(errors="replace")
     message = _clean_message(str(message))
     if term not in (TC.optimal, TC.locallyOptimal, TC.globallyOptimal):
+        bad = _INVALID_OPTION.search(log)
+        if bad:  # a solver whose options are not checked beforehand rejected one: bad input
+            raise MpdopfError(f"{name}: the solver rejected a --solver-option: {' '.join(bad.group(0).split())}")
         raise SolveFailed(failure_line(name, message, iterations, opts, term))
     model.solutions.load_from(results)
     return SolveStats(

@@ -196,7 +196,6 @@ class AreaSolver:
         opts = {**solvers.IPOPT_DEFAULTS, "print_level": 0, "sb": "yes", **self.limits, **self.options}
         if self._mult is not None:
             opts = {**opts, **WARM_START_OPTIONS, **self.options}
-        solvers._name_wall_time_status()
         for key, value in opts.items():
             prob.add_option(key, value)
         self._counter["n"] = 0
