@@ -287,9 +287,12 @@ def parse_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 #: Iteration limit of every IPOPT and ripopt solve unless ``--solver-option max_iter=N`` is given. IPOPT
-#: needs 20-80 iterations on the bundled cases and ripopt 110-230 (ieee123, 1-3 h); ripopt cycles through
-#: its restoration phase without converging on ieee123 at 5 h, which ran for more than 12 minutes at
-#: its own limit of 3000 (about 0.13 s per iteration).
+#: needs 40-48 iterations on the bundled cases (ieee123 5 and 24 h, ieee123-published 10 h), ripopt
+#: 110-230 (ieee123, 1-3 h). On ieee123 at 5 h ripopt 0.8.2 reaches the optimal cost (1749.80 against
+#: IPOPT's 1749.79 USD, primal infeasibility 8e-7) by iteration 100 but its dual infeasibility stays at
+#: ~1e3 (multipliers near 1e6), so it enters its restoration phase again and again (131 times in 1154
+#: iterations, each throwing the cost back to ~1.9e3) with ~22 line-search backtracks per iteration: it
+#: never converges, and ran for more than 12 minutes towards its own limit of 3000 (0.13 s per iteration).
 DEFAULT_MAX_ITER = 1000
 #: Wall-clock limit (s) of every IPOPT (3.14 or newer) and ripopt solve unless ``max_wall_time`` or
 #: ``max_cpu_time`` is given (for ripopt the two are the same wall-clock limit).
