@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import sys
 from typing import Any
 
@@ -20,8 +21,15 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MpdopfError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (from user-given keys, values, paths) written as escapes, so an
+    error is always exactly one line and cannot move the terminal's cursor or change its colours."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]",
+                  lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -126,7 +134,9 @@ def cases_show(case: str, hours: int | None) -> None:
               help="Branch-flow relation: exact, second-order-cone relaxation, or LinDistFlow.")
 @click.option("--solver", default="ipopt", show_default=True, help="Any NLP solver Pyomo can drive (see `doctor`).")
 @click.option("--solver-option", "solver_options", multiple=True, metavar="KEY=VALUE",
-              help="Passed to the solver; repeatable (e.g. max_iter=500).")
+              help="Passed to the solver; repeatable (e.g. max_iter=500). IPOPT and ripopt options are checked "
+                   "before anything is built; each solve stops at max_iter=1000 and max_wall_time=600 s "
+                   "unless set here.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default runs/<case>_<hours>h_<algorithm>).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
@@ -139,8 +149,12 @@ def cases_show(case: str, hours: int | None) -> None:
 @click.option("--scheduler", default=None, help="Dask scheduler address to join (implies --executor dask).")
 @click.option("--areas", "n_areas", type=click.IntRange(2, None), default=None,
               help="Distributed runs: partition the feeder automatically into N areas instead of the case's.")
-@click.option("--rho", type=float, default=None, help="ADMM penalty (default: adaptive).")
-@click.option("--tol", type=float, default=None, help="Distributed stopping tolerance on the residuals, pu.")
+@click.option("--rho", type=float, default=None,
+              help="ADMM penalty, USD/pu^2, finite and > 0 (default: adaptive from 2e4).")
+@click.option("--tol", type=float, default=None,
+              help="Distributed stopping tolerance on the boundary residuals, pu, 1e-10 <= tol <= 1e-2 "
+                   "(default 1e-4): looser lets the areas disagree by more than 1 % of the base power; "
+                   "tighter is below what the area solves resolve.")
 @click.option("--max-iter", "max_iter", type=click.IntRange(1, None), default=None,
               help="Distributed iteration cap.")
 @click.option("--keep-last", is_flag=True, help="Distributed runs: keep the last iterate when the cap is reached.")
@@ -154,13 +168,17 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
     from mpdopf_pyomo import _START
     from mpdopf_pyomo.case import load_case
     from mpdopf_pyomo.solve import solve_case
-    from mpdopf_pyomo.solvers import parse_options
+    from mpdopf_pyomo.solvers import check_options, parse_options
 
     def progress(msg: str) -> None:
         if not as_json:
             click.echo(f"[{time.perf_counter() - _START:6.2f} s] {msg}", err=True)
 
-    options = parse_options(solver_options)
+    options = check_options(solver, parse_options(solver_options))  # bad input: exit 2 before any work
+    if algorithm != "central":
+        from mpdopf_pyomo.decomposition import check_settings
+
+        check_settings(tol=tol, rho=rho, scheduler=scheduler)
     case = load_case(case_spec, hours)
     distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_areas=n_areas, rho=rho,
                                          tol=tol, max_iter=max_iter, keep_last=keep_last or None).items()

@@ -15,6 +15,7 @@ otherwise; ``--solver cyipopt`` forces the library route. Any other name is pass
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import os
 import re
@@ -263,7 +264,8 @@ _ITER_PATTERNS = (
 
 
 def parse_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Turn ``key=value`` strings into solver options, converting numbers."""
+    """Turn ``key=value`` strings into solver options, converting numbers (types are fixed later by
+    :func:`check_options`, which knows what each solver expects)."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -278,6 +280,252 @@ def parse_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
                 continue
         options[key.strip()] = value
     return options
+
+
+# --------------------------------------------------------------------------------------------------
+# Checking options before anything is built, and the default stopping limits
+# --------------------------------------------------------------------------------------------------
+
+#: Iteration limit of every IPOPT and ripopt solve unless ``--solver-option max_iter=N`` is given. IPOPT
+#: needs 40-48 iterations on the bundled cases (ieee123 5 and 24 h, ieee123-published 10 h), ripopt
+#: 110-230 (ieee123, 1-3 h). On ieee123 at 5 h ripopt 0.8.2 reaches the optimal cost (1749.80 against
+#: IPOPT's 1749.79 USD, primal infeasibility 8e-7) by iteration 100 but its dual infeasibility stays at
+#: ~1e3 (multipliers near 1e6), so it enters its restoration phase again and again (131 times in 1154
+#: iterations, each throwing the cost back to ~1.9e3) with ~22 line-search backtracks per iteration: it
+#: never converges, and ran for more than 12 minutes towards its own limit of 3000 (0.13 s per iteration).
+DEFAULT_MAX_ITER = 1000
+#: Wall-clock limit (s) of every IPOPT (3.14 or newer) and ripopt solve unless ``max_wall_time`` or
+#: ``max_cpu_time`` is given (for ripopt the two are the same wall-clock limit).
+DEFAULT_MAX_WALL_S = 600.0
+
+_IPOPT_TYPE_NAMES = {"Integer": "an integer", "Number": "a number", "String": "one of its settings"}
+
+
+class _CaptureFd:
+    """Collect what C code writes to file descriptor 1 (IPOPT reports a bad option only there)."""
+
+    def __enter__(self) -> "_CaptureFd":
+        import ctypes
+
+        self._libc = ctypes.CDLL(None)
+        sys.stdout.flush()
+        self._libc.fflush(None)
+        self._saved = os.dup(1)
+        self._file = tempfile.TemporaryFile()
+        os.dup2(self._file.fileno(), 1)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._libc.fflush(None)
+        os.dup2(self._saved, 1)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read().decode(errors="replace")
+        self._file.close()
+
+
+def _ipopt_probe_problem() -> Any:
+    """A one-variable cyipopt problem that is never solved: only its option registry is used."""
+    import cyipopt
+    import numpy as np
+
+    class _Tiny:
+        def objective(self, x: Any) -> float:
+            return float(x[0] ** 2)
+
+        def gradient(self, x: Any) -> Any:
+            return 2.0 * x
+
+    return cyipopt.Problem(n=1, m=0, problem_obj=_Tiny(), lb=np.array([-1.0]), ub=np.array([1.0]),
+                           cl=np.zeros(0), cu=np.zeros(0))
+
+
+def _option_text(key: str, value: Any) -> str:
+    """``key=value`` as the user would recognise it (strings quoted, so an empty value shows)."""
+    if isinstance(value, str):
+        return f"{key}={value!r}"
+    return f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+
+
+def _ipopt_option_error(name: str, key: str, value: Any, said: str) -> str:
+    """One line from what IPOPT printed about a rejected option."""
+    shown = _option_text(key, value)
+    if "not a valid option" in said:
+        return (f"{name}: unknown solver option '{key}' (IPOPT has no option of that name; see "
+                "https://coin-or.github.io/Ipopt/OPTIONS.html)")
+    wanted = re.search(r"of type\s+(\w+), not of type", said)
+    if wanted:
+        needs = _IPOPT_TYPE_NAMES.get(wanted.group(1), wanted.group(1))
+        return f"{name}: solver option {shown} is invalid: {key} needs {needs}"
+    bounds = re.search(r"^(\S+)\s*(<=?)\s*\((.*)\)\s*(<=?)\s*(\S+)\s*$", said, re.M)
+    if bounds:
+        lo, op1, default, op2, hi = bounds.groups()
+        return (f"{name}: solver option {shown} is out of range: IPOPT needs {lo} {op1} {key} {op2} {hi} "
+                f"(default {default})")
+    settings = re.findall(r"^\t(\S+) \(", said, re.M)
+    if settings:
+        return f"{name}: solver option {shown} is invalid: {key} is one of {', '.join(settings)}"
+    return f"{name}: solver option {shown} is invalid: {' '.join(said.split())[:200]}"
+
+
+def _retyped(value: Any, said: str) -> Any:
+    """The value converted to the type IPOPT said the option has, or None when it does not convert."""
+    wanted = re.search(r"of type\s+(\w+), not of type", said)
+    if not wanted:
+        return None
+    kind = wanted.group(1)
+    try:
+        if kind == "Number" and not isinstance(value, float):
+            return float(value)
+        if kind == "Integer" and not isinstance(value, int):
+            as_float = float(value)
+            return int(as_float) if as_float.is_integer() else None
+        if kind == "String" and not isinstance(value, str):
+            return f"{value:g}" if isinstance(value, float) else str(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return None
+
+
+def _check_ipopt_options(name: str, options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """IPOPT's own verdict on every option (name, type, range, setting); None when cyipopt is missing."""
+    try:
+        _skip_scipy_extras()
+        prob = _ipopt_probe_problem()
+    except Exception:  # no cyipopt: the executable route reports a bad option when it runs
+        return None
+    try:
+        return _set_each(name, prob, options)
+    finally:
+        prob.close()
+
+
+def _set_each(name: str, prob: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Set every option on ``prob``, converting a value once to the type IPOPT names in its complaint."""
+    checked: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, float) and value != value:  # IPOPT's range check lets NaN through
+            raise MpdopfError(f"{name}: solver option {key}=nan is invalid: {key} needs a number")
+        for _ in range(2):  # the given type, then the type IPOPT asked for
+            with _CaptureFd() as cap:
+                try:
+                    prob.add_option(key, value)
+                    ok = True
+                except (TypeError, ValueError, UnicodeError):
+                    ok = False
+            if ok:
+                checked[key] = value
+                break
+            retyped = _retyped(value, cap.text)
+            if retyped is None:
+                raise MpdopfError(_ipopt_option_error(name, key, value, cap.text))
+            value = retyped
+        else:
+            raise MpdopfError(_ipopt_option_error(name, key, value, cap.text))
+    return checked
+
+
+#: Settings of ripopt's string options (from ``ripopt --help``; others are free text).
+_RIPOPT_CHOICES = {"mu_strategy": ("adaptive", "monotone"), "hessian_approximation": ("exact", "limited-memory"),
+                   "linear_solver": ("direct", "iterative", "hybrid")}
+_BOOL_WORDS = ("yes", "no", "true", "false", "on", "off", "1", "0")
+_ripopt_options_cache: dict[str, str] = {}
+
+
+def ripopt_options() -> dict[str, str]:
+    """ripopt's options and their types ('float', 'int', 'bool', 'str'), read from ``ripopt --help``."""
+    if not _ripopt_options_cache:
+        path = probe("ripopt").location
+        if not path:
+            return {}
+        try:
+            text = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            return {}
+        _ripopt_options_cache.update(re.findall(r"^\s+([a-z_0-9]+)=<(float|int|bool|str)>", text, re.M))
+    return dict(_ripopt_options_cache)
+
+
+def _check_ripopt_options(options: Mapping[str, Any]) -> dict[str, Any] | None:
+    """ripopt ignores unknown names and unreadable values (it runs with its defaults): check them here."""
+    import math
+
+    known = ripopt_options()
+    if not known:
+        return None
+    checked: dict[str, Any] = {}
+    for key, value in options.items():
+        shown = _option_text(key, value)
+        kind = known.get(key)
+        if kind is None:
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else "; `ripopt --help` lists them"
+            raise MpdopfError(f"ripopt: unknown solver option '{key}'{hint}")
+        if kind in ("float", "int"):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise MpdopfError(f"ripopt: solver option {shown} is invalid: {key} needs "
+                                  f"{'an integer' if kind == 'int' else 'a number'}") from None
+            is_limit = key in ("max_wall_time", "max_cpu_time")
+            if is_limit and number == math.inf:
+                number = 0.0  # ripopt's "no limit"
+            if not math.isfinite(number) or (kind == "int" and not number.is_integer()):
+                raise MpdopfError(f"ripopt: solver option {shown} is invalid: {key} needs a finite "
+                                  f"{'integer' if kind == 'int' else 'number'}")
+            if (is_limit or kind == "int") and number < 0:
+                raise MpdopfError(f"ripopt: solver option {shown} is out of range: ripopt needs {key} >= 0"
+                                  + (" (0 = no limit)" if is_limit else ""))
+            if "tol" in key and number <= 0:
+                raise MpdopfError(f"ripopt: solver option {shown} is out of range: ripopt needs {key} > 0")
+            checked[key] = int(number) if kind == "int" else number
+        elif kind == "bool":
+            if str(value).lower() not in _BOOL_WORDS:
+                raise MpdopfError(f"ripopt: solver option {shown} is invalid: {key} is yes or no")
+            checked[key] = str(value).lower()
+        else:
+            choices = _RIPOPT_CHOICES.get(key)
+            if choices and str(value) not in choices:
+                raise MpdopfError(f"ripopt: solver option {shown} is invalid: {key} is one of {', '.join(choices)}")
+            checked[key] = str(value)
+    return checked
+
+
+_checked_cache: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
+
+
+def check_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The options with the types the solver expects; :class:`MpdopfError` (exit 2) names a bad one.
+
+    ipopt/cyipopt: each option is set on a throw-away IPOPT problem, so IPOPT's own registry checks the
+    name, the type (``tol=1`` becomes 1.0, ``max_iter=1e3`` 1000) and the range or setting. ripopt:
+    against the list of ``ripopt --help`` (ripopt itself ignores what it does not know). Any other
+    solver: unchanged; its "invalid option" failure is reported as bad input by :func:`solve`. A solver
+    that is not installed is left to :func:`solve` (exit 3).
+    """
+    opts = dict(options or {})
+    key = name.lower()
+    if not opts or key not in KNOWN_NLP_SOLVERS:
+        return opts
+    cache_key = (key, tuple(sorted((k, repr(v)) for k, v in opts.items())))
+    if cache_key not in _checked_cache:
+        checked = _check_ripopt_options(opts) if key == "ripopt" else _check_ipopt_options(name, opts)
+        _checked_cache[cache_key] = opts if checked is None else checked
+    return dict(_checked_cache[cache_key])
+
+
+def default_limits(name: str, options: Mapping[str, Any], version: str | None = None) -> dict[str, Any]:
+    """The stopping limits added to a solve the user did not limit (see DEFAULT_MAX_ITER/_WALL_S)."""
+    key = name.lower()
+    if key not in KNOWN_NLP_SOLVERS:
+        return {}
+    limits: dict[str, Any] = {}
+    if "max_iter" not in options:
+        limits["max_iter"] = DEFAULT_MAX_ITER
+    ipopt_has_wall = key == "ripopt" or tuple(int(p) for p in re.findall(r"\d+", version or "0")[:2]) >= (3, 14)
+    if ipopt_has_wall and not {"max_wall_time", "max_cpu_time"} & set(options):
+        limits["max_wall_time"] = DEFAULT_MAX_WALL_S
+    return limits
 
 
 def _is_ipopt_like(route_name: str) -> bool:
@@ -303,7 +551,8 @@ def solve(
         raise SolverUnavailable(
             f"solver '{name}' is not available ({info.detail or 'not found'}); fix: {info.fix}"
         )
-    opts: dict[str, Any] = dict(options or {})
+    user = check_options(name, options)
+    opts: dict[str, Any] = {**default_limits(name, user, info.version), **user}
     pyomo_name = name.lower()
     if pyomo_name in ("ipopt", "cyipopt"):
         opts = {**IPOPT_DEFAULTS, **opts}
@@ -315,6 +564,7 @@ def solve(
 
     t0 = time.perf_counter()
     iterations: int | None = None
+    log = ""  # the solver's log (executable routes)
     if pyomo_name == "cyipopt":
         counter = {"n": 0}
 
@@ -326,10 +576,11 @@ def solve(
         solver = pyo.SolverFactory("cyipopt", intermediate_callback=_count)
         for key, value in opts.items():
             solver.config.options[key] = value
+        _name_wall_time_status()
         try:
             results = solver.solve(model, tee=tee, load_solutions=False)
         except Exception as exc:
-            raise SolveFailed(f"{name}: the solver raised an error: {exc}") from exc
+            raise SolveFailed(f"{name}: the solver raised an error: {_clean_message(str(exc))}") from exc
         iterations = counter["n"]
     else:
         solver = pyo.SolverFactory(pyomo_name)
@@ -353,9 +604,12 @@ def solve(
     message = results.solver.message or ""
     if isinstance(message, bytes):  # cyipopt returns IPOPT's message as bytes
         message = message.decode(errors="replace")
-    message = str(message).strip()
+    message = _clean_message(str(message))
     if term not in (TC.optimal, TC.locallyOptimal, TC.globallyOptimal):
-        raise SolveFailed(_failure_line(name, term, message, iterations))
+        bad = _INVALID_OPTION.search(log)
+        if bad:  # a solver whose options are not checked beforehand rejected one: bad input
+            raise MpdopfError(f"{name}: the solver rejected a --solver-option: {' '.join(bad.group(0).split())}")
+        raise SolveFailed(failure_line(name, message, iterations, opts, term))
     model.solutions.load_from(results)
     return SolveStats(
         solver=name.lower(),
@@ -368,18 +622,104 @@ def solve(
     )
 
 
-def _failure_line(name: str, term: Any, message: str, iterations: int | None) -> str:
-    kind = str(term)
-    if "infeasible" in kind.lower():
-        head = f"{name}: the problem is infeasible"
-    elif "maxIterations" in kind:
-        head = f"{name}: stopped at the iteration limit without converging"
-    elif "maxTime" in kind or "maxEvaluations" in kind:
-        head = f"{name}: stopped at a time or evaluation limit without converging"
+#: A line of a solver's log that rejects an option (IPOPT executable and other AMPL solvers).
+_INVALID_OPTION = re.compile(
+    r"^.*(?:not a valid option|is not a valid setting|unknown (?:keyword|option)|unrecognized option"
+    r"|invalid option).*$", re.M | re.I)
+
+#: (pattern in the solver's message, kind of stop, plain words); the first match names the stop.
+_STOPS = (
+    (r"wall.?(?:clock )?time", "wall", "the wall time limit"),
+    (r"cpu.?time", "cpu", "the CPU time limit"),
+    (r"iteration", "iter", "the iteration limit"),
+    (r"restoration", "restoration", "a failed restoration phase (no feasible step could be found)"),
+    (r"infeasib", "infeasible", "a point of local infeasibility: the problem may be infeasible"),
+    (r"little progress|too small", "stall", "a search direction too small to make progress"),
+    (r"diverg", "diverging", "diverging iterates"),
+    (r"step computation", "step", "an error in the step computation"),
+    (r"invalid number|\bnan\b", "nan", "an invalid number (NaN or Inf) from the model"),
+    (r"degrees of freedom", "dof", "too few degrees of freedom"),
+    (r"acceptable", "acceptable", "a point converged only to the 'acceptable' tolerances"),
+    (r"memory", "memory", "insufficient memory"),
+    (r"user|callback", "user", "a stop requested by a callback"),
+)
+#: Pyomo termination conditions, for a solver that gives no message.
+_TERM_STOPS = {"maxIterations": "iter", "maxTimeLimit": "wall", "infeasible": "infeasible",
+               "locallyInfeasible": "infeasible", "minStepLength": "stall", "unbounded": "diverging"}
+
+
+def stop_reason(name: str, message: str, term: Any = None) -> tuple[str, str]:
+    """(kind, plain words) of why a solver stopped short of an optimum, from its message or termination."""
+    text = message.lower()
+    for pattern, kind, words in _STOPS:
+        if re.search(pattern, text):
+            if kind == "cpu" and name.lower() == "ripopt":  # ripopt's CPU limit is its wall-clock limit
+                return "wall", "the wall time limit"
+            return kind, words
+    kind = _TERM_STOPS.get(str(term), "")
+    words = {k: w for _, k, w in _STOPS}.get(kind)
+    return (kind, words) if words else ("other", f"termination '{term or 'unknown'}'")
+
+
+def _clean_message(message: str) -> str:
+    """A solver's message as plain text: ripopt writes ':' as a literal ``\\x3a``, cyipopt gives bytes."""
+    if message.startswith(("b'", 'b"')) and message.endswith(message[1]):
+        message = message[2:-1]
+    message = re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), message)
+    return re.sub(r"^ripopt [\d.]+:\s*", "", message.strip())
+
+
+def failure_line(name: str, message: str, iterations: int | None, options: Mapping[str, Any],
+                 term: Any = None) -> str:
+    """The one-line error of a solve that stopped short of an optimum, naming the reason in plain words
+    and, for a limit, the option that raises it."""
+    kind, words = stop_reason(name, message, term)
+    limit = {"iter": ("max_iter", "N", ""), "wall": ("max_wall_time", "SECONDS", " s"),
+             "cpu": ("max_cpu_time", "SECONDS", " s")}.get(kind)
+    after = f" after {iterations} iterations" if iterations is not None else ""
+    if limit:
+        key, unit, suffix = limit
+        value = options.get(key, options.get("max_cpu_time") if key == "max_wall_time" else None)
+        default = (key == "max_iter" and value == DEFAULT_MAX_ITER) or (
+            key == "max_wall_time" and value == DEFAULT_MAX_WALL_S)
+        shown = f" ({value:g}{suffix}{', the default' if default else ''})" if isinstance(value, (int, float)) else ""
+        head = (f"{name}: stopped at {words}{shown}{after} without converging "
+                f"(raise it with --solver-option {key}={unit})")
     else:
-        head = f"{name}: did not converge (termination '{kind}')"
-    tail = f" after {iterations} iterations" if iterations is not None else ""
-    return f"{head}{tail}; solver says: {(message or kind).rstrip('.')}. No result was written."
+        head = f"{name}: stopped{after} without converging: {words}"
+    said = f"; solver says: {message.rstrip('.')}" if message else ""
+    return f"{head}{said}. No result was written."
+
+
+def _name_wall_time_status() -> None:
+    """Teach cyipopt and Pyomo IPOPT 3.14's wall-time stop (status -5), which they do not know.
+
+    Without this, Pyomo raises ``KeyError: b'Unknown status'`` for a solve that reached max_wall_time.
+    Both tables are plain dicts; if a later version renames them this does nothing.
+    """
+    try:
+        import ipopt_wrapper  # cyipopt's compiled module
+        from pyomo.contrib.pynumero.algorithms.solvers import cyipopt_solver as pyomo_cyipopt
+        from pyomo.opt import TerminationCondition as TC
+    except ImportError:
+        return
+    text = b"Maximum wall time exceeded."
+    messages = getattr(ipopt_wrapper, "STATUS_MESSAGES", None)
+    names = getattr(pyomo_cyipopt, "_cyipopt_status_enum", None)
+    terms = getattr(pyomo_cyipopt, "_ipopt_term_cond", None)
+    if isinstance(messages, dict) and isinstance(names, dict) and isinstance(terms, dict):
+        messages.setdefault(-5, text)
+        names.setdefault(messages[-5], "Maximum_WallTime_Exceeded")
+        terms.setdefault("Maximum_WallTime_Exceeded", TC.maxTimeLimit)
+
+
+def ipopt_status_message(status: int, message: Any) -> str:
+    """IPOPT's message for a return status as text (cyipopt's own table lacks -5, the wall-time stop)."""
+    if isinstance(message, bytes):
+        message = message.decode(errors="replace")
+    if status == -5 and "unknown" in str(message).lower():
+        return "Maximum wall time exceeded."
+    return _clean_message(str(message))
 
 
 # --------------------------------------------------------------------------------------------------

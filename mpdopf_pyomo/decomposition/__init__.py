@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from mpdopf_pyomo import problem
+from mpdopf_pyomo import problem, solvers
 from mpdopf_pyomo.case import Case
 from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values
 from mpdopf_pyomo.decomposition.core import IterationCallback, initial_boundary, make_layout
@@ -26,7 +26,41 @@ from mpdopf_pyomo.errors import CaseError, SolveFailed
 from mpdopf_pyomo.results import Results
 from mpdopf_pyomo.solve import Progress, quiet
 
-__all__ = ["solve_distributed"]
+__all__ = ["solve_distributed", "check_settings"]
+
+#: Meaningful range of the stopping tolerance on the boundary residuals (pu of the case's base power for
+#: P, Q; pu^2 for v). Above 1e-2 the areas may disagree by more than 1 % of the base power (ieee123: 30 kW
+#: per cut and hour; 1e9 passed as "converged" with a 9 % substation mismatch in OpenDSS); below 1e-10
+#: the residuals are at the level of the area solves' own accuracy (IPOPT tol 1e-8), so cannot be trusted.
+TOL_RANGE = (1e-10, 1e-2)
+
+
+def _shown(x: object) -> str:
+    return f"{x:g}" if isinstance(x, float) else repr(x)
+
+
+def check_settings(tol: float | None = None, rho: float | None = None, scheduler: str | None = None,
+                   damping: float | None = None, relax: float | None = None,
+                   max_iter: int | None = None) -> None:
+    """Reject meaningless distributed settings with :class:`CaseError` (exit 2) before anything is built."""
+    import math
+
+    lo, hi = TOL_RANGE
+    if tol is not None and not (isinstance(tol, (int, float)) and lo <= tol <= hi):
+        raise CaseError(f"--tol {_shown(tol)}: the stopping tolerance must be a number with {lo:g} <= tol <= {hi:g} pu "
+                        "(looser lets the areas disagree; tighter is below the area solves' accuracy)")
+    if rho is not None and not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
+        raise CaseError(f"--rho {_shown(rho)}: the ADMM penalty must be a finite number > 0 (USD/pu^2)")
+    if max_iter is not None and not (isinstance(max_iter, int) and max_iter >= 1):
+        raise CaseError(f"--max-iter {max_iter}: the distributed iteration cap must be an integer >= 1")
+    if damping is not None and not (isinstance(damping, (int, float)) and 0 < damping <= 1):
+        raise CaseError(f"damping {damping}: the ENApp damping must be in (0, 1]")
+    if relax is not None and not (isinstance(relax, (int, float)) and 0 < relax < 2):
+        raise CaseError(f"relax {relax}: the ADMM over-relaxation must be in (0, 2)")
+    if scheduler is not None:
+        from mpdopf_pyomo.decomposition.executors import check_scheduler_address
+
+        check_scheduler_address(scheduler)
 
 
 def solve_distributed(
@@ -65,6 +99,8 @@ def solve_distributed(
     """
     if algorithm not in ("admm", "enapp"):
         raise CaseError(f"unknown distributed algorithm '{algorithm}'")
+    check_settings(tol=tol, rho=rho, scheduler=scheduler, damping=damping, relax=relax, max_iter=max_iter)
+    options = solvers.check_options(solver, options)
     t0 = time.perf_counter()
     case = with_areas(case, n_areas)
     areas = sorted(int(a) for a in case.buses["area"].unique())

@@ -106,6 +106,7 @@ class AreaSolver:
         self.keys: list[PortKey] = list(m.dist_keys)
         self.port_vars = [m.ports[k] for k in self.keys]
         info = solvers.probe(spec.solver)
+        self.limits = solvers.default_limits(spec.solver, self.options, info.version)
         self.route = info.route or ""
         self.version = info.version
         self.persistent = info.available and info.route == "library" and spec.solver.lower() in ("ipopt", "cyipopt")
@@ -192,7 +193,7 @@ class AreaSolver:
         lb[self._i_port[pinned]] = ub[self._i_port[pinned]] = pin[pinned]
         x0 = np.clip(self._x, lb, ub)
         prob = self._Problem(self._nlp, lb, ub)
-        opts = {**solvers.IPOPT_DEFAULTS, "print_level": 0, "sb": "yes", **self.options}
+        opts = {**solvers.IPOPT_DEFAULTS, "print_level": 0, "sb": "yes", **self.limits, **self.options}
         if self._mult is not None:
             opts = {**opts, **WARM_START_OPTIONS, **self.options}
         for key, value in opts.items():
@@ -205,10 +206,8 @@ class AreaSolver:
             x, info = prob.solve(x0)
         iters = self._counter["n"]
         if info["status"] != 0:
-            raise SolveFailed(
-                f"{self.solver}: did not converge after {iters} iterations (IPOPT status {info['status']}: "
-                f"{info['status_msg'].decode() if isinstance(info['status_msg'], bytes) else info['status_msg']})"
-            )
+            message = solvers.ipopt_status_message(info["status"], info["status_msg"])
+            raise SolveFailed(solvers.failure_line(self.solver, message, iters, opts))
         self._x = x
         self._mult = (info["mult_g"], info["mult_x_L"], info["mult_x_U"])
         xp = np.where(self._port_fixed, [v.value for v in self.port_vars], x[self._i_port])

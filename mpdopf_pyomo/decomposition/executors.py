@@ -242,13 +242,23 @@ class DaskExecutor(Executor):
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover
             raise MpdopfError(f"--executor dask needs the 'distributed' package: {exc}") from None
+        # Dask logs a lost worker or scheduler as several ERROR/WARNING lines on stderr; the run reports it
+        # as one line (WorkerDied), so keep its own logging to CRITICAL while this executor runs.
+        import logging
+
+        names = ["distributed"] + [n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]
+        self._dask_levels = {n: logging.getLogger(n).level for n in names}
+        for n in names:
+            logging.getLogger(n).setLevel(logging.CRITICAL)
         if self.scheduler:
+            _reachable(self.scheduler)
             try:
-                self.client = Client(self.scheduler, timeout="20s")
+                self.client = Client(self.scheduler, timeout=f"{CONNECT_TIMEOUT_S:g}s")
             except Exception as exc:
-                raise MpdopfError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
+                raise WorkerDied(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
         else:
             n = self.n_workers or min(len(specs), os.cpu_count() or 1)
+            _quiet_resource_tracker()
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                                         scheduler_port=0, dashboard_address=None)
             self.client = Client(self.cluster)
@@ -265,31 +275,47 @@ class DaskExecutor(Executor):
             self.actors.append((self._wait(fut, w, "start"), w, areas))
         return self.map("info", {a: () for _, _, areas in self.actors for a in areas})
 
-    def _alive(self, address: str) -> bool:
+    def _alive(self, address: str) -> bool | None:
+        """Whether the scheduler lists the worker; None when the scheduler itself does not answer."""
         try:
             return address in self.client.scheduler_info()["workers"]
         except Exception:
-            return False
+            return None
+
+    def _scheduler_lost(self, what: str, lost: bool = False) -> None:
+        """Raise :class:`WorkerDied` naming the scheduler when the client lost its connection to it."""
+        status = str(getattr(self.client, "status", "running"))
+        if lost or status not in ("running", "newly-created"):
+            where = self.scheduler or "of the local cluster"
+            raise WorkerDied(f"lost the connection to the Dask scheduler {where} during '{what}' (client "
+                             f"status '{status}'); the distributed run was stopped")
+
+    def _gone(self, address: str, what: str, state: bool | None) -> None:
+        """Raise for a lost scheduler (state None) or a worker the scheduler no longer lists (False)."""
+        self._scheduler_lost(what, lost=state is None)
+        if state is False:
+            raise WorkerDied(f"Dask worker {address} died during '{what}'; the distributed run was stopped")
 
     def _wait(self, fut: Any, address: str, what: str) -> Any:
-        """Result of a (actor) future; a clear error when its worker is gone, instead of a hang."""
+        """Result of a (actor) future; a clear error when its worker or the scheduler is gone, not a hang."""
         while True:
+            self._scheduler_lost(what)
             try:
                 return fut.result(timeout=self.poll_s)
             except TimeoutError:
                 pass
             except Exception as exc:
+                self._scheduler_lost(what)
+                state = self._alive(address)
                 deadline = time.monotonic() + 5.0  # let the scheduler notice a dead worker
-                while self._alive(address) and time.monotonic() < deadline and not isinstance(exc, MpdopfError):
+                while state is True and time.monotonic() < deadline and not isinstance(exc, MpdopfError):
                     time.sleep(0.2)
-                if not self._alive(address):
-                    raise WorkerDied(f"Dask worker {address} died during '{what}'; the distributed run was "
-                                     "stopped") from None
+                    state = self._alive(address)
+                self._gone(address, what, state)
                 if isinstance(exc, MpdopfError):
                     raise
                 raise MpdopfError(f"Dask worker {address} failed during '{what}': {exc}") from None
-            if not self._alive(address):
-                raise WorkerDied(f"Dask worker {address} died during '{what}'; the distributed run was stopped")
+            self._gone(address, what, self._alive(address))
 
     def map(self, method: str, args_by_area: Mapping[int, tuple]) -> dict[int, Any]:
         calls = []
@@ -314,10 +340,86 @@ class DaskExecutor(Executor):
                 except Exception:
                     pass
         self.client = self.cluster = None
+        import logging
+
+        for n, level in getattr(self, "_dask_levels", {}).items():
+            logging.getLogger(n).setLevel(level)
 
     def describe(self) -> str:
         where = self.scheduler or "local cluster"
         return f"dask ({where}, {len(self.actors)} workers)"
+
+
+#: Seconds to wait for a Dask scheduler to answer when joining it (a refused port fails at once).
+CONNECT_TIMEOUT_S = 5.0
+#: Address schemes of dask.distributed; only tcp/tls addresses can be checked for a host and port.
+_DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+
+
+def check_scheduler_address(address: str) -> None:
+    """Reject a malformed Dask scheduler address (no host, a port outside 1-65535, an unknown scheme)
+    with :class:`CaseError` (exit 2), before anything is built."""
+    from mpdopf_pyomo.errors import CaseError
+
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        scheme, loc = parse_address(address.strip(), strict=False)
+        if scheme not in _DASK_SCHEMES:
+            raise ValueError(f"unknown scheme '{scheme}://' (use tcp://HOST:PORT)")
+        if scheme in ("tcp", "tls"):
+            host, port = parse_host_port(loc)
+            if not host or any(c.isspace() for c in host):
+                raise ValueError("no host name")
+            if not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is outside 1-65535")
+    except ImportError:  # pragma: no cover - reported when the executor starts
+        return
+    except (ValueError, TypeError) as exc:
+        raise CaseError(f"--scheduler '{address}' is not a Dask scheduler address (tcp://HOST:PORT): {exc}") from None
+
+
+def _reachable(address: str) -> None:
+    """Fail within CONNECT_TIMEOUT_S when nothing listens at a tcp address (Dask itself retries for 20 s+)."""
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, loc = parse_address(address.strip(), strict=False)
+    if scheme not in ("tcp", "tls"):
+        return
+    host, port = parse_host_port(loc)
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise WorkerDied(f"cannot reach the Dask scheduler at {address}: {exc.strerror or exc}; is "
+                         "`dask scheduler` running there?") from None
+
+
+def _quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with its stderr on /dev/null.
+
+    When a LocalCluster worker is killed, the tracker warns about the semaphores it leaked (and removes
+    them) when this process exits, i.e. after our one-line error; that warning is noise, not a fault.
+    A tracker that is already running keeps its stderr.
+    """
+    try:
+        from multiprocessing import resource_tracker
+
+        tracker = resource_tracker._resource_tracker
+        if getattr(tracker, "_fd", None) is not None:
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        saved = os.dup(2)
+        try:
+            os.dup2(devnull, 2)
+            resource_tracker.ensure_running()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+    except Exception:  # a private API: without it only the warning stays
+        pass
 
 
 def default_executor(scheduler: str | None = None) -> str:
