@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,6 +23,12 @@ class _Group(click.Group):
         except MpdopfError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM via mpdopf_pyomo.interrupts: cleaned up by now
+            from mpdopf_pyomo import interrupts
+
+            click.echo(f"error: interrupted by {interrupts.describe(exc)}; stopped, temporary files removed",
+                       err=True)
+            ctx.exit(interrupts.exit_code(exc))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,8 +134,9 @@ def cases_show(case: str, hours: int | None) -> None:
 @click.option("--solver", default="ipopt", show_default=True, help="Any NLP solver Pyomo can drive (see `doctor`).")
 @click.option("--solver-option", "solver_options", multiple=True, metavar="KEY=VALUE",
               help="Passed to the solver; repeatable (e.g. max_iter=500).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default runs/<case>_<hours>h_<algorithm>).")
+@click.option("--out", "out_dir", type=click.Path(), default=None,
+              help="Output folder: new, empty, or a previous results folder of this program (replaced); "
+                   "anything else is refused before solving (default runs/<case>_<hours>h_<algorithm>).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Check the plan in OpenDSS.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures.")
@@ -153,6 +161,7 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
 
     from mpdopf_pyomo import _START
     from mpdopf_pyomo.case import load_case
+    from mpdopf_pyomo.outputs import OutputFolder, default_folder
     from mpdopf_pyomo.solve import solve_case
     from mpdopf_pyomo.solvers import parse_options
 
@@ -165,6 +174,9 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
     distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_areas=n_areas, rho=rho,
                                          tol=tol, max_iter=max_iter, keep_last=keep_last or None).items()
                    if v is not None}
+    out = Path(out_dir) if out_dir else default_folder(case.name, case.hours, algorithm)
+    target = OutputFolder.claim(out)  # refuses a bad --out now, not after the solve
+    click.get_current_context().call_on_close(target.discard)  # on any failure or interrupt; no-op once saved
     results = solve_case(case, algorithm, formulation, solver, options, tee=tee, progress=progress,
                          **distributed)
     results.summary["case_file"] = str(case.source)
@@ -179,10 +191,9 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
 
         progress("drawing figures")
         figures = make_figures(case, results)
-    out = out_dir or f"runs/{case.name}_{case.hours}h_{algorithm}"
     progress(f"writing {out}")
     results.summary["timings"]["total_s"] = time.perf_counter() - _START
-    folder = results.save(out, figures)
+    folder = results.save(target, figures)
     if as_json:
         click.echo(json.dumps(json.loads((folder / "summary.json").read_text()), indent=2))
     else:

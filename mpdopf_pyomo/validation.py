@@ -52,6 +52,7 @@ Signs: every ``d*`` is OpenDSS minus optimisation.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -346,12 +347,31 @@ def format_validation(v: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------------------------------
 
 def _write_atomic(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    """Call ``write(tmp_path)`` then rename the temporary file over ``path``.
+
+    The new file keeps the mode of the one it replaces (a new one follows the umask; ``mkstemp`` alone
+    would make it 0600). A folder that cannot be written is one error line, not a traceback.
+    """
+    from mpdopf_pyomo.outputs import file_mode
+
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = file_mode()
+    except OSError as exc:
+        raise CaseError(f"{path}: cannot be rewritten ({exc.strerror or exc})") from None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    except OSError as exc:
+        raise CaseError(f"{path.parent}: cannot write in this folder ({exc.strerror or exc})") from None
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CaseError(f"{path}: cannot be written ({exc.strerror or exc})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -391,6 +411,7 @@ def revalidate_folder(folder: str | Path, figures: bool = False,
     """
     import json
 
+    from mpdopf_pyomo.outputs import record_files
     from mpdopf_pyomo.results import jsonable
 
     folder = Path(folder)
@@ -418,4 +439,6 @@ def revalidate_folder(folder: str | Path, figures: bool = False,
         _write_atomic(folder / f"{name}.png",
                       lambda p, fig=fig: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
     _write_atomic(summary_file, lambda p: p.write_text(text))
+    record_files(folder, [*(f"{n}.csv" for n in ("validation_by_hour", "validation_voltages")),
+                          *(f"{n}.png" for n in figs)])
     return results
