@@ -160,23 +160,29 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
     import time
 
     from mpdopf_pyomo import _START
-    from mpdopf_pyomo.case import load_case
     from mpdopf_pyomo.outputs import OutputFolder, default_folder
-    from mpdopf_pyomo.solve import solve_case
     from mpdopf_pyomo.solvers import parse_options
 
     def progress(msg: str) -> None:
         if not as_json:
             click.echo(f"[{time.perf_counter() - _START:6.2f} s] {msg}", err=True)
 
+    def claim(path: Path) -> OutputFolder:  # refuses a bad --out now, not after the solve
+        target = OutputFolder.claim(path)
+        click.get_current_context().call_on_close(target.discard)  # on failure or interrupt; no-op once saved
+        return target
+
     options = parse_options(solver_options)
+    target = claim(Path(out_dir)) if out_dir else None
+    from mpdopf_pyomo.case import load_case  # heavy imports (pandas, Pyomo) after the quick checks
+    from mpdopf_pyomo.solve import solve_case
+
     case = load_case(case_spec, hours)
     distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_areas=n_areas, rho=rho,
                                          tol=tol, max_iter=max_iter, keep_last=keep_last or None).items()
                    if v is not None}
-    out = Path(out_dir) if out_dir else default_folder(case.name, case.hours, algorithm)
-    target = OutputFolder.claim(out)  # refuses a bad --out now, not after the solve
-    click.get_current_context().call_on_close(target.discard)  # on any failure or interrupt; no-op once saved
+    if target is None:
+        target = claim(default_folder(case.name, case.hours, algorithm))
     results = solve_case(case, algorithm, formulation, solver, options, tee=tee, progress=progress,
                          **distributed)
     results.summary["case_file"] = str(case.source)
@@ -191,7 +197,7 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
 
         progress("drawing figures")
         figures = make_figures(case, results)
-    progress(f"writing {out}")
+    progress(f"writing {out_dir or target.path}")
     results.summary["timings"]["total_s"] = time.perf_counter() - _START
     folder = results.save(target, figures)
     if as_json:
