@@ -116,9 +116,11 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     return data
 
 
-def _marker_text(files: Iterable[str]) -> str:
-    return json.dumps({"tool": TOOL, "version": __version__, "files": sorted(set(files) - {MARKER})},
-                      indent=2) + "\n"
+def _marker_text(files: Iterable[str], staging: bool = False) -> str:
+    data: dict[str, Any] = {"tool": TOOL, "version": __version__, "files": sorted(set(files) - {MARKER})}
+    if staging:  # a folder still being written; one left by a killed run is removed by the next claim
+        data["staging"] = True
+    return json.dumps(data, indent=2) + "\n"
 
 
 def record_files(folder: str | Path, names: Iterable[str]) -> None:
@@ -242,11 +244,13 @@ class OutputFolder:
                     raise _fail(path, "another run is writing this folder right now (lock "
                                       f"{lock_path.name}); wait for it to finish or choose another "
                                       "folder") from None
+                _remove_stale_staging(path)
                 mode = _inspect(path)
                 parent = path if mode == "empty" else path.parent
                 try:
                     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
                     os.chmod(staging, dir_mode())
+                    (staging / MARKER).write_text(_marker_text([], staging=True), encoding="utf-8")
                 except OSError as exc:
                     raise _fail(path, f"cannot write in {parent} ({_os_reason(exc)})") from None
         except BaseException:
@@ -389,6 +393,38 @@ def _release_lock(lock_path: Path, fd: int) -> None:
     except OSError:
         pass
     os.close(fd)
+
+
+def _remove_stale_staging(path: Path) -> None:
+    """Remove staging folders of ``path`` that a killed run (SIGKILL, power loss) left behind.
+
+    Called with the lock held, so no live run owns them. Only folders named ``.NAME.tmp-*`` whose marker
+    says they are this program's staging folders are touched, and in them only the kinds of file the
+    program writes (CSV, PNG, JSON, the marker); anything else keeps the folder.
+    """
+    places = [path.parent] + ([path] if path.is_dir() and not path.is_symlink() else [])
+    prefix = f".{path.name}.tmp-"
+    for place in places:
+        try:
+            entries = [e for e in os.scandir(place) if e.name.startswith(prefix)]
+        except OSError:
+            continue
+        for entry in entries:
+            folder = Path(entry.path)
+            marker = read_marker(folder) if entry.is_dir(follow_symlinks=False) else None
+            if marker is None or marker.get("staging") is not True:
+                continue
+            for item in os.scandir(folder):
+                if item.is_file(follow_symlinks=False) and (item.name == MARKER or item.name == "summary.json"
+                                                            or item.name.endswith((".csv", ".png"))):
+                    try:
+                        os.unlink(item.path)
+                    except OSError:
+                        pass
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
 
 
 def _delete_run_folder(folder: Path, marker: dict[str, Any]) -> None:

@@ -265,10 +265,10 @@ def test_library_save_refuses_a_user_folder(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 
-def _start(args: list[str], tmpdir: Path, cwd: Path | None = None, python: list[str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *(python or ["-m", "mpdopf_pyomo"]), *args], cwd=cwd,
+def _start(args: list[str], tmpdir: Path, python: list[str] | None = None, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *(python or ["-m", "mpdopf_pyomo"]), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(TMPDIR=str(tmpdir)))
+                            env=_env(TMPDIR=str(tmpdir), **env))
 
 
 def _wait_for(proc: subprocess.Popen, text: str, timeout: float = 60) -> list[str]:
@@ -318,15 +318,15 @@ def test_interrupt_during_the_solve_leaves_nothing(tmp_path, solver, hours, sig)
     assert list(tmpdir.iterdir()) == []  # no tmpXXXX.pyomo.nl, no mpdopf-solver-*
 
 
-_SIGTERM_WHILE_WRITING = """
+_SIGNAL_WHILE_WRITING = """
 import os, signal, sys, time
-import matplotlib.figure
-_savefig = matplotlib.figure.Figure.savefig
-def savefig(self, *args, **kwargs):  # the first figure is written: now the kill arrives
-    _savefig(self, *args, **kwargs)
-    os.kill(os.getpid(), signal.SIGTERM)
+import pandas
+_to_csv = pandas.DataFrame.to_csv
+def to_csv(self, *args, **kwargs):  # the first table of the output folder is written: now the signal
+    _to_csv(self, *args, **kwargs)
+    os.kill(os.getpid(), getattr(signal, os.environ["SEND_SIGNAL"]))
     time.sleep(30)
-matplotlib.figure.Figure.savefig = savefig
+pandas.DataFrame.to_csv = to_csv
 sys.argv[0] = "mpdopf"
 from mpdopf_pyomo.__main__ import run
 run()
@@ -339,12 +339,28 @@ def test_sigterm_while_writing_keeps_the_previous_run_and_leaves_no_tmp(tmp_path
     before = snapshot(tmp_path)
     tmpdir = tmp_path.parent / f"{tmp_path.name}-tmp"
     tmpdir.mkdir()
-    proc = _start(["solve", "--case", "ieee123", "--hours", "1", "--no-validate", "--out", str(out)], tmpdir,
-                  python=["-c", _SIGTERM_WHILE_WRITING])
+    proc = _start(["solve", "--case", "ieee123", *FAST, "--out", str(out)], tmpdir,
+                  python=["-c", _SIGNAL_WHILE_WRITING], SEND_SIGNAL="SIGTERM")
     _wait_for(proc, "writing")
     _after_interrupt(proc, 143, "SIGTERM")
     assert snapshot(tmp_path) == before  # the previous run intact, no .run.tmp-* / .run.old-* / lock
     assert list(tmpdir.iterdir()) == []
+
+
+@pytest.mark.parametrize("existing", ["none", "empty"])
+def test_leftovers_of_a_killed_run_are_cleared_by_the_next(tmp_path, existing):
+    """SIGKILL cannot be handled: the next run to the same folder removes the staging folder and lock."""
+    out = tmp_path / "run"
+    if existing == "empty":
+        out.mkdir()
+    proc = _start(["solve", "--case", "ieee123", *FAST, "--out", str(out)], tmp_path,
+                  python=["-c", _SIGNAL_WHILE_WRITING], SEND_SIGNAL="SIGKILL")
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert hidden_leftovers(tmp_path) or hidden_leftovers(out)
+    assert solve(out).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert not hidden_leftovers(out) and (out / "summary.json").is_file()
 
 
 def test_workers_exit_quietly_when_the_coordinator_dies(tmp_path):
