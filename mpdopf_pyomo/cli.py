@@ -167,13 +167,13 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
         if not as_json:
             click.echo(f"[{time.perf_counter() - _START:6.2f} s] {msg}", err=True)
 
-    def claim(path: Path) -> OutputFolder:  # refuses a bad --out now, not after the solve
+    def claim(path: str | Path) -> OutputFolder:  # refuses a bad --out now, not after the solve
         target = OutputFolder.claim(path)
         click.get_current_context().call_on_close(target.discard)  # on failure or interrupt; no-op once saved
         return target
 
     options = parse_options(solver_options)
-    target = claim(Path(out_dir)) if out_dir else None
+    target = claim(out_dir) if out_dir is not None else None
     from mpdopf_pyomo.case import load_case  # heavy imports (pandas, Pyomo) after the quick checks
     from mpdopf_pyomo.solve import solve_case
 

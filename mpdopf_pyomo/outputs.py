@@ -219,6 +219,8 @@ class OutputFolder:
         """Check ``target``, lock it and create its staging folder; raise :class:`OutputError` if unusable."""
         import fcntl
 
+        if not os.fspath(target).strip():
+            raise OutputError("--out: the path is empty")
         path = Path(os.path.abspath(os.fspath(target)))
         if not path.name or path == path.parent:
             raise _fail(path, "is the file-system root; choose a folder below it")

@@ -116,7 +116,8 @@ def test_fifo_is_refused_untouched(tmp_path):
     assert snapshot(tmp_path) == before  # same inode, still a FIFO, nothing beside it
 
 
-@pytest.mark.parametrize("where", ["under_a_file", "proc", "root", "socket", "read_only_folder", "symlink"])
+@pytest.mark.parametrize("where", ["under_a_file", "proc", "root", "socket", "read_only_folder", "symlink",
+                                   "empty_path"])
 def test_unusable_out_is_refused_before_the_solve(tmp_path, where):
     """One line, exit 2, no progress line (so no model was built), nothing created anywhere."""
     if where == "under_a_file":
@@ -130,19 +131,23 @@ def test_unusable_out_is_refused_before_the_solve(tmp_path, where):
         out = tmp_path / "sock"
         server = socket.socket(socket.AF_UNIX)
         server.bind(str(out))
-    elif where == "read_only_folder":  # root ignores the mode; the program still honours it
+    elif where == "read_only_folder":  # even one of ours; root ignores the mode, the program honours it
         out = tmp_path / "ro"
         out.mkdir()
         (out / "kept.txt").write_text("keep\n")
+        (out / ".mpdopf-run").write_text(json.dumps({"tool": "mpdopf_pyomo", "files": ["kept.txt"]}))
         out.chmod(0o555)
+    elif where == "empty_path":
+        out = ""
     else:
         (tmp_path / "mine").mkdir()
         (tmp_path / "mine" / "kept.txt").write_text("keep\n")
         out = tmp_path / "link"
         out.symlink_to(tmp_path / "mine")
     before = snapshot(tmp_path)
-    line = the_error_line(solve(out, "--hours", "24"))
-    assert line.startswith(f"error: --out {out}")
+    line = the_error_line(solve(out, "--hours", "24", cwd=tmp_path))
+    assert line.startswith(f"error: --out {out}".rstrip())
+    assert where != "read_only_folder" or "read-only" in line
     assert snapshot(tmp_path) == before
 
 
