@@ -299,6 +299,9 @@ class OutputFolder:
                     self._replace()
             except OutputError as exc:
                 raise OutputError(f"{exc}; the new results were discarded") from None
+            except OSError as exc:
+                raise _fail(self.path, f"cannot put the results into place ({_os_reason(exc)}); the new "
+                                       "results were discarded") from None
             self._release()
         return self.path
 

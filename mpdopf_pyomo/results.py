@@ -154,20 +154,24 @@ class Results:
         one, or a previous results folder of this program replaced atomically. Anything else is refused
         (:class:`~mpdopf_pyomo.outputs.OutputError`) and left untouched; on any failure nothing is left.
         """
-        from mpdopf_pyomo.outputs import OutputFolder
+        from mpdopf_pyomo.outputs import OutputError, OutputFolder
 
         target = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder.claim(out_dir)
         with target:
             tmp = target.staging
             written: list[str] = []
-            for name, table in [*((n, getattr(self, n)) for n in TABLES), *self.extra_tables.items()]:
-                table.to_csv(tmp / f"{name}.csv")
-                written.append(f"{name}.csv")
-            for name, fig in (figures or {}).items():
-                fig.savefig(tmp / f"{name}.png", dpi=110)
-                written.append(f"{name}.png")
-            (tmp / "summary.json").write_text(json.dumps(jsonable(self.summary), indent=2) + "\n")
-            written.append("summary.json")
+            try:
+                for name, table in [*((n, getattr(self, n)) for n in TABLES), *self.extra_tables.items()]:
+                    table.to_csv(tmp / f"{name}.csv")
+                    written.append(f"{name}.csv")
+                for name, fig in (figures or {}).items():
+                    fig.savefig(tmp / f"{name}.png", dpi=110)
+                    written.append(f"{name}.png")
+                (tmp / "summary.json").write_text(json.dumps(jsonable(self.summary), indent=2) + "\n")
+                written.append("summary.json")
+            except OSError as exc:  # a full disk, a quota: one line, and nothing is left
+                raise OutputError(f"--out {target.path}: writing the results failed "
+                                  f"({exc.strerror or exc})") from None
             return target.commit(written)
 
     @classmethod

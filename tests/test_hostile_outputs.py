@@ -265,6 +265,32 @@ def test_library_save_refuses_a_user_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "user"]
 
 
+def test_a_full_disk_while_writing_is_one_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import pandas as pd
+
+    from mpdopf_pyomo.outputs import OutputError
+    from mpdopf_pyomo.results import Results
+
+    tables = [pd.DataFrame({"x": [1.0]}) for _ in range(5)]
+    res = Results({"case": "t"}, *tables)
+    (tmp_path / "run").mkdir()  # an empty folder of the user's: must stay, empty
+    calls = []
+
+    def to_csv(self, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        Path(path).write_text("x\n1\n")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
+    with pytest.raises(OutputError, match="No space left on device"):
+        res.save(tmp_path / "run")
+    assert len(calls) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and list((tmp_path / "run").iterdir()) == []
+
+
 # --------------------------------------------------------------------------------------------------
 # Interrupts: SIGTERM like Ctrl-C, nothing left behind, one line, 143 / 130
 # --------------------------------------------------------------------------------------------------
