@@ -141,6 +141,20 @@ def record_files(folder: str | Path, names: Iterable[str]) -> None:
         raise
 
 
+def check_rewritable(folder: str | Path, names: Iterable[str]) -> None:
+    """Refuse (:class:`OutputError`) to rewrite ``names`` in ``folder`` unless it is one of our results
+    folders and each name is either absent or a file its marker lists (``validate`` rewrites in place)."""
+    folder = Path(folder)
+    marker = read_marker(folder)
+    if marker is None:
+        raise OutputError(f"{folder}: not a results folder this program wrote (no {MARKER} marker); "
+                          "not rewriting files in it")
+    ours = set(marker["files"])
+    clash = sorted(n for n in names if n not in ours and os.path.lexists(folder / n))
+    if clash:
+        raise OutputError(f"{folder}: {', '.join(clash)} not written by this program; not replacing it")
+
+
 def _foreign_entries(folder: Path, marker: dict[str, Any]) -> list[str]:
     """Entries of our results folder that its marker does not account for (or that are not plain files)."""
     ours = set(marker["files"]) | {MARKER}

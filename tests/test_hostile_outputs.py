@@ -245,6 +245,22 @@ def test_modes_follow_the_umask(tmp_path, umask, dir_mode, file_mode):
         assert "validation_by_hour.csv" in json.loads((out / ".mpdopf-run").read_text())["files"]
 
 
+def test_validate_rewrites_only_in_our_folders_and_only_our_files(tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    assert solve(out).returncode == 0  # no figures
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / ".mpdopf-run").unlink()  # e.g. a folder of an older version, or one assembled by hand
+    (out / "validation_by_hour.csv").write_text("the user's own table\n")  # --no-validate did not write one
+    before = snapshot(tmp_path)
+    assert "no .mpdopf-run marker" in the_error_line(cli("validate", str(copy), "--no-plots"))
+    line = the_error_line(cli("validate", str(out), "--no-plots"))
+    assert "validation_by_hour.csv not written by this program" in line
+    assert snapshot(tmp_path) == before
+
+
 def test_library_save_refuses_a_user_folder(tmp_path):
     """Results.save (the Python API) follows the same rules as the CLI."""
     from mpdopf_pyomo.outputs import MARKER, OutputError, OutputFolder
