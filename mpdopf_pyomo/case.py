@@ -11,12 +11,15 @@ model the case names.
 from __future__ import annotations
 
 import math
+import os
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+import numpy as np
 import pandas as pd
 
 from mpdopf_pyomo import network
@@ -88,6 +91,7 @@ class Case:
     profile: pd.DataFrame
     cut_branches: list[str] = field(default_factory=list)  #: boundary branches between areas
     description: str = ""
+    warnings: list[str] = field(default_factory=list)  #: unusual values the loader accepted (one line each)
 
     @property
     def hours(self) -> int:
@@ -102,8 +106,10 @@ class Case:
 # Loader: cases/*.toml (+ the OpenDSS model it names) -> Case
 # ---------------------------------------------------------------------------------------------------------
 
-#: Folder of the bundled cases (editable install: <repo>/cases).
-CASES_DIR = Path(__file__).resolve().parents[1] / "cases"
+_PACKAGE = Path(__file__).resolve().parent
+#: Folder of the bundled cases: inside the installed package (a wheel carries cases/ as mpdopf_pyomo/cases),
+#: else the repository's cases/ beside the package (source tree, editable install).
+CASES_DIR = _PACKAGE / "cases" if (_PACKAGE / "cases").is_dir() else _PACKAGE.parent / "cases"
 
 _REQUIRED = object()  #: marks a key without a default
 
@@ -194,6 +200,140 @@ _SECTIONS: dict[str, dict[str, Key]] = {}
 for _k in SCHEMA:
     _SECTIONS.setdefault(_k.section, {})[_k.name] = _k
 
+#: Longest horizon and profile, in periods (a leap year of hourly periods).
+MAX_PERIODS = 8784
+#: Longest case name (it becomes part of the output folder's name, which a file system limits to 255 bytes).
+MAX_NAME_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class Bound:
+    """Range check of a number (or of every number of a list or bus table) of the case file.
+
+    A value outside ``lo..hi`` is rejected (it is impossible or would break the per-unit scaling of the
+    problem); a value inside but outside ``warn_lo..warn_hi`` is accepted with a one-line warning.
+    ``docs/case-format.md`` (section Bounds) lists every bound and its reason (a test checks it).
+    """
+
+    lo: float
+    hi: float
+    lo_open: bool = False  #: lo itself is rejected
+    warn_lo: float = -math.inf
+    warn_hi: float = math.inf
+    why: str = ""  #: shown with a rejection
+
+    def accepts(self, v: float) -> bool:
+        return (self.lo < v if self.lo_open else self.lo <= v) and v <= self.hi
+
+    @staticmethod
+    def fmt(x: float) -> str:
+        """A bound as written in messages and docs: ``1e7``, ``0.001``, ``-1e4``."""
+        text = f"{x:g}"
+        return text.replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+
+    def violation(self, v: float) -> str:
+        """What is wrong with a rejected ``v``: ``must be positive, got -1 (allowed: (0, 100])``."""
+        if v > self.hi:
+            need = f"must be <= {self.fmt(self.hi)}"
+        elif self.lo == 0:
+            need = "must be positive" if self.lo_open else "must be >= 0"
+        else:
+            need = f"must be {'>' if self.lo_open else '>='} {self.fmt(self.lo)}"
+        return f"{need}, got {_num(v)} (allowed: {self.interval()})"
+
+    def usual(self) -> str:
+        """The warning range as written in messages and docs (``0.9..1.1``, ``<= 3``, ``>= 0.5``; "" if none)."""
+        lo = "" if math.isinf(self.warn_lo) else self.fmt(self.warn_lo)
+        hi = "" if math.isinf(self.warn_hi) else self.fmt(self.warn_hi)
+        return f"{lo}..{hi}" if lo and hi else (f">= {lo}" if lo else (f"<= {hi}" if hi else ""))
+
+    def interval(self) -> str:
+        hi = "inf)" if math.isinf(self.hi) else f"{self.fmt(self.hi)}]"
+        return f"{'(' if self.lo_open else '['}{self.fmt(self.lo)}, {hi}"
+
+
+_V_WHY = "a bus voltage outside 0.5..1.5 pu is no operating point of a distribution feeder"
+_PRICE_WHY = "above 10,000 USD/kWh, a thousand times any market's price cap, the number is a unit error"
+#: The bounds of the case file's numbers, by key (``profiles.horizon.N`` keys share those of ``profiles.daily``).
+BOUNDS: dict[str, Bound] = {
+    "case.default_hours": Bound(1, MAX_PERIODS),
+    "bases.v_kv_ll": Bound(0, 1000, lo_open=True, why="no AC network runs above 1000 kV"),
+    "bases.s_kva": Bound(1, 1e7, why="a base outside 1 kVA .. 10 GVA puts a feeder's per-unit powers far from 1"),
+    "settings.v_sub_pu": Bound(0.5, 1.5, warn_lo=0.9, warn_hi=1.1, why=_V_WHY),
+    "settings.v_min_pu": Bound(0.5, 1.5, warn_lo=0.85, warn_hi=1.1, why=_V_WHY),
+    "settings.v_max_pu": Bound(0.5, 1.5, warn_lo=0.9, warn_hi=1.15, why=_V_WHY),
+    "settings.dt_h": Bound(0.001, 24, why="a period is between 3.6 s and one day"),
+    "settings.alpha_usd_per_kwh": Bound(0, 1e4, warn_hi=10, why=_PRICE_WHY),
+    "settings.terminal_penalty_usd_per_kwh": Bound(0, 1e4, warn_hi=100, why=_PRICE_WHY),
+    "pv.p_factor": Bound(0, 100, lo_open=True, warn_hi=3, why="a DER rated over 100 x its bus load is a unit error"),
+    "pv.s_factor": Bound(1, 10, warn_hi=2, why="an inverter is rated 1 to 10 times its active power"),
+    "pv.p_rated_kw": Bound(0, math.inf, lo_open=True),
+    "pv.s_rated_kva": Bound(0, math.inf, lo_open=True),
+    "battery.p_factor": Bound(0, 100, lo_open=True, warn_hi=3,
+                              why="a DER rated over 100 x its bus load is a unit error"),
+    "battery.s_factor": Bound(1, 10, warn_hi=2, why="an inverter is rated 1 to 10 times its active power"),
+    "battery.e_hours": Bound(0, 1000, lo_open=True, warn_hi=24,
+                             why="a battery that takes over 1000 h to charge is a unit error"),
+    "battery.p_rated_kw": Bound(0, math.inf, lo_open=True),
+    "battery.s_rated_kva": Bound(0, math.inf, lo_open=True),
+    "battery.e_rated_kwh": Bound(0, math.inf, lo_open=True),
+    "battery.soc_min": Bound(0, 1, why="a fraction of the energy rating"),
+    "battery.soc_max": Bound(0, 1, why="a fraction of the energy rating"),
+    "battery.soc0": Bound(0, 1, why="a fraction of the energy rating"),
+    "battery.eta_c": Bound(0, 1, lo_open=True, warn_lo=0.5, why="an efficiency"),
+    "battery.eta_d": Bound(0, 1, lo_open=True, warn_lo=0.5, why="an efficiency"),
+    "profiles.daily.load_mult": Bound(0, 100, warn_hi=3, why="a feeder carrying 100 x its nominal load has no "
+                                                               "power-flow solution"),
+    "profiles.daily.pv_mult": Bound(0, 1, why="PV output as a fraction of its rating; more than 1 is impossible"),
+    "profiles.daily.price_usd_per_kwh": Bound(-1e4, 1e4, warn_lo=-10, warn_hi=10, why=_PRICE_WHY),
+    "profiles.daily.clock_hour": Bound(0, MAX_PERIODS),
+}
+#: Per-unit limits of every PV and battery rating, however it was given (factor or explicit kW/kVA/kWh):
+#: P and S within (RATING_PU_MIN, RATING_PU_MAX] pu of ``bases.s_kva``, S/P at most 10, E/P at most 1000 h.
+RATING_PU_MIN = 1e-9
+RATING_PU_MAX = 100.0
+#: Total nominal feeder load (pu of ``bases.s_kva``) outside this range draws a warning: the base is far from
+#: the feeder's size, which makes IPOPT's absolute tolerances too loose or too tight.
+LOAD_PU_WARN = (0.01, 100.0)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control or other non-printable character escaped, so a message stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def exc_message(exc: BaseException) -> str:
+    """An exception's text as one line: whitespace runs (newlines too) collapsed, control characters escaped."""
+    return one_line(" ".join(str(exc).split()))
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    """``repr(v)``, cut to ``limit`` characters (a message quotes a bad value, not a whole list)."""
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _num(v: float) -> str:
+    """A number as a message quotes it (``1e+300``; an integer too large for a float by its first digits)."""
+    try:
+        return f"{v:g}"
+    except OverflowError:
+        text = str(v)
+        return f"{text[:8]}... ({len(text)} digits)"
+
+
+def _key(k: str, limit: int = 60) -> str:
+    """A key of the file as it appears in a message (cut to ``limit``; ``one_line`` escapes the rest)."""
+    return k if len(k) <= limit else k[: limit - 3] + "..."
+
+
+def _is_file(p: Path) -> bool:
+    """``p.is_file()`` that is False, not an exception, for names the OS rejects (NUL byte, too long...)."""
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
+
 
 def list_cases() -> list[tuple[str, str]]:
     """Bundled cases as ``(name, description)``, sorted by name (read from the TOML, no network load)."""
@@ -201,8 +341,8 @@ def list_cases() -> list[tuple[str, str]]:
     for path in sorted(CASES_DIR.glob("*.toml"), key=lambda p: p.stem):
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-            desc = str(data.get("case", {}).get("description", ""))
-        except (OSError, tomllib.TOMLDecodeError):
+            desc = one_line(str(data.get("case", {}).get("description", "")))
+        except (OSError, UnicodeDecodeError, RecursionError, AttributeError, tomllib.TOMLDecodeError):
             desc = "(unreadable case file)"
         out.append((path.stem, desc))
     return out
@@ -211,67 +351,176 @@ def list_cases() -> list[tuple[str, str]]:
 def resolve_case_path(spec: str | Path) -> Path:
     """``spec`` as a case file: an existing path, or the name of a bundled case in ``cases/``."""
     p = Path(spec)
-    if p.is_file():
+    if _is_file(p):
         return p.resolve()
     looks_like_path = p.suffix == ".toml" or len(p.parts) > 1
     if not looks_like_path:
         bundled = CASES_DIR / f"{spec}.toml"
-        if bundled.is_file():
+        if _is_file(bundled):
             return bundled
         names = ", ".join(n for n, _ in list_cases()) or "none"
-        raise CaseError(f"{spec}: no such case (not a file, and not a bundled case: {names})")
-    raise CaseError(f"{p}: case file not found")
+        raise CaseError(one_line(f"{spec}: no such case (not a file, and not a bundled case: {names})"))
+    raise CaseError(one_line(f"{p}: case file not found"))
+
+
+class _Reported(Exception):
+    """A problem the reader has recorded: it ends the check that met it, the other checks go on."""
+
+
+class _Bad(Exception):
+    """A value of the wrong type or shape (the message says what was expected)."""
 
 
 class _Reader:
-    """Checks one parsed case file against :data:`SCHEMA`; every error names the file and the key."""
+    """Checks one parsed case file against :data:`SCHEMA` and :data:`BOUNDS`.
+
+    Problems are collected (every message names the key) so that one :class:`CaseError` lists all those
+    that can be found together; warnings are collected for the caller to print.
+    """
 
     def __init__(self, file: Path, data: dict[str, Any]):
         self.file = file
         self.data = data
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+        self._memo: dict[str, Any] = {}
 
     def fail(self, key: str, what: str) -> CaseError:
-        return CaseError(f"{self.file}: {key}: {what}")
+        """One error, raised at once (network stage: one failure stops the load)."""
+        return CaseError(one_line(f"{self.file}: {key}: {what}"))
 
+    def problem(self, key: str, what: str) -> None:
+        self.problems.append(one_line(f"{key}: {what}"))
+
+    def stop(self, key: str, what: str) -> _Reported:
+        """Record a problem and return the exception that ends the current check."""
+        self.problem(key, what)
+        return _Reported()
+
+    def warning(self, key: str, what: str) -> None:
+        self.warnings.append(one_line(f"{self.file}: {key}: {what}"))
+
+    def run(self, check: Callable[..., Any], *args: Any) -> Any:
+        """``check(*args)``, or None when it met a problem (already recorded)."""
+        try:
+            return check(*args)
+        except _Reported:
+            return None
+
+    def raise_problems(self) -> None:
+        """Raise one CaseError for everything recorded: ``FILE: KEY: WHAT`` or ``FILE: N problems: ...; ...``."""
+        if len(self.problems) == 1:
+            raise CaseError(f"{self.file}: {self.problems[0]}")
+        if self.problems:
+            raise CaseError(f"{self.file}: {len(self.problems)} problems: " + "; ".join(self.problems))
+
+    # --- structure -----------------------------------------------------------------------------------
     def check_unknown(self) -> None:
+        """Record unknown sections and keys, and sections that are not tables."""
         for sec, body in self.data.items():
             if sec == "profiles":
                 if not isinstance(body, dict):
-                    raise self.fail("profiles", "must be a table")
+                    self.problem("profiles", "must be a table")
+                    continue
                 for sub, tbl in body.items():
                     if sub == "daily":
                         self._unknown_in("profiles.daily", tbl, _SECTIONS["profiles.daily"])
                     elif sub == "horizon":
                         if not isinstance(tbl, dict):
-                            raise self.fail("profiles.horizon", "must be a table of [profiles.horizon.N]")
+                            self.problem("profiles.horizon", "must be a table of [profiles.horizon.N]")
+                            continue
                         for n, t in tbl.items():
-                            if not (n.isdigit() and int(n) >= 1):
-                                raise self.fail(f"profiles.horizon.{n}", "N must be a positive whole number")
-                            self._unknown_in(f"profiles.horizon.{n}", t, _SECTIONS["profiles.horizon.N"])
+                            if not (n.isascii() and n.isdigit() and str(int(n)) == n and int(n) >= 1):
+                                self.problem(f"profiles.horizon.{_key(n)}",
+                                             "N must be a positive whole number without leading zeros")
+                            elif int(n) > MAX_PERIODS:
+                                self.problem(f"profiles.horizon.{_key(n)}", f"N must be at most {MAX_PERIODS} periods")
+                            else:
+                                self._unknown_in(f"profiles.horizon.{n}", t, _SECTIONS["profiles.horizon.N"])
                     else:
-                        raise self.fail(f"profiles.{sub}", "unknown key (expected daily or horizon.N)")
+                        self.problem(f"profiles.{_key(sub)}", "unknown key (expected daily or horizon.N)")
             elif sec in _SECTIONS:
                 self._unknown_in(sec, body, _SECTIONS[sec])
             else:
-                raise self.fail(sec, f"unknown section (expected one of {', '.join(_top_sections())})")
+                self.problem(_key(sec), f"unknown section (expected one of {', '.join(_top_sections())})")
 
     def _unknown_in(self, where: str, body: Any, keys: dict[str, Key]) -> None:
         if not isinstance(body, dict):
-            raise self.fail(where, "must be a table")
+            self.problem(where, "must be a table")
+            return
         for k in body:
             if k not in keys:
-                raise self.fail(f"{where}.{k}", f"unknown key (known: {', '.join(keys)})")
+                self.problem(f"{where}.{_key(k)}", f"unknown key (known: {', '.join(keys)})")
 
+    def check_all(self) -> None:
+        """Convert and range-check every key the file holds (so that all bad values are reported at once)."""
+        for section, keys in _SECTIONS.items():
+            if section.startswith("profiles"):
+                continue
+            body = self.data.get(section)
+            if isinstance(body, dict):
+                for name in keys:
+                    if name in body:
+                        self.run(self.get, section, name)
+        prof = self.data.get("profiles")
+        if not isinstance(prof, dict):
+            return
+        tables = [("profiles.daily", "profiles.daily", prof.get("daily"))]
+        horizon = prof.get("horizon")
+        if isinstance(horizon, dict):
+            tables += [("profiles.horizon.N", f"profiles.horizon.{n}", t) for n, t in horizon.items()]
+        for section, where, tbl in tables:
+            if isinstance(tbl, dict):
+                for name in _SECTIONS[section]:
+                    if name in tbl:
+                        self.run(self.get, section, name, tbl, where)
+
+    # --- values --------------------------------------------------------------------------------------
     def get(self, section: str, name: str, table: dict[str, Any] | None = None, where: str | None = None) -> Any:
-        """The value of ``section.name`` (or of ``name`` in ``table``), type-checked; the default if absent."""
+        """The value of ``section.name`` (or of ``name`` in ``table``), type- and range-checked; the default
+        if absent. Raises :class:`_Reported` (after recording the problem) if the value is bad."""
         key = _SECTIONS[section][name]
-        where = f"{where or section}.{name}"
+        path = f"{where or section}.{name}"
+        if path in self._memo:
+            value = self._memo[path]
+            if value is _Reported:
+                raise _Reported()
+            return value
         body = table if table is not None else self.data.get(section, {})
+        if not isinstance(body, dict):
+            raise _Reported()  # recorded by check_unknown
         if name not in body:
             if key.default is _REQUIRED:
-                raise self.fail(where, "missing (required)")
+                self._memo[path] = _Reported
+                raise self.stop(path, "missing (required)")
             return key.default
-        return _convert(key.kind, body[name], lambda what: self.fail(where, what))
+        self._memo[path] = _Reported
+        try:
+            value = _convert(key.kind, body[name])
+        except _Bad as exc:
+            raise self.stop(path, str(exc)) from None
+        bound = BOUNDS.get(key.path.replace("profiles.horizon.N", "profiles.daily"))
+        if bound is not None:
+            self._check_bound(path, bound, value)
+        self._memo[path] = value
+        return value
+
+    def _check_bound(self, path: str, bound: Bound, value: Any) -> None:
+        if isinstance(value, dict):
+            items = [(f"bus {_short(b)}: rating ", v) for b, v in value.items()]
+        elif isinstance(value, list):
+            items = [(f"value {k + 1} of {len(value)}: " if len(value) > 1 else "", v) for k, v in enumerate(value)]
+        else:
+            items = [("", value)]
+        for label, v in items:
+            if not bound.accepts(v):
+                why = f"; {bound.why}" if bound.why else ""
+                raise self.stop(path, f"{label}{bound.violation(v)}{why}")
+        unusual = [(label, v) for label, v in items if not bound.warn_lo <= v <= bound.warn_hi]
+        if unusual:
+            label, v = unusual[0]
+            more = f" (and {len(unusual) - 1} more)" if len(unusual) > 1 else ""
+            self.warning(path, f"{label}{_num(v)} is unusual (usually {bound.usual()}){more}")
 
 
 def _top_sections() -> list[str]:
@@ -283,53 +532,64 @@ def _top_sections() -> list[str]:
     return out
 
 
+def _is_number_type(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """``v`` is a finite int or float (not a bool, not an integer too large for a float)."""
+    if not _is_number_type(v):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
-def _convert(kind: str, v: Any, fail: Callable[[str], CaseError]) -> Any:
+def _convert(kind: str, v: Any) -> Any:
+    """``v`` as a value of ``kind``; raises :class:`_Bad` saying what was expected."""
     if kind == "float":
         if not _is_num(v):
-            raise fail(f"expected a number, got {v!r}")
+            raise _Bad(f"expected a {'finite ' if _is_number_type(v) else ''}number, got {_short(v)}")
         return float(v)
     if kind == "int":
         if not isinstance(v, int) or isinstance(v, bool):
-            raise fail(f"expected a whole number, got {v!r}")
+            raise _Bad(f"expected a whole number, got {_short(v)}")
         return v
     if kind == "str":
         if not isinstance(v, str):
-            raise fail(f"expected a string, got {v!r}")
+            raise _Bad(f"expected a string, got {_short(v)}")
         return v
     if kind == "bool":
         if not isinstance(v, bool):
-            raise fail(f"expected true or false, got {v!r}")
+            raise _Bad(f"expected true or false, got {_short(v)}")
         return v
     if kind == "buses":
         if not isinstance(v, list):
-            raise fail("expected a list of bus names")
+            raise _Bad("expected a list of bus names")
         out = []
         for item in v:
             if isinstance(item, bool) or not isinstance(item, (str, int)):
-                raise fail(f"expected bus names, got {item!r}")
+                raise _Bad(f"expected bus names, got {_short(item)}")
             name = str(item).lower()
             if name in out:
-                raise fail(f"duplicate bus {name!r}")
+                raise _Bad(f"duplicate bus {_short(name)}")
             out.append(name)
         return out
     if kind == "bus_map":
         if not isinstance(v, dict):
-            raise fail("expected a table of bus = value")
+            raise _Bad("expected a table of bus = value")
         out_map: dict[str, float] = {}
         for bus, val in v.items():
             if not _is_num(val):
-                raise fail(f"bus {bus!r}: expected a number, got {val!r}")
+                raise _Bad(f"bus {_short(bus)}: expected a finite number, got {_short(val)}")
             if bus.lower() in out_map:
-                raise fail(f"duplicate bus {bus.lower()!r}")
+                raise _Bad(f"duplicate bus {_short(bus.lower())}")
             out_map[bus.lower()] = float(val)
         return out_map
     if kind == "cut_list":
         if not isinstance(v, list):
-            raise fail("expected a list of branch names or [bus, bus] pairs")
+            raise _Bad("expected a list of branch names or [bus, bus] pairs")
         out_cut: list[Any] = []
         for item in v:
             if isinstance(item, str):
@@ -341,76 +601,113 @@ def _convert(kind: str, v: Any, fail: Callable[[str], CaseError]) -> Any:
             ):
                 out_cut.append((str(item[0]).lower(), str(item[1]).lower()))
             else:
-                raise fail(f"expected a branch name or a [bus, bus] pair, got {item!r}")
+                raise _Bad(f"expected a branch name or a [bus, bus] pair, got {_short(item)}")
         return out_cut
     if kind in ("mult_list", "price_list", "hour_list"):
         if not isinstance(v, list) or not v:
-            raise fail("expected a non-empty list of numbers")
+            raise _Bad("expected a non-empty list of numbers")
+        if len(v) > MAX_PERIODS:
+            raise _Bad(f"{len(v)} values; at most {MAX_PERIODS} periods")
         for item in v:
             if not _is_num(item):
-                raise fail(f"expected numbers, got {item!r}")
-            if kind != "price_list" and item < 0:
-                raise fail(f"values must be >= 0, got {item!r}")
+                raise _Bad(f"expected finite numbers, got {_short(item)}")
         return [float(x) for x in v]
     raise AssertionError(kind)  # pragma: no cover
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
-        raise CaseError(f"{path}: cannot read the case file: {exc.strerror}") from None
+        raise CaseError(one_line(f"{path}: cannot read the case file: {exc.strerror}")) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CaseError(one_line(f"{path}: not a UTF-8 text file (byte {exc.start} is {raw[exc.start]:#04x}); "
+                                 "TOML case files are UTF-8")) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise CaseError(f"{path}: malformed TOML: {exc}") from None
+        raise CaseError(one_line(f"{path}: malformed TOML: {exc}")) from None
+    except RecursionError:
+        raise CaseError(f"{path}: malformed TOML: arrays or tables nested too deeply") from None
+
+
+def _label(r: _Reader, key: str, text: str, derived: bool = False) -> None:
+    """A case name is a label (it becomes part of an output folder name), never a path."""
+    what = "the file name (the default of case.name)" if derived else "a case name"
+    if not text.strip():
+        r.problem(key, f"{what} must not be empty")
+    elif len(text) > MAX_NAME_LENGTH:
+        r.problem(key, f"{what} is at most {MAX_NAME_LENGTH} characters, got {len(text)}")
+    elif not text.isprintable():
+        r.problem(key, f"{what} must not hold control characters: {_short(text)}")
+    elif "/" in text or "\\" in text or ".." in text:
+        r.problem(key, f"{what} is a label, not a path: no '/', '\\' or '..' ({_short(text)})")
+
+
+def _case_keys(r: _Reader, path: Path) -> tuple[str, str, Path]:
+    """``name``, ``description`` and the absolute network model path of ``[case]``."""
+    name = r.run(r.get, "case", "name")
+    if isinstance(name, _Derived):
+        _label(r, "case.name", path.stem, derived=True)
+        name = path.stem
+    elif name is not None:
+        _label(r, "case.name", name)
+    description = r.run(r.get, "case", "description")
+    if description is not None and not description.isprintable():
+        r.problem("case.description", f"must be one line without control characters: {_short(description)}")
+    model_rel = r.get("case", "network")
+    if not model_rel.strip() or "\0" in model_rel:
+        raise r.stop("case.network", f"expected the path of an OpenDSS file, got {_short(model_rel)}")
+    model = Path(os.path.abspath(path.parent / model_rel))
+    if not _is_file(model):
+        raise r.stop("case.network", f"network model file not found: {model}")
+    return name, description, model.resolve()
 
 
 def _settings(r: _Reader) -> Settings:
-    g = {k: r.get("settings", k) for k in _SECTIONS["settings"]}
-    s = Settings(**g)
-    if s.v_min_pu <= 0 or s.v_max_pu <= 0:
-        raise r.fail("settings.v_min_pu", "voltage limits must be positive")
+    s = Settings(**{k: r.get("settings", k) for k in _SECTIONS["settings"]})
     if s.v_min_pu >= s.v_max_pu:
-        raise r.fail("settings.v_min_pu", f"Vmin = {s.v_min_pu} must be below Vmax = {s.v_max_pu}")
-    if s.v_sub_pu <= 0:
-        raise r.fail("settings.v_sub_pu", "must be positive")
-    if s.dt_h <= 0:
-        raise r.fail("settings.dt_h", "must be positive")
-    if s.alpha_usd_per_kwh < 0:
-        raise r.fail("settings.alpha_usd_per_kwh", "must be >= 0")
+        raise r.stop("settings.v_min_pu", f"Vmin = {s.v_min_pu} must be below Vmax = {s.v_max_pu}")
+    if not s.v_min_pu <= s.v_sub_pu <= s.v_max_pu:
+        raise r.stop("settings.v_sub_pu", f"the problem is infeasible: the substation voltage {s.v_sub_pu} pu lies "
+                                          f"outside the voltage limits [{s.v_min_pu}, {s.v_max_pu}] pu")
     if s.inverter_limit not in ("circle", "box"):
-        raise r.fail("settings.inverter_limit", f"{s.inverter_limit!r}: expected 'circle' or 'box'")
+        r.problem("settings.inverter_limit", f"{_short(s.inverter_limit)}: expected 'circle' or 'box'")
     if s.terminal_soc not in ("hard", "free", "penalty"):
-        raise r.fail("settings.terminal_soc", f"{s.terminal_soc!r}: expected 'hard', 'free' or 'penalty'")
-    if s.terminal_penalty_usd_per_kwh < 0:
-        raise r.fail("settings.terminal_penalty_usd_per_kwh", "must be >= 0")
+        r.problem("settings.terminal_soc", f"{_short(s.terminal_soc)}: expected 'hard', 'free' or 'penalty'")
     return s
 
 
-def _der_table(
-    r: _Reader, section: str, buses: pd.DataFrame, root: str, s_kva: float
-) -> tuple[list[str], pd.DataFrame]:
-    """Buses and per-unit ratings (p_rated, s_rated[, e_rated]) of the PVs or batteries of ``section``."""
+def _der_keys(r: _Reader, section: str) -> None:
+    """The TOML-only checks of ``[pv]`` / ``[battery]``: explicit ratings name listed buses, SOC ordering."""
+    names = r.get(section, "buses")
+    for key in ("p_rated_kw", "s_rated_kva", "e_rated_kwh"):
+        if key in _SECTIONS[section]:
+            mapping = r.run(r.get, section, key) or {}
+            for b in mapping:
+                if b not in names:
+                    r.problem(f"{section}.{key}", f"bus {_short(b)} is not in {section}.buses")
+    if section == "battery":
+        vals = {k: r.get("battery", k) for k in ("soc_min", "soc_max", "soc0")}
+        if vals["soc_min"] > vals["soc_max"]:
+            raise r.stop("battery.soc_min", f"soc_min = {vals['soc_min']} is above soc_max = {vals['soc_max']}")
+        if not vals["soc_min"] <= vals["soc0"] <= vals["soc_max"]:
+            raise r.stop("battery.soc0", f"{vals['soc0']} is outside [soc_min, soc_max]")
+
+
+def _der_table(r: _Reader, section: str, buses: pd.DataFrame, root: str, s_kva: float) -> pd.DataFrame:
+    """Per-unit ratings (p_rated, s_rated[, e_rated]) of the PVs or batteries of ``section``."""
     names = r.get(section, "buses")
     for b in names:
         if b not in buses.index:
-            raise r.fail(f"{section}.buses", f"unknown bus {b!r} (not in the network model)")
-        if b == root:
-            raise r.fail(f"{section}.buses", f"bus {b!r} is the substation bus")
-    p_factor = r.get(section, "p_factor")
-    s_factor = r.get(section, "s_factor")
-    if p_factor <= 0:
-        raise r.fail(f"{section}.p_factor", f"must be positive, got {p_factor}")
-    if s_factor < 1:
-        raise r.fail(f"{section}.s_factor", f"must be >= 1 (S below the rated power), got {s_factor}")
+            r.problem(f"{section}.buses", f"unknown bus {_short(b)} (not in the network model)")
+        elif b == root:
+            r.problem(f"{section}.buses", f"bus {b!r} is the substation bus")
+    names = [b for b in names if b in buses.index and b != root]
+    p_factor, s_factor = r.get(section, "p_factor"), r.get(section, "s_factor")
     explicit = {k: r.get(section, k) for k in ("p_rated_kw", "s_rated_kva", "e_rated_kwh") if k in _SECTIONS[section]}
-    for key, mapping in explicit.items():
-        for b, val in mapping.items():
-            if b not in names:
-                raise r.fail(f"{section}.{key}", f"bus {b!r} is not in {section}.buses")
-            if val <= 0:
-                raise r.fail(f"{section}.{key}", f"bus {b!r}: rating must be positive, got {val}")
     p = []
     for b in names:
         if b in explicit["p_rated_kw"]:
@@ -418,56 +715,60 @@ def _der_table(
         else:
             val = p_factor * float(buses.at[b, "p_load"])
             if val <= 0:
-                raise r.fail(
-                    f"{section}.buses",
-                    f"bus {b!r} has no load, so p_factor gives a zero rating; give {section}.p_rated_kw",
-                )
+                r.problem(f"{section}.buses",
+                          f"bus {b!r} has no load, so p_factor gives a zero rating; give {section}.p_rated_kw")
             p.append(val)
     s_exp = explicit["s_rated_kva"]
     s = [s_exp[b] / s_kva if b in s_exp else s_factor * pb for b, pb in zip(names, p)]
-    for b, pb, sb in zip(names, p, s):
-        if sb < pb * (1 - 1e-12):
-            raise r.fail(f"{section}.s_rated_kva", f"bus {b!r}: S = {sb * s_kva:g} kVA below P = {pb * s_kva:g} kW")
     table = pd.DataFrame({"p_rated": p, "s_rated": s}, index=pd.Index(names, name="bus"))
-    return names, table
+    e = [math.nan] * len(names)
+    if section == "battery":
+        e_hours, e_exp = r.get("battery", "e_hours"), explicit["e_rated_kwh"]
+        e = [e_exp[b] / s_kva if b in e_exp else e_hours * pb for b, pb in zip(names, p)]
+        table["e_rated"] = e
+    for b, pb, sb, eb in zip(names, p, s, e):
+        if pb <= 0:
+            continue  # reported above
+        if not RATING_PU_MIN < pb <= RATING_PU_MAX:
+            r.problem(f"{section}.buses", f"bus {b!r}: P = {pb * s_kva:g} kW is {pb:g} pu, outside "
+                                          f"({RATING_PU_MIN:g}, {RATING_PU_MAX:g}] pu of bases.s_kva")
+        elif sb < pb * (1 - 1e-12):
+            r.problem(f"{section}.s_rated_kva", f"bus {b!r}: S = {sb * s_kva:g} kVA below P = {pb * s_kva:g} kW")
+        elif sb > 10 * pb:
+            r.problem(f"{section}.s_rated_kva", f"bus {b!r}: S = {sb * s_kva:g} kVA is above 10 x P = "
+                                                f"{pb * s_kva:g} kW")
+        elif eb > 1000 * pb:  # (NaN for PVs)
+            r.problem("battery.e_rated_kwh", f"bus {b!r}: E = {eb * s_kva:g} kWh is above "
+                                             f"1000 h x P = {pb * s_kva:g} kW")
+    return table
 
 
 def _batteries(r: _Reader, buses: pd.DataFrame, root: str, s_kva: float) -> pd.DataFrame:
-    names, table = _der_table(r, "battery", buses, root, s_kva)
-    e_hours = r.get("battery", "e_hours")
-    if e_hours <= 0:
-        raise r.fail("battery.e_hours", f"must be positive, got {e_hours}")
-    e_exp = r.get("battery", "e_rated_kwh")
-    table["e_rated"] = [e_exp[b] / s_kva if b in e_exp else e_hours * pb for b, pb in zip(names, table["p_rated"])]
-    vals = {k: r.get("battery", k) for k in ("soc_min", "soc_max", "soc0", "eta_c", "eta_d")}
-    for k in ("soc_min", "soc_max", "soc0"):
-        if not 0 <= vals[k] <= 1:
-            raise r.fail(f"battery.{k}", f"must be a fraction in [0, 1], got {vals[k]}")
-    if vals["soc_min"] > vals["soc_max"]:
-        raise r.fail("battery.soc_min", f"soc_min = {vals['soc_min']} is above soc_max = {vals['soc_max']}")
-    if not vals["soc_min"] <= vals["soc0"] <= vals["soc_max"]:
-        raise r.fail("battery.soc0", f"{vals['soc0']} is outside [soc_min, soc_max]")
-    for k in ("eta_c", "eta_d"):
-        if not 0 < vals[k] <= 1:
-            raise r.fail(f"battery.{k}", f"must be in (0, 1], got {vals[k]}")
-    for k, v in vals.items():
-        table[k] = v
+    table = _der_table(r, "battery", buses, root, s_kva)
+    for k in ("soc_min", "soc_max", "soc0", "eta_c", "eta_d"):
+        table[k] = r.get("battery", k)
     return table
 
 
 def _profile(r: _Reader, hours: int | None, dt_h: float) -> pd.DataFrame:
     """The horizon's profile: an exact [profiles.horizon.N] if the file has one, else the middle N periods."""
     prof = r.data.get("profiles", {})
+    if not isinstance(prof, dict):
+        raise _Reported()  # recorded by check_unknown
     if "daily" not in prof:
-        raise r.fail("profiles.daily", "missing (required)")
+        raise r.stop("profiles.daily", "missing (required)")
     daily_tbl = prof["daily"]
     cols = ("load_mult", "pv_mult", "price_usd_per_kwh")
-    daily = {c: r.get("profiles.daily", c, daily_tbl) for c in cols}
+    daily = {c: r.run(r.get, "profiles.daily", c, daily_tbl) for c in cols}
+    if any(v is None for v in daily.values()):
+        raise _Reported()
     length = len(daily["load_mult"])
     for c in cols:
         if len(daily[c]) != length:
-            raise r.fail(f"profiles.daily.{c}", f"{len(daily[c])} values, but load_mult has {length}")
+            raise r.stop(f"profiles.daily.{c}", f"{len(daily[c])} values, but load_mult has {length}")
     overrides = prof.get("horizon", {})
+    if not isinstance(overrides, dict):
+        raise _Reported()
     if hours is None:
         hours = r.get("case", "default_hours")
         if isinstance(hours, _Derived):
@@ -476,24 +777,28 @@ def _profile(r: _Reader, hours: int | None, dt_h: float) -> pd.DataFrame:
     else:
         key = "--hours"
     if hours < 1:
-        raise r.fail(key, f"the horizon must be at least 1 period, got {hours}")
+        raise r.stop(key, f"the horizon must be at least 1 period, got {_num(hours)}")
+    if hours > MAX_PERIODS:
+        raise r.stop(key, f"the horizon must be at most {MAX_PERIODS} periods, got {_num(hours)}")
     if str(hours) in overrides:
         where = f"profiles.horizon.{hours}"
         tbl = overrides[str(hours)]
-        vals = {c: r.get("profiles.horizon.N", c, tbl, where) for c in cols}
+        vals = {c: r.run(r.get, "profiles.horizon.N", c, tbl, where) for c in cols}
+        if any(v is None for v in vals.values()):
+            raise _Reported()
         for c in cols:
             if len(vals[c]) != hours:
-                raise r.fail(f"{where}.{c}", f"{len(vals[c])} values for a {hours}-period horizon")
+                raise r.stop(f"{where}.{c}", f"{len(vals[c])} values for a {hours}-period horizon")
         start = (length - hours) // 2 if hours <= length else 0
         if "clock_hour" in tbl:
             clock = r.get("profiles.horizon.N", "clock_hour", tbl, where)
             if len(clock) != hours:
-                raise r.fail(f"{where}.clock_hour", f"{len(clock)} values for a {hours}-period horizon")
+                raise r.stop(f"{where}.clock_hour", f"{len(clock)} values for a {hours}-period horizon")
         else:
             clock = [(start + k) * dt_h for k in range(hours)]
     else:
         if hours > length:
-            raise r.fail(
+            raise r.stop(
                 "profiles.daily",
                 f"{length} periods, shorter than the horizon of {hours} (and no [profiles.horizon.{hours}])",
             )
@@ -512,39 +817,46 @@ def _profile(r: _Reader, hours: int | None, dt_h: float) -> pd.DataFrame:
     )
 
 
-def load_case(spec: str | Path, hours: int | None = None) -> Case:
+def _print_warning(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+def load_case(spec: str | Path, hours: int | None = None,
+              warn: Callable[[str], None] | None = _print_warning) -> Case:
     """Load a case (bundled name such as ``"ieee123"`` or a path to a ``.toml``) over ``hours`` periods.
 
     Reads and checks the TOML, compiles the OpenDSS model it names, builds the radial tree in per unit on
     the case's bases, maps loads and capacitors to buses, assigns areas and cuts the profile to the horizon
-    (``hours=None``: the case's ``default_hours``). Any bad input raises :class:`CaseError` naming the
-    file and the key.
+    (``hours=None``: the case's ``default_hours``). Bad input raises one :class:`CaseError` naming the
+    file and the key -- every problem of the TOML that can be found before the network is read, then every
+    problem of the DERs and areas. Values that are accepted but unusual (:data:`BOUNDS`) are passed, one
+    line each (``FILE: KEY: ...``), to ``warn`` (default: ``warning: ...`` on stderr; None: silent) and
+    kept in ``Case.warnings``.
     """
     path = resolve_case_path(spec)
     r = _Reader(path, _read_toml(path))
     r.check_unknown()
+    r.check_all()
+    keys = r.run(_case_keys, r, path)
+    settings = r.run(_settings, r)
+    s_kva = r.run(r.get, "bases", "s_kva")
+    v_kv_ll = r.run(r.get, "bases", "v_kv_ll")
+    for section in ("pv", "battery"):
+        r.run(_der_keys, r, section)
+    r.run(r.get, "areas", "cut_branches")
+    profile = r.run(_profile, r, hours, settings.dt_h if settings else Settings.dt_h)
+    r.raise_problems()
+    if keys is None or settings is None or profile is None or s_kva is None:  # every stop records a problem
+        raise CaseError(f"{path}: cannot be read as a case file")  # pragma: no cover
+    name, description, model = keys
 
-    name = r.get("case", "name")
-    if isinstance(name, _Derived):
-        name = path.stem
-    description = r.get("case", "description")
-    model_rel = r.get("case", "network")
-    model = (path.parent / model_rel).resolve()
-    if not model.is_file():
-        raise r.fail("case.network", f"network model file not found: {model}")
-    settings = _settings(r)
-
-    s_kva = r.get("bases", "s_kva")
-    if s_kva <= 0:
-        raise r.fail("bases.s_kva", f"must be positive, got {s_kva}")
     try:
         net = network.read_network(model, s_kva_hint=s_kva)
         where = str(model)
-        v_kv_ll = r.get("bases", "v_kv_ll")
         if isinstance(v_kv_ll, _Derived):
             v_kv_ll = net.source_kv_ll
-        if v_kv_ll <= 0:
-            raise r.fail("bases.v_kv_ll", f"must be positive, got {v_kv_ll}")
+            if not v_kv_ll > 0:
+                raise r.fail("bases.v_kv_ll", f"the model's Vsource basekV must be positive, got {v_kv_ll}")
         bases = Bases(v_kv_ll=v_kv_ll, s_kva=s_kva)
         tree = network.build_tree(net.lines, list(net.buses.index), net.root, where)
         off = net.buses.index[(net.buses["kv_base_ln"] - bases.v_kv_ln).abs() > 1e-6 * bases.v_kv_ln]
@@ -580,28 +892,35 @@ def load_case(spec: str | Path, hours: int | None = None) -> Case:
     buses["q_cap"] = q_cap.reindex(order, fill_value=0.0).to_numpy()
     buses["x"] = net.buses["x"].reindex(order).to_numpy()
     buses["y"] = net.buses["y"].reindex(order).to_numpy()
+    total_pu = float(np.hypot(buses["p_load"].sum(), buses["q_load"].sum()))
+    if total_pu > 0 and not LOAD_PU_WARN[0] <= total_pu <= LOAD_PU_WARN[1]:
+        r.warning("bases.s_kva", f"the feeder's nominal load is {total_pu:.3g} pu of {s_kva:g} kVA; per-unit "
+                                 f"values far from 1 scale the problem badly (choose s_kva near {total_pu * s_kva:.3g})")
 
     # areas
-    cut_specs = r.get("areas", "cut_branches")
     cut_branches: list[str] = []
-    for k, spec_k in enumerate(cut_specs):
+    for k, spec_k in enumerate(r.get("areas", "cut_branches")):
         br = network.resolve_branch(branches, spec_k)
         if br is None:
             if isinstance(spec_k, str):
-                what = f"no branch named {spec_k!r}"
+                what = f"no branch named {_short(spec_k)}"
             else:
-                what = f"no branch between buses {spec_k[0]!r} and {spec_k[1]!r}"
-            raise r.fail(f"areas.cut_branches[{k}]", what)
-        if br in cut_branches:
-            raise r.fail(f"areas.cut_branches[{k}]", f"duplicate cut branch {br!r}")
-        cut_branches.append(br)
+                what = f"no branch between buses {_short(spec_k[0])} and {_short(spec_k[1])}"
+            r.problem(f"areas.cut_branches[{k}]", what)
+        elif br in cut_branches:
+            r.problem(f"areas.cut_branches[{k}]", f"duplicate cut branch {br!r}")
+        else:
+            cut_branches.append(br)
     area = network.assign_areas(branches, net.root, cut_branches)
     buses.insert(0, "area", area.reindex(order).to_numpy().astype(int))
 
-    _, pvs = _der_table(r, "pv", buses, net.root, s_kva)
+    pvs = _der_table(r, "pv", buses, net.root, s_kva)
     batteries = _batteries(r, buses, net.root, s_kva)
-    profile = _profile(r, hours, settings.dt_h)
+    r.raise_problems()
 
+    for msg in r.warnings:
+        if warn is not None:
+            warn(msg)
     return Case(
         name=name,
         source=path,
@@ -616,6 +935,7 @@ def load_case(spec: str | Path, hours: int | None = None) -> Case:
         profile=profile,
         cut_branches=cut_branches,
         description=description,
+        warnings=list(r.warnings),
     )
 
 

@@ -21,7 +21,10 @@ Lines with an open terminal are treated as absent (open ties). Meters and monito
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,23 +57,141 @@ def _bus_name(bus_spec: str) -> str:
     return bus_spec.split(".", 1)[0].lower()
 
 
+#: Deepest chain of nested ``Redirect``/``Compile`` a model may have. OpenDSS itself recurses without a
+#: limit: a model that redirects to itself overflows its stack and kills the process (SIGSEGV).
+MAX_REDIRECT_DEPTH = 64
+#: Most ``Redirect``/``Compile`` lines followed in one model (bounds a model that includes the same files
+#: over and over, which would take exponential time).
+MAX_REDIRECTS = 10_000
+_QUOTES = {'"': '"', "'": "'", "[": "]", "(": ")", "{": "}"}
+_FIRST_TOKEN = re.compile(r"\s*([^\s,=]+)\s*(=?)")
+
+
+@functools.lru_cache(maxsize=1)
+def _include_commands() -> tuple[list[str], set[str]]:
+    """OpenDSS's command names in its own order, and those that read another file (Redirect, Compile)."""
+    ex = engine().Executive
+    names = [ex.Command(i).lower() for i in range(1, ex.NumCommands() + 1)]
+    return names, {"redirect", "compile"}
+
+
+def _included_file(line: str, commands: list[str], include: set[str]) -> str | None:
+    """The file a model line redirects to or compiles, or None.
+
+    The command word is matched as OpenDSS matches it: exactly, else the first command in OpenDSS's list
+    that starts with it (so ``red`` and ``c`` are Redirect and Compile). The file name is the next token,
+    possibly ``file=...`` and quoted with ``" ' [ ( {``.
+    """
+    m = _FIRST_TOKEN.match(line)
+    if not m or m.group(2):  # no word, or ``name=value`` (a property of the active element)
+        return None
+    word = m.group(1).lower()
+    cmd = word if word in commands else next((c for c in commands if c.startswith(word)), None)
+    if cmd not in include:
+        return None
+    rest = line[m.end():].lstrip(" \t,")
+    arg = re.match(r"(?:[A-Za-z]+\s*=\s*)?", rest)
+    rest = rest[arg.end() if arg else 0:]
+    if not rest:
+        return None
+    close = _QUOTES.get(rest[0])
+    if close:
+        end = rest.find(close, 1)
+        return rest[1:end] if end > 0 else rest[1:]
+    return re.split(r"[\s,]", rest, maxsplit=1)[0]
+
+
+def _model_lines(path: Path) -> list[str]:
+    """The command lines of a model file: comments (``!``, ``//``, ``/* ... */`` blocks) removed."""
+    text = path.read_bytes().decode("latin-1")  # OpenDSS reads bytes; any encoding scans the same
+    out = []
+    in_block = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if in_block:
+            if "*/" in line:
+                in_block = False
+            continue
+        if line.startswith("/*"):
+            in_block = "*/" not in line[2:]
+            continue
+        line = re.split(r"!|//", line, maxsplit=1)[0]
+        if line.strip():
+            out.append(line)
+    return out
+
+
+def check_includes(path: str | Path) -> None:
+    """Follow only the ``Redirect``/``Compile`` lines of a model to reject what would crash OpenDSS.
+
+    This is no parser of ``.dss`` (OpenDSS parses the circuit); it resolves each included file as OpenDSS
+    does (relative to the including file's folder) and raises :class:`CaseError` for a cycle (a file that
+    includes itself, directly or not), nesting deeper than :data:`MAX_REDIRECT_DEPTH` or more than
+    :data:`MAX_REDIRECTS` inclusions. Files it cannot find or read are left to OpenDSS to report.
+    """
+    top = Path(path).resolve()
+    commands, include = _include_commands()
+    count = 0
+
+    def visit(file: Path, stack: tuple[Path, ...]) -> None:
+        nonlocal count
+        try:
+            lines = _model_lines(file)
+        except OSError:
+            return
+        for line in lines:
+            name = _included_file(line, commands, include)
+            if not name:
+                continue
+            candidates = [file.parent / name, file.parent / name.replace("\\", "/")]
+            try:
+                target = next((c.resolve() for c in candidates if c.exists()), None)
+            except (OSError, ValueError):
+                continue
+            if target is None:
+                continue  # OpenDSS reports the missing file
+            if not target.is_file():  # a FIFO or device would block or never end
+                raise CaseError(f"{top}: {file.name} includes {target}, which is not a regular file")
+            count += 1
+            chain = " -> ".join(p.name for p in (*stack, target))
+            if target in stack:
+                raise CaseError(f"{top}: the model includes itself ({chain}); OpenDSS would recurse forever")
+            if len(stack) >= MAX_REDIRECT_DEPTH:
+                raise CaseError(f"{top}: Redirect/Compile nested deeper than {MAX_REDIRECT_DEPTH} files ({chain})")
+            if count > MAX_REDIRECTS:
+                raise CaseError(f"{top}: more than {MAX_REDIRECTS} Redirect/Compile inclusions")
+            visit(target, (*stack, target))
+
+    visit(top, (top,))
+
+
 def compile_model(path: str | Path) -> Path:
     """Clear OpenDSS and compile the model at ``path`` (made absolute); return the absolute path.
 
     OpenDSS resolves the model's ``Redirect`` lines relative to the master file and does not change the
-    process working directory. Any OpenDSS error becomes a :class:`CaseError` naming the file.
+    process working directory. The inclusions are checked first (:func:`check_includes`): a model that
+    redirects to itself would crash the process. Any OpenDSS error becomes a :class:`CaseError` naming
+    the file.
     """
     path = Path(path).resolve()
     if not path.is_file():
         raise CaseError(f"{path}: network model file not found")
+    check_includes(path)
     dss = engine()
+    cwd = os.getcwd()
     dss.Basic.ClearAll()
     try:
         dss.Text.Command(f"compile [{path}]")
+        n_buses = dss.Circuit.NumBuses()
     except Exception as exc:  # DSSException: one line, naming the file
         msg = " ".join(str(exc).split())
+        if "no active circuit" in msg.lower():
+            raise CaseError(f"{path}: the model defines no circuit (no `New Circuit` line)") from None
         raise CaseError(f"{path}: OpenDSS could not compile the model: {msg}") from None
-    if dss.Circuit.NumBuses() == 0:
+    finally:
+        if os.getcwd() != cwd:  # AllowChangeDir(False) should prevent it; never leave it changed
+            os.chdir(cwd)
+    if n_buses == 0:
         raise CaseError(f"{path}: the model defines no circuit")
     try:
         # Build the admittance matrix once: OpenDSS recomputes a line's impedance matrices from its
@@ -109,6 +230,15 @@ def read_network(path: str | Path, s_kva_hint: float = 1000.0) -> NetworkTables:
     ``s_kva_hint`` (three-phase base, kVA) only scales the shunt-susceptance check.
     """
     path = compile_model(path)
+    try:
+        return _read_tables(path, s_kva_hint)
+    except UnicodeDecodeError as exc:  # OpenDSS keeps bytes; its Python interface decodes names as UTF-8
+        raise CaseError(f"{path}: an element or bus name of the model is not UTF-8 text (byte {exc.start} of "
+                        f"{exc.object[:40]!r}); write the model in UTF-8") from None
+
+
+def _read_tables(path: Path, s_kva_hint: float) -> NetworkTables:
+    """The body of :func:`read_network` on the compiled circuit."""
     dss = engine()
     where = str(path)
 

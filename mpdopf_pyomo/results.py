@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from mpdopf_pyomo.case import Case
-from mpdopf_pyomo.errors import MpdopfError
+from mpdopf_pyomo.case import Case, exc_message, one_line
+from mpdopf_pyomo.errors import CaseError, MpdopfError
 
 if TYPE_CHECKING:
     from mpdopf_pyomo.outputs import OutputFolder
@@ -45,6 +45,38 @@ class Results:
     battery: pd.DataFrame
     substation: pd.DataFrame
     extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: The case the plan was solved for (None for a folder read back by :meth:`load`).
+    case: Case | None = field(default=None, repr=False, compare=False)
+
+    def _headline(self) -> list[tuple[str, str]]:
+        """The few figures a user looks at first, as (label, text) pairs."""
+        s = self.summary
+        rows = [
+            ("case", f"{s.get('case')}, {s.get('hours')} h, {s.get('algorithm')}, {s.get('formulation')}"),
+            ("objective", f"{s.get('objective_usd', float('nan')):.4f} USD"),
+            ("substation", f"{s.get('substation_energy_kwh', float('nan')):.1f} kWh"),
+            ("losses", f"{s.get('losses_kwh', float('nan')):.2f} kWh"),
+            ("voltage", f"{s.get('v_min_pu', float('nan')):.4f} .. {s.get('v_max_pu', float('nan')):.4f} pu"),
+        ]
+        if "distributed" in s:
+            d = s["distributed"]
+            rows.append(("distributed", f"{d.get('iterations')} iterations, primal {d.get('primal_residual'):.1e}"))
+        if "validation" in s:
+            v = s["validation"]
+            rows.append(("OpenDSS", f"{'passed' if v.get('passed') else 'FAILED'}, "
+                                    f"max |dV| {v.get('max_abs_dv_pu', float('nan')):.1e} pu"))
+        return rows
+
+    def __repr__(self) -> str:
+        return "<Results " + "; ".join(f"{k} {v}" for k, v in self._headline()) + ">"
+
+    def _repr_html_(self) -> str:
+        """A small table for notebooks."""
+        import html
+
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                       for k, v in self._headline())
+        return f"<table><caption>mpdopf_pyomo Results</caption>{body}</table>"
 
     # ----------------------------------------------------------------------------------------------
     @classmethod
@@ -142,7 +174,7 @@ class Results:
             "units": "kW, kvar, kWh: three-phase totals (per phase = 1/3); voltages in pu",
         }
         summary_out.update(summary)
-        return cls(summary_out, voltages, branches, pv, battery, substation)
+        return cls(summary_out, voltages, branches, pv, battery, substation, case=case)
 
     # ----------------------------------------------------------------------------------------------
     def save(self, out_dir: "str | Path | OutputFolder", figures: dict[str, Any] | None = None) -> Path:
@@ -176,32 +208,160 @@ class Results:
 
     @classmethod
     def load(cls, out_dir: str | Path) -> "Results":
-        """Read a folder written by :meth:`save`."""
+        """Read a folder written by :meth:`save`, checking every file against the layout it writes.
+
+        Checked: summary.json is a JSON object; every table file exists, parses, has its columns
+        (:data:`TABLE_COLUMNS`), finite numbers in every numeric cell, whole periods 1..T in ``t`` (the
+        periods of substation.csv), every unit at every period exactly once, and non-negative voltages.
+        Anything else raises :class:`CaseError` naming the file and the column (exit code 2).
+        """
         folder = Path(out_dir)
         summary_file = folder / "summary.json"
         if not summary_file.is_file():
-            raise MpdopfError(f"{folder}: not a results folder (no summary.json)")
-        summary = json.loads(summary_file.read_text())
-        voltages = pd.read_csv(folder / "voltages.csv", index_col="bus", dtype={"bus": str})
-        voltages.columns = [int(c) for c in voltages.columns]
-        branches = pd.read_csv(folder / "branches.csv", dtype={"branch": str, "from_bus": str, "to_bus": str})
-        pv = pd.read_csv(folder / "pv.csv", dtype={"bus": str})
-        battery = pd.read_csv(folder / "battery.csv", dtype={"bus": str})
-        substation = pd.read_csv(folder / "substation.csv", index_col="t")
-        extra = {
-            p.stem: pd.read_csv(p)
-            for p in folder.glob("*.csv")
-            if p.stem not in TABLES
-        }
-        return cls(
-            summary,
-            voltages,
-            branches.set_index(["branch", "t"]),
-            pv.set_index(["bus", "t"]),
-            battery.set_index(["bus", "t"]),
-            substation,
-            extra,
-        )
+            raise MpdopfError(one_line(f"{folder}: not a results folder (no summary.json)"))
+        try:
+            summary = json.loads(summary_file.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise CaseError(one_line(f"{summary_file}: not readable JSON: {exc_message(exc)}")) from None
+        if not isinstance(summary, dict):
+            raise CaseError(one_line(f"{summary_file}: expected a JSON object, got {type(summary).__name__}"))
+        tables = {name: _read_table(folder / f"{name}.csv") for name in TABLES}
+        sub = _checked(folder / "substation.csv", tables["substation"], TABLE_COLUMNS["substation"])
+        hours = _periods(folder / "substation.csv", sub["t"])
+        if list(hours) != list(range(1, len(hours) + 1)):
+            raise CaseError(one_line(f"{folder / 'substation.csv'}: column t: periods must be 1..{len(hours)} in "
+                                     "order, one row each"))
+        substation = sub.set_index("t")
+        voltages = _voltage_table(folder / "voltages.csv", tables["voltages"], hours)
+        indexed = {}
+        for name in ("branches", "pv", "battery"):
+            file = folder / f"{name}.csv"
+            frame = _checked(file, tables[name], TABLE_COLUMNS[name])
+            unit = frame.columns[0]
+            frame["t"] = _periods(file, frame["t"], allowed=set(hours))
+            _complete(file, frame, unit, hours)
+            indexed[name] = frame.set_index([unit, "t"])
+        extra = {}
+        for p in sorted(folder.glob("*.csv")):
+            if p.stem in TABLES:
+                continue
+            if not p.is_file():  # a FIFO or device would block or never end
+                raise CaseError(one_line(f"{p}: not a regular file"))
+            try:
+                extra[p.stem] = pd.read_csv(p)
+            except (OSError, UnicodeDecodeError, ValueError, pd.errors.EmptyDataError) as exc:
+                raise CaseError(one_line(f"{p}: not a readable CSV table: {exc_message(exc)}")) from None
+            for col in extra[p.stem].columns:
+                if col in _EXTRA_NUMERIC.get(p.stem, ()) and not pd.api.types.is_numeric_dtype(extra[p.stem][col]):
+                    raise CaseError(one_line(f"{p}: column {col}: expected numbers"))
+        return cls(summary, voltages, indexed["branches"], indexed["pv"], indexed["battery"], substation, extra)
+
+
+#: Columns of each table file as :meth:`Results.save` writes them: (text columns, numeric columns), the first
+#: text column (or ``t``) being the row key. voltages.csv is ``bus`` and one numeric column per period.
+TABLE_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "branches": (("branch", "from_bus", "to_bus"), ("t", "p_kw", "q_kvar", "loss_kw", "current_sq_pu")),
+    "pv": (("bus",), ("t", "p_kw", "q_kvar", "q_max_kvar")),
+    "battery": (("bus",), ("t", "charge_kw", "discharge_kw", "q_kvar", "energy_kwh", "soc")),
+    "substation": ((), ("t", "p_kw", "q_kvar", "price_usd_per_kwh", "cost_usd")),
+}
+#: Optional numeric columns of substation.csv (written since the profile was recorded with the plan).
+_SUBSTATION_OPTIONAL = ("load_mult", "pv_mult", "clock_hour")
+#: Numeric columns of the extra tables that figures read.
+_EXTRA_NUMERIC = {
+    "convergence": ("iteration", "primal_residual", "dual_residual", "objective_usd", "rho", "elapsed_s"),
+}
+
+
+def _read_table(file: Path) -> pd.DataFrame:
+    """A CSV file as text cells (``""`` for an empty cell, NaN for a missing one in a cut row)."""
+    if file.exists() and not file.is_file():  # a FIFO or device would block or never end
+        raise CaseError(one_line(f"{file}: not a regular file"))
+    if not file.is_file():
+        raise CaseError(one_line(f"{file}: missing (a results folder holds {', '.join(t + '.csv' for t in TABLES)})"))
+    try:
+        return pd.read_csv(file, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.EmptyDataError) as exc:
+        raise CaseError(one_line(f"{file}: not a readable CSV table: {exc_message(exc)}")) from None
+
+
+def _numbers(file: Path, frame: pd.DataFrame, col: str) -> pd.Series:
+    """Column ``col`` as finite numbers; the first bad cell is named by its line in the file."""
+    text = frame[col]
+    values = pd.to_numeric(text, errors="coerce")
+    bad = ~np.isfinite(values.to_numpy(dtype=float))
+    if bad.any():
+        k = int(np.argmax(bad))
+        cell = text.iloc[k]
+        what = "empty (cut file?)" if cell is None or cell != cell or cell == "" else f"{cell[:40]!r} is not a finite number"
+        raise CaseError(one_line(f"{file}: column {col}, line {k + 2}: {what}"))
+    return values
+
+
+def _checked(file: Path, frame: pd.DataFrame, columns: tuple[tuple[str, ...], tuple[str, ...]]) -> pd.DataFrame:
+    """``frame`` with its text columns non-empty strings and its numeric columns finite numbers."""
+    text_cols, num_cols = columns
+    optional = _SUBSTATION_OPTIONAL if file.name == "substation.csv" else ()
+    missing = [c for c in (*text_cols, *num_cols) if c not in frame.columns]
+    if missing:
+        raise CaseError(one_line(f"{file}: missing column(s) {', '.join(missing)}"))
+    out = pd.DataFrame(index=frame.index)
+    for col in text_cols:
+        cells = frame[col]
+        bad = cells.isna() | (cells.astype(str).str.strip() == "")
+        if bad.any():
+            raise CaseError(one_line(f"{file}: column {col}, line {int(np.argmax(bad.to_numpy())) + 2}: empty"))
+        out[col] = cells.astype(str)
+    for col in num_cols + tuple(c for c in optional if c in frame.columns):
+        out[col] = _numbers(file, frame, col)
+    for col in frame.columns:
+        if col not in out.columns:
+            out[col] = frame[col]
+    return out[list(frame.columns)]
+
+
+def _periods(file: Path, t: pd.Series, allowed: set[int] | None = None) -> pd.Series:
+    """Column ``t`` as whole periods >= 1 (and within ``allowed``)."""
+    ok = (t == np.floor(t)) & (t >= 1)
+    if allowed is not None:
+        ok &= t.isin(allowed)
+    if not ok.all():
+        k = int(np.argmax(~ok.to_numpy()))
+        what = "not a period of substation.csv" if allowed is not None else "not a whole period >= 1"
+        raise CaseError(one_line(f"{file}: column t, line {k + 2}: {t.iloc[k]:g} is {what}"))
+    return t.astype(np.int64)
+
+
+def _complete(file: Path, frame: pd.DataFrame, unit: str, hours: pd.Series) -> None:
+    """Every unit (bus or branch) at every period exactly once."""
+    dup = frame.duplicated([unit, "t"])
+    if dup.any():
+        k = int(np.argmax(dup.to_numpy()))
+        raise CaseError(one_line(f"{file}: line {k + 2}: {unit} {frame[unit].iloc[k]} at t = {frame['t'].iloc[k]} "
+                                 "appears twice"))
+    counts = frame.groupby(unit, sort=False)["t"].size()
+    short = counts[counts != len(hours)]
+    if len(short):
+        raise CaseError(one_line(f"{file}: {unit} {short.index[0]} has {short.iloc[0]} of the {len(hours)} periods "
+                                 "(cut file?)"))
+
+
+def _voltage_table(file: Path, frame: pd.DataFrame, hours: pd.Series) -> pd.DataFrame:
+    """voltages.csv: index ``bus``, one column per period 1..T, finite non-negative magnitudes (pu)."""
+    if "bus" not in frame.columns:
+        raise CaseError(one_line(f"{file}: missing column bus"))
+    periods = [c for c in frame.columns if c != "bus"]
+    if periods != [str(t) for t in hours]:
+        raise CaseError(one_line(f"{file}: period columns {', '.join(periods[:8]) or 'none'} do not match the "
+                                 f"periods 1..{len(hours)} of substation.csv"))
+    out = _checked(file, frame, (("bus",), tuple(periods)))
+    if out["bus"].duplicated().any():
+        raise CaseError(one_line(f"{file}: bus {out['bus'][out['bus'].duplicated()].iloc[0]} appears twice"))
+    out = out.set_index("bus")
+    out.columns = [int(c) for c in out.columns]
+    if (out.to_numpy() < 0).any():
+        raise CaseError(one_line(f"{file}: negative voltage magnitude"))
+    return out
 
 
 def jsonable(obj: Any) -> Any:

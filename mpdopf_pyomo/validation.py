@@ -62,7 +62,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from mpdopf_pyomo.case import Case
+from mpdopf_pyomo.case import Case, exc_message, one_line
 from mpdopf_pyomo.errors import CaseError, ValidationFailed
 from mpdopf_pyomo.results import Results
 
@@ -112,10 +112,6 @@ def engine_version() -> str:
         return " ".join(text.split("\n")[0].split())
     out = f"OpenDSS SVN {svn.group(1)} (DSS C-API {capi.group(1)})"
     return out + (f", OpenDSSDirect.py {odd.group(1)}" if odd else "")
-
-
-def _msg(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def _devices(results: Results) -> pd.DataFrame:
@@ -194,7 +190,7 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
     except ValidationFailed:
         raise
     except Exception as exc:
-        raise ValidationFailed(f"{where}: OpenDSS could not prepare the validation circuit: {_msg(exc)}") from None
+        raise ValidationFailed(f"{where}: OpenDSS could not prepare the validation circuit: {exc_message(exc)}") from None
 
     opt_v = results.voltages
     opt_buses = [str(b).lower() for b in opt_v.index]
@@ -215,7 +211,7 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
                 "vminpu=0.5 vmaxpu=1.5"
             )
         except Exception as exc:
-            raise ValidationFailed(f"{where}: OpenDSS could not add Generator.{name}: {_msg(exc)}") from None
+            raise ValidationFailed(f"{where}: OpenDSS could not add Generator.{name}: {exc_message(exc)}") from None
         elements[kind, bus] = name
     by_t = {t: g for t, g in devices.groupby("t")}
 
@@ -237,7 +233,7 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
                     dss.Generators.kvar(float(q))
             dss.Solution.Solve()
         except Exception as exc:
-            raise ValidationFailed(f"OpenDSS power flow of hour {t} failed: {_msg(exc)}") from None
+            raise ValidationFailed(f"OpenDSS power flow of hour {t} failed: {exc_message(exc)}") from None
         if not dss.Solution.Converged():
             raise ValidationFailed(
                 f"OpenDSS power flow of hour {t} did not converge in {dss.Solution.Iterations()} iterations"
@@ -377,24 +373,113 @@ def _write_atomic(path: Path, write: Any) -> None:
         raise
 
 
+#: Numbers of summary.json that reports and figures read: when present they must be finite numbers.
+_SUMMARY_NUMBERS = ("dt_h", "objective_usd", "energy_cost_usd", "substation_energy_kwh", "substation_peak_kw",
+                    "losses_kwh", "pv_energy_kwh", "pv_reactive_kvarh", "battery_charge_kwh",
+                    "battery_discharge_kwh", "v_min_pu", "v_max_pu", "central_objective_usd")
+#: Tolerance of the SOC checks of a saved plan (solver tolerances are far smaller; CSV keeps 17 digits).
+_SOC_TOL = 1e-5
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _check_summary(file: Path, s: dict[str, Any], periods: int) -> tuple[str, int]:
+    """``case_file`` and ``hours`` of a saved summary, with the other values reports read type-checked."""
+    if "case_file" not in s or "hours" not in s:
+        raise CaseError(one_line(f"{file}: no case_file/hours; cannot tell which case the plan is for"))
+    case_file, hours = s["case_file"], s["hours"]
+    if not isinstance(case_file, str) or not case_file.strip():
+        raise CaseError(one_line(f"{file}: case_file: expected the path of the case file, got {case_file!r:.60}"))
+    if not isinstance(hours, int) or isinstance(hours, bool) or hours < 1:
+        raise CaseError(one_line(f"{file}: hours: expected a whole number of periods >= 1, got {hours!r:.60}"))
+    if hours != periods:
+        raise CaseError(one_line(f"{file}: hours = {hours}, but substation.csv holds {periods} periods"))
+    for key in _SUMMARY_NUMBERS:
+        if key in s and not _is_number(s[key]):
+            raise CaseError(one_line(f"{file}: {key}: expected a finite number, got {s[key]!r:.60}"))
+    dist = s.get("distributed")
+    if dist is not None:
+        if not isinstance(dist, dict):
+            raise CaseError(one_line(f"{file}: distributed: expected a JSON object"))
+        if dist.get("tol") is not None and not _is_number(dist["tol"]):
+            raise CaseError(one_line(f"{file}: distributed.tol: expected a finite number, got {dist['tol']!r:.60}"))
+    for key in ("case", "algorithm", "formulation", "solver"):
+        if key in s and not isinstance(s[key], str):
+            raise CaseError(one_line(f"{file}: {key}: expected a string, got {s[key]!r:.60}"))
+    return case_file, hours
+
+
+def _same_units(file: Path, what: str, plan: Any, case_units: Any, case_file: str) -> None:
+    """The plan's buses or branches of one kind are exactly the case's."""
+    plan_set, case_set = {str(u).lower() for u in plan}, {str(u).lower() for u in case_units}
+    if plan_set != case_set:
+        extra, missing = sorted(plan_set - case_set), sorted(case_set - plan_set)
+        parts = []
+        if extra:
+            parts.append(f"{len(extra)} not in the case ({', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''})")
+        if missing:
+            parts.append(f"{len(missing)} of the case missing ({', '.join(missing[:5])}"
+                         f"{' ...' if len(missing) > 5 else ''})")
+        raise CaseError(one_line(f"{file}: the plan's {what} do not match those of {case_file}: {'; '.join(parts)}"))
+
+
+def _check_against_case(folder: Path, case: Case, results: Results) -> None:
+    """The saved plan belongs to ``case``: same buses, branches, DER buses, period length; SOC consistent."""
+    src = str(case.source)
+    dt = results.summary.get("dt_h")
+    if dt is not None and abs(dt - case.settings.dt_h) > 1e-12:
+        raise CaseError(one_line(f"{folder / 'summary.json'}: dt_h = {dt:g} h, but {src} has {case.settings.dt_h:g} h"))
+    _same_units(folder / "voltages.csv", "buses", results.voltages.index, case.buses.index, src)
+    _same_units(folder / "branches.csv", "branches", results.branches.index.get_level_values(0).unique(),
+                case.branches.index, src)
+    _same_units(folder / "pv.csv", "PV buses", results.pv.index.get_level_values(0).unique(), case.pvs.index, src)
+    bat = results.battery
+    file = folder / "battery.csv"
+    _same_units(file, "battery buses", bat.index.get_level_values(0).unique(), case.batteries.index, src)
+    if not len(bat):
+        return
+    spec = case.batteries.loc[bat.index.get_level_values(0).str.lower()]
+    e_rated_kwh = spec["e_rated"].to_numpy() * case.bases.s_kva
+    energy, soc = bat["energy_kwh"].to_numpy(float), bat["soc"].to_numpy(float)
+    checks = [
+        ("energy_kwh", energy < -_SOC_TOL * e_rated_kwh, "negative stored energy"),
+        ("soc", np.abs(soc - energy / e_rated_kwh) > _SOC_TOL, "soc is not energy_kwh / the case's energy rating"),
+        ("soc", (soc < spec["soc_min"].to_numpy() - _SOC_TOL) | (soc > spec["soc_max"].to_numpy() + _SOC_TOL),
+         "soc outside the case's [soc_min, soc_max]"),
+    ]
+    for col, bad, what in checks:
+        if bad.any():
+            k = int(np.argmax(bad))
+            bus, t = bat.index[k]
+            raise CaseError(one_line(
+                f"{file}: column {col}: bus {bus} at t = {t}: {what} (soc {soc[k]:g}, energy {energy[k]:g} kWh, "
+                f"rating {e_rated_kwh[k]:g} kWh, bounds {spec['soc_min'].iloc[k]:g}..{spec['soc_max'].iloc[k]:g})"))
+
+
 def load_saved(folder: str | Path) -> tuple[Case, Results]:
-    """Read a saved results folder and load the case it was solved on (same file, same horizon)."""
+    """Read a saved results folder and load the case it was solved on (same file, same horizon).
+
+    Every input is checked (:meth:`Results.load` for the files, then summary.json's keys, and the plan
+    against the case: buses, branches, PV and battery buses, period length, SOC = energy / rating within
+    the case's SOC limits); anything wrong raises :class:`CaseError` naming the file and key (exit 2).
+    """
     from mpdopf_pyomo.case import load_case
     from mpdopf_pyomo.errors import MpdopfError
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise CaseError(f"{folder}: no such results folder")
+        raise CaseError(one_line(f"{folder}: no such results folder"))
     try:
         results = Results.load(folder)
     except MpdopfError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CaseError(f"{folder}: not a readable results folder: {_msg(exc)}") from None
-    s = results.summary
-    if not isinstance(s, dict) or "case_file" not in s or "hours" not in s:
-        raise CaseError(f"{folder}/summary.json: no case_file/hours; cannot tell which case the plan is for")
-    case = load_case(s["case_file"], int(s["hours"]))
+        raise CaseError(one_line(f"{folder}: not a readable results folder: {exc_message(exc)}")) from None
+    case_file, hours = _check_summary(folder / "summary.json", results.summary, len(results.substation))
+    case = load_case(case_file, hours)
+    _check_against_case(folder, case, results)
     return case, results
 
 

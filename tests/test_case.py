@@ -366,7 +366,7 @@ def test_malformed_toml(tmp_path):
         (("[pv]", "[pv]\nratingfactor = 0.3"), "pv.ratingfactor"),
         (("[settings]", "[settings]\nvmin = 0.9"), "settings.vmin"),
         (("[areas]", "[arrreas]"), "arrreas"),
-        (("[profiles.daily]", "[profiles.hourly]"), "profiles.hourly"),
+        (("[profiles.daily]", "[profiles.hourly]\nx = 1\n\n[profiles.daily]"), "profiles.hourly"),
         (("price_usd_per_kwh = [0.05, 0.1, 0.2]", "price_usd_per_kwh = [0.05, 0.1, 0.2]\nprice = 3"), "profiles.daily.price"),
     ],
 )
