@@ -212,6 +212,9 @@ def _inspect(path: Path) -> str:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise _fail(path, f"holds files this program did not write ({shown}); refusing to replace it "
                           "(move them away or choose another folder)")
+    if os.path.ismount(path):  # rename() cannot move a mount point: found out now, not after the solve
+        raise _fail(path, "is a mount point and cannot be replaced atomically (empty it, or choose a folder "
+                          "inside it)")
     return "replace"
 
 
