@@ -1,6 +1,6 @@
 """Output folders: claimed before the solve, written beside the target, put into place atomically.
 
-Rules (README "Output folders"; docs/src/cli.md):
+Rules (README, and docs/src/reference/cli.md "Output folders"):
 
 * A results folder carries a marker file, :data:`MARKER` (``.mpdopf-run``), naming the tool, its version
   and every file the program wrote there. Only such a folder is ever replaced, and only when it holds
@@ -11,7 +11,8 @@ Rules (README "Output folders"; docs/src/cli.md):
   line (exit 2) before the solve, and left untouched.
 * :meth:`OutputFolder.claim` runs before the solve: it takes a lock (``.NAME.mpdopf-lock`` beside the
   target, ``fcntl.flock``) so that a second run to the same folder is refused at once, and creates the
-  staging folder ``.NAME.tmp-XXXX`` beside the target, which proves that the location is writable
+  staging folder ``.NAME.tmp-XXXX`` beside the target (inside it when it is an empty folder), which
+  proves that the location is writable
   (``os.access`` is no proof when running as root; actually creating a folder is).
 * :meth:`OutputFolder.commit` moves the finished staging folder into place: the previous run is renamed
   aside, the new one renamed in, then the old one deleted file by file (only the files its marker lists).
