@@ -12,8 +12,7 @@ Rules (README, and docs/src/reference/cli.md "Output folders"):
 * :meth:`OutputFolder.claim` runs before the solve: it takes a lock (``.NAME.mpdopf-lock`` beside the
   target, ``fcntl.flock``) so that a second run to the same folder is refused at once, and creates the
   staging folder ``.NAME.tmp-XXXX`` beside the target (inside it when it is an empty folder), which
-  proves that the location is writable
-  (``os.access`` is no proof when running as root; actually creating a folder is).
+  proves that the location is writable (``os.access`` is no proof when running as root; creating is).
 * :meth:`OutputFolder.commit` moves the finished staging folder into place: the previous run is renamed
   aside, the new one renamed in, then the old one deleted file by file (only the files its marker lists).
   Signals are held back during these renames. On any failure or interrupt, :meth:`OutputFolder.discard`
