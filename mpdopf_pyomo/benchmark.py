@@ -386,8 +386,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"--no-plots --json` (one fresh process, {wall:.2f} s wall)\n\n"
                 + markdown_table(table, [("stage", "stage", "{}"), ("seconds", "seconds", "{:.3f}"),
                                          ("share", "share of wall", "{:.1%}")]))
-        (out_dir / f"profile_{args.case}_{args.profile}h.md").write_text(text + "\n")
-        write_csv(table, out_dir / f"profile_{args.case}_{args.profile}h.csv")
+        from mpdopf_pyomo.outputs import safe_label
+
+        stem = f"profile_{safe_label(Path(args.case).stem)}_{args.profile}h"  # a case path is not a file name
+        (out_dir / f"{stem}.md").write_text(text + "\n")
+        write_csv(table, out_dir / f"{stem}.csv")
         print(text)
         return 0
 

@@ -6,6 +6,7 @@ import json
 import platform
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,6 +24,12 @@ class _Group(click.Group):
         except MpdopfError as exc:
             click.echo(f"error: {one_line(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM via mpdopf_pyomo.interrupts: cleaned up by now
+            from mpdopf_pyomo import interrupts
+
+            click.echo(f"error: interrupted by {interrupts.describe(exc)}; stopped, temporary files removed",
+                       err=True)
+            ctx.exit(interrupts.exit_code(exc))
 
 
 def one_line(text: str) -> str:
@@ -137,8 +144,9 @@ def cases_show(case: str, hours: int | None) -> None:
               help="Passed to the solver; repeatable (e.g. max_iter=500). IPOPT and ripopt options are checked "
                    "before anything is built; each solve stops at max_iter=1000 and max_wall_time=600 s "
                    "unless set here.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default runs/<case>_<hours>h_<algorithm>).")
+@click.option("--out", "out_dir", type=click.Path(), default=None,
+              help="Output folder: new, empty, or a previous results folder of this program (replaced); "
+                   "anything else is refused before solving (default runs/<case>_<hours>h_<algorithm>).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Check the plan in OpenDSS.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures.")
@@ -166,23 +174,33 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
     import time
 
     from mpdopf_pyomo import _START
-    from mpdopf_pyomo.case import load_case
-    from mpdopf_pyomo.solve import solve_case
+    from mpdopf_pyomo.outputs import OutputFolder, default_folder
     from mpdopf_pyomo.solvers import check_options, parse_options
 
     def progress(msg: str) -> None:
         if not as_json:
             click.echo(f"[{time.perf_counter() - _START:6.2f} s] {msg}", err=True)
 
+    def claim(path: str | Path) -> OutputFolder:  # refuses a bad --out now, not after the solve
+        target = OutputFolder.claim(path)
+        click.get_current_context().call_on_close(target.discard)  # on failure or interrupt; no-op once saved
+        return target
+
     options = check_options(solver, parse_options(solver_options))  # bad input: exit 2 before any work
     if algorithm != "central":
         from mpdopf_pyomo.decomposition import check_settings
 
         check_settings(tol=tol, rho=rho, scheduler=scheduler)
+    target = claim(out_dir) if out_dir is not None else None
+    from mpdopf_pyomo.case import load_case  # heavy imports (pandas, Pyomo) after the quick checks
+    from mpdopf_pyomo.solve import solve_case
+
     case = load_case(case_spec, hours)
     distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_areas=n_areas, rho=rho,
                                          tol=tol, max_iter=max_iter, keep_last=keep_last or None).items()
                    if v is not None}
+    if target is None:
+        target = claim(default_folder(case.name, case.hours, algorithm))
     results = solve_case(case, algorithm, formulation, solver, options, tee=tee, progress=progress,
                          **distributed)
     results.summary["case_file"] = str(case.source)
@@ -197,10 +215,9 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
 
         progress("drawing figures")
         figures = make_figures(case, results)
-    out = out_dir or f"runs/{case.name}_{case.hours}h_{algorithm}"
-    progress(f"writing {out}")
+    progress(f"writing {out_dir or target.path}")
     results.summary["timings"]["total_s"] = time.perf_counter() - _START
-    folder = results.save(out, figures)
+    folder = results.save(target, figures)
     if as_json:
         click.echo(json.dumps(json.loads((folder / "summary.json").read_text()), indent=2))
     else:

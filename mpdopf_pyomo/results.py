@@ -9,20 +9,17 @@ Tables (kW, kvar, kWh are three-phase totals of the balanced feeder, i.e. per-un
 * ``substation``: rows t: p_kw, q_kvar, price_usd_per_kwh, cost_usd, load_mult, pv_mult
 
 ``summary`` follows the output contract (DESIGN.md section 7). :meth:`Results.save` writes everything into a
-temporary folder beside the target and renames it into place, so a failure never leaves a half-written
-output folder.
+temporary folder beside the target and renames it into place (``mpdopf_pyomo.outputs``), so a failure never
+leaves a half-written output folder and nothing the program did not write is ever replaced.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -30,6 +27,9 @@ import pyomo.environ as pyo
 
 from mpdopf_pyomo.case import Case, exc_message, one_line
 from mpdopf_pyomo.errors import CaseError, MpdopfError
+
+if TYPE_CHECKING:
+    from mpdopf_pyomo.outputs import OutputFolder
 
 TABLES = ("voltages", "branches", "pv", "battery", "substation")
 
@@ -177,34 +177,34 @@ class Results:
         return cls(summary_out, voltages, branches, pv, battery, substation, case=case)
 
     # ----------------------------------------------------------------------------------------------
-    def save(self, out_dir: str | Path, figures: dict[str, Any] | None = None) -> Path:
+    def save(self, out_dir: "str | Path | OutputFolder", figures: dict[str, Any] | None = None) -> Path:
         """Write summary.json, the tables (CSV) and optional figures (name -> matplotlib Figure).
 
-        Writes into a temporary sibling folder first and renames it into place at the end; an existing
-        folder is replaced only once the new one is complete.
+        ``out_dir`` is a path, or an :class:`~mpdopf_pyomo.outputs.OutputFolder` claimed before the solve
+        (the CLI does so, to refuse a bad ``--out`` before minutes of work). Everything is written into the
+        claim's staging folder and put into place by :meth:`OutputFolder.commit`: a new folder, an empty
+        one, or a previous results folder of this program replaced atomically. Anything else is refused
+        (:class:`~mpdopf_pyomo.outputs.OutputError`) and left untouched; on any failure nothing is left.
         """
-        out = Path(out_dir).resolve()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
-            for name in TABLES:
-                getattr(self, name).to_csv(tmp / f"{name}.csv")
-            for name, table in self.extra_tables.items():
-                table.to_csv(tmp / f"{name}.csv")
-            for name, fig in (figures or {}).items():
-                fig.savefig(tmp / f"{name}.png", dpi=110)
-            (tmp / "summary.json").write_text(json.dumps(jsonable(self.summary), indent=2) + "\n")
-            if out.exists():
-                old = out.with_name(f".{out.name}.old-{os.getpid()}")
-                out.rename(old)
-                tmp.rename(out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
+        from mpdopf_pyomo.outputs import OutputError, OutputFolder
+
+        target = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder.claim(out_dir)
+        with target:
+            tmp = target.staging
+            written: list[str] = []
+            try:
+                for name, table in [*((n, getattr(self, n)) for n in TABLES), *self.extra_tables.items()]:
+                    table.to_csv(tmp / f"{name}.csv")
+                    written.append(f"{name}.csv")
+                for name, fig in (figures or {}).items():
+                    fig.savefig(tmp / f"{name}.png", dpi=110)
+                    written.append(f"{name}.png")
+                (tmp / "summary.json").write_text(json.dumps(jsonable(self.summary), indent=2) + "\n")
+                written.append("summary.json")
+            except OSError as exc:  # a full disk, a quota: one line, and nothing is left
+                raise OutputError(f"--out {target.path}: writing the results failed "
+                                  f"({exc.strerror or exc})") from None
+            return target.commit(written)
 
     @classmethod
     def load(cls, out_dir: str | Path) -> "Results":

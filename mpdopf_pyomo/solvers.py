@@ -15,6 +15,7 @@ otherwise; ``--solver cyipopt`` forces the library route. Any other name is pass
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.metadata
 import os
@@ -26,7 +27,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from mpdopf_pyomo.errors import MpdopfError, SolveFailed, SolverUnavailable
 
@@ -280,6 +281,24 @@ def parse_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
                 continue
         options[key.strip()] = value
     return options
+
+
+@contextlib.contextmanager
+def _pyomo_tempfiles_in(folder: str) -> Iterator[None]:
+    """Make Pyomo put its NL/solution files into ``folder`` (removed with it, also on an interrupt).
+
+    Pyomo's shell-command solvers only release their temporary files after a completed solve, and
+    otherwise at interpreter exit, which ``os._exit`` in ``__main__`` skips: an interrupted solve
+    would leave ``/tmp/tmpXXXX.pyomo.nl`` behind.
+    """
+    from pyomo.common.tempfiles import TempfileManager
+
+    saved = TempfileManager.tempdir
+    TempfileManager.tempdir = folder
+    try:
+        yield
+    finally:
+        TempfileManager.tempdir = saved
 
 
 # --------------------------------------------------------------------------------------------------
@@ -584,7 +603,7 @@ def solve(
         iterations = counter["n"]
     else:
         solver = pyo.SolverFactory(pyomo_name)
-        with tempfile.TemporaryDirectory(prefix="mpdopf-solver-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="mpdopf-solver-") as tmp, _pyomo_tempfiles_in(tmp):
             logfile = os.path.join(tmp, "solver.log")
             try:
                 results = solver.solve(

@@ -52,6 +52,7 @@ Signs: every ``d*`` is OpenDSS minus optimisation.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -342,12 +343,31 @@ def format_validation(v: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------------------------------
 
 def _write_atomic(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    """Call ``write(tmp_path)`` then rename the temporary file over ``path``.
+
+    The new file keeps the mode of the one it replaces (a new one follows the umask; ``mkstemp`` alone
+    would make it 0600). A folder that cannot be written is one error line, not a traceback.
+    """
+    from mpdopf_pyomo.outputs import file_mode
+
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = file_mode()
+    except OSError as exc:
+        raise CaseError(f"{path}: cannot be rewritten ({exc.strerror or exc})") from None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    except OSError as exc:
+        raise CaseError(f"{path.parent}: cannot write in this folder ({exc.strerror or exc})") from None
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CaseError(f"{path}: cannot be written ({exc.strerror or exc})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -472,14 +492,18 @@ def revalidate_folder(folder: str | Path, figures: bool = False,
     also redraws the figures (``mpdopf_pyomo.plots``) over the old PNGs. Everything else in the folder --
     the plan's tables, other figures -- is left as it is (``Results.save`` would replace the folder
     wholesale and drop figures it was not given). Nothing is written unless the check and the figures
-    were computed without error.
+    were computed without error, and only in a results folder this program wrote (its ``.mpdopf-run``
+    marker), over files that marker lists (``mpdopf_pyomo.outputs.check_rewritable``).
     """
     import json
 
+    from mpdopf_pyomo.outputs import check_rewritable, record_files
     from mpdopf_pyomo.results import jsonable
 
     folder = Path(folder)
     case, results = load_saved(folder)
+    tables = ("validation_by_hour", "validation_voltages")
+    check_rewritable(folder, ["summary.json", *(f"{n}.csv" for n in tables)])  # before minutes of OpenDSS
     attach_validation(case, results)
     figs: dict[str, Any] = {}
     if figures:
@@ -496,11 +520,13 @@ def revalidate_folder(folder: str | Path, figures: bool = False,
     on_disk = json.loads(summary_file.read_text())
     on_disk["validation"] = results.summary["validation"]
     text = json.dumps(jsonable(on_disk), indent=2) + "\n"
-    for name in ("validation_by_hour", "validation_voltages"):
+    check_rewritable(folder, [f"{n}.png" for n in figs])
+    for name in tables:
         table = results.extra_tables[name]
         _write_atomic(folder / f"{name}.csv", lambda p, table=table: table.to_csv(p))
     for name, fig in figs.items():
         _write_atomic(folder / f"{name}.png",
                       lambda p, fig=fig: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
     _write_atomic(summary_file, lambda p: p.write_text(text))
+    record_files(folder, [*(f"{n}.csv" for n in tables), *(f"{n}.png" for n in figs)])
     return results

@@ -86,7 +86,21 @@ class SerialExecutor(Executor):
 
 
 def _worker_main(conn: Any, specs: list[AreaSpec]) -> None:
-    """A worker process: build the area solvers, then serve (method, args_by_area) requests."""
+    """A worker process: build the area solvers, then serve (method, args_by_area) requests.
+
+    Ctrl-C is left to the coordinator (it closes the workers); a coordinator that is gone -- broken
+    pipe -- ends the worker quietly instead of with a traceback.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _serve(conn, specs)
+    except (BrokenPipeError, EOFError, ConnectionError):
+        pass
+
+
+def _serve(conn: Any, specs: list[AreaSpec]) -> None:
     try:
         host = AreaHost(specs)
         conn.send(("ok", host.call("info", {s.area: () for s in specs})))
@@ -103,6 +117,8 @@ def _worker_main(conn: Any, specs: list[AreaSpec]) -> None:
         method, args = msg
         try:
             conn.send(("ok", host.call(method, args)))
+        except (BrokenPipeError, ConnectionError):
+            raise
         except BaseException as exc:  # noqa: BLE001
             conn.send(("error", _portable(exc)))
 
