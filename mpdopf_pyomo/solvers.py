@@ -182,6 +182,8 @@ def _probe_library() -> SolverInfo:
     info.build, info.mumps = _library_build(cyipopt)
     if info.build == "cyipopt-wheels":
         info.note = _fallback_note("library")
+    else:
+        solver_build.single_thread_blas()
     lib = pynumero_library()
     if not lib:
         info.fix = _FIX_LIBRARY

@@ -2,6 +2,8 @@
 // .nl file, solves it and writes problem.sol. All the AMPL work (reading the .nl file, AMPL-style options,
 // suffixes, writing the .sol file) is Ipopt's AmplTNLP, linked from Debian's libipoptamplinterface.a; this
 // file only wires it to an IpoptApplication, as Ipopt's own ampl_ipopt does.
+#include <cstdlib>
+#include <dlfcn.h>
 #include <iostream>  // static iostream initialisation for the archive's code (compiled with a newer g++)
 
 #include "AmplTNLP.hpp"
@@ -9,8 +11,21 @@
 
 using namespace Ipopt;
 
+// casadi's OpenBLAS runs one thread per core. MUMPS calls BLAS on many tiny blocks, where the extra threads
+// only add system time (and wall time on a busy machine): use one thread unless the user set a number.
+static void single_thread_blas()
+{
+   if( std::getenv("OPENBLAS_NUM_THREADS") || std::getenv("OMP_NUM_THREADS") )
+      return;
+   typedef void (*set_threads_t)(int);
+   set_threads_t set_threads = reinterpret_cast<set_threads_t>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+   if( set_threads )
+      set_threads(1);
+}
+
 int main(int, char** argv)
 {
+   single_thread_blas();
    SmartPtr<IpoptApplication> app = IpoptApplicationFactory();
    app->RethrowNonIpoptException(false);
    // First initialisation: create the journalist, read no options file yet.
