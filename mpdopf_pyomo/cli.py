@@ -83,7 +83,7 @@ def doctor(as_json: bool) -> None:
                 click.echo(f"  {s['name']:<8} MISSING  {s['detail']}")
                 click.echo(f"           fix: {s['fix']}")
         click.echo("IPOPT routes (fastest first; --solver ipopt takes the first executable, else the first library;"
-                   " --solver cyipopt the first library):")
+                   " --solver cyipopt and distributed area solves the first library):")
         for r in report["ipopt_routes"]:
             state = "OK     " if r["available"] else "MISSING"
             click.echo(f"  {r['route']:<10} {state} IPOPT {r['version'] or '?':<8} MUMPS {r['mumps'] or '?':<6}"
@@ -118,10 +118,12 @@ def install_solvers(fast: bool, force: bool) -> None:
             for name in ("library", "executable"):
                 entry = data.get("parts", {}).get(name)
                 if entry:
-                    click.echo(f"  {name:<10} OK  IPOPT {entry['ipopt']} MUMPS {entry['mumps']} at {solver_build.prefix() / entry['path']}")
+                    where = solver_build.prefix() / entry["path"]
+                    click.echo(f"  {name:<10} OK  IPOPT {entry['ipopt']} MUMPS {entry['mumps']} at {where}")
                 else:
                     click.echo(f"  {name:<10} NOT built: {data.get('errors', {}).get(name)}; fix: {solver_build.FIX}")
-            click.echo(f"  (took {data.get('build_s')} s)")
+            if data.get("build_s"):
+                click.echo(f"  (took {data['build_s']} s)")
     info = solvers.probe("cyipopt")
     status = "OK" if info.available else f"NOT usable: {info.detail}"
     click.echo(f"cyipopt (IPOPT {info.version}, MUMPS {info.mumps}, {info.build}): {status}")

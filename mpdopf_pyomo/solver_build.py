@@ -28,6 +28,7 @@ part that fails is recorded in ``manifest.json`` with its reason, which ``doctor
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -55,7 +56,8 @@ ENV_PREFIX = "MPDOPF_IPOPT_PREFIX"
 MARKER = ".mpdopf-ipopt-build"
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 DRIVER_SOURCE = Path(__file__).parent / "native" / "ipopt_ampl.cpp"
-FIX = "run `python -m mpdopf_pyomo install-solvers` (part of `make setup`; needs g++, pkg-config, PyPI and Debian's mirror)"
+FIX = ("run `python -m mpdopf_pyomo install-solvers` (part of `make setup`; needs g++, pkg-config, "
+       "PyPI and Debian's mirror)")
 
 _BANNER = re.compile(r"This is Ipopt version (\S+), running with linear solver (\S+)(?: (\d+(?:\.\d+)*))?")
 
@@ -172,11 +174,12 @@ def build(force: bool = False, progress: Callable[[str], None] = print) -> dict[
     final = prefix()
     current = manifest(final)
     if not force and current and current.get("pins") == PINS and all(part(n) for n in ("library", "executable")):
-        progress(f"fast IPOPT build is current at {final} (casadi {PINS['casadi']}, MUMPS {current.get('mumps')})")
-        return current
+        progress(f"  current (casadi {PINS['casadi']}, MUMPS {current.get('mumps')}): nothing to do")
+        return {**current, "build_s": 0.0}
     for path in (final, final.with_name(final.name + ".staging"), final.with_name(final.name + ".old")):
         if path.exists() and not (path / MARKER).exists():
-            raise SolverUnavailable(f"{path} exists and was not written by mpdopf_pyomo; move it away or set {ENV_PREFIX}")
+            raise SolverUnavailable(
+                f"{path} exists and was not written by mpdopf_pyomo; move it away or set {ENV_PREFIX}")
     stage = final.with_name(final.name + ".staging")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -254,7 +257,7 @@ def _casadi_versions(casadi_dir: Path) -> tuple[str | None, str | None]:
 def _need_tools(*tools: str) -> None:
     for tool in tools:
         if not shutil.which(tool):
-            raise SolverUnavailable(f"'{tool}' is not installed (apt-get install {'g++' if tool == 'g++' else tool})")
+            raise SolverUnavailable(f"'{tool}' is not installed (apt-get install {tool})")
 
 
 def _build_library(stage: Path, casadi_dir: Path, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -351,8 +354,6 @@ def fetch_debian_ampl_interface(dest: Path, progress: Callable[[str], None] = pr
     debs = glob.glob(str(apt / "debs" / f"{pkg}_*.deb"))
     if not debs:
         raise SolverUnavailable(f"apt-get download {pkg}={version} produced no .deb")
-    import hashlib
-
     digest = hashlib.sha256(Path(debs[0]).read_bytes()).hexdigest()
     if digest != PINS["debian_ampl_sha256"]:
         raise SolverUnavailable(f"{Path(debs[0]).name} has SHA-256 {digest}, not the pinned {PINS['debian_ampl_sha256']}")
@@ -371,7 +372,7 @@ def _build_executable(stage: Path, casadi_dir: Path, progress: Callable[[str], N
         archive = root / "usr" / "lib" / "x86_64-linux-gnu" / "libipoptamplinterface.a"
         header = root / "usr" / "include" / "coin-or" / "AmplTNLP.hpp"
         if not archive.is_file() or not header.is_file():
-            raise SolverUnavailable(f"{PINS['debian_ampl_package']} has no libipoptamplinterface.a / AmplTNLP.hpp")
+            raise SolverUnavailable(f"{PINS['debian_ampl_package']} has no libipoptamplinterface.a or AmplTNLP.hpp")
         # Only AmplTNLP.hpp comes from Debian's headers; every other Ipopt header is casadi's (3.14.19).
         inc = Path(tmp) / "include"
         inc.mkdir()

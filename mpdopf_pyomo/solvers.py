@@ -312,12 +312,10 @@ def ipopt_routes() -> list[SolverInfo]:
     ``name`` says which ``--solver`` takes the route when it is the first available one of its kind.
     """
     routes: list[SolverInfo] = []
-    entry = solver_build.part("executable")
     built = solver_build.executable()
-    if entry and built is not None:
-        info = _probe_executable("ipopt", str(built), solver_build.FIX)
-        info.linear_solver, info.version, info.mumps = "mumps", entry.get("ipopt"), entry.get("mumps")
-        info.build = f"mpdopf build: AMPL driver + {entry.get('ampl_interface')} on casadi {solver_build.PINS['casadi']}"
+    if built is not None:
+        info = _probe_executable("ipopt", str(built), solver_build.FIX)  # sets version, MUMPS and build
+        info.linear_solver = "mumps"
     else:
         info = SolverInfo(name="ipopt", available=False, route="executable", build="mpdopf build (MUMPS 5.8)",
                           detail=solver_build.missing_reason("executable"), fix=solver_build.FIX)
@@ -327,28 +325,32 @@ def ipopt_routes() -> list[SolverInfo]:
         info = _probe_executable("ipopt", other, _FIX_EXECUTABLE)
         info.build, info.linear_solver = "found on PATH or in IDAES' folder", "mumps (unless built with HSL)"
         routes.append(info)
+    pynumero = pynumero_library()
+    no_pynumero = None if pynumero else "PyNumero ASL library (libpynumero_ASL.so) missing"
     entry = solver_build.part("library")
     if entry:
         routes.append(SolverInfo(
-            name="cyipopt", available=pynumero_library() is not None, route="library", version=entry.get("ipopt"),
+            name="cyipopt", available=pynumero is not None, route="library", version=entry.get("ipopt"),
             location=str(solver_build.library_dir()), linear_solver="mumps", mumps=entry.get("mumps"),
             build=f"mpdopf build: cyipopt {entry.get('cyipopt')} on casadi {solver_build.PINS['casadi']}",
-            detail=None if pynumero_library() else "PyNumero ASL library missing", fix=None if pynumero_library() else _FIX_LIBRARY))
+            detail=no_pynumero, fix=no_pynumero and _FIX_LIBRARY))
     else:
         routes.append(SolverInfo(name="cyipopt", available=False, route="library", build="mpdopf build (MUMPS 5.8)",
                                  detail=solver_build.missing_reason("library"), fix=solver_build.FIX))
     try:
-        wheel_version: str | None = importlib.metadata.version("cyipopt-wheels")
+        wheel: str | None = importlib.metadata.version("cyipopt-wheels")
+        libs = [f for f in importlib.metadata.files("cyipopt-wheels") or [] if f.name.startswith("libipopt")]
     except importlib.metadata.PackageNotFoundError:
-        wheel_version = None
-    libs = [f for f in importlib.metadata.files("cyipopt-wheels") or [] if "libipopt" in f.name] if wheel_version else []
-    lib_version = re.search(r"\.so\.(\d+\.\d+\.\d+)", libs[0].name).group(1) if libs else None
+        wheel, libs = None, []
+    lib_version = re.search(r"\.so\.(\d+\.\d+\.\d+)", libs[0].name) if libs else None
+    missing = None if wheel else "cyipopt-wheels is not installed"
     routes.append(SolverInfo(
-        name="cyipopt", available=bool(wheel_version and pynumero_library()), route="library", version=lib_version,
+        name="cyipopt", available=bool(wheel and pynumero), route="library",
+        version=lib_version.group(1) if lib_version else None,
         location=str(libs[0].locate().parent) if libs else None, linear_solver="mumps",
-        mumps=solver_build.wheel_mumps_version(), build=f"cyipopt-wheels {wheel_version} (fallback)",
-        detail=None if wheel_version else "cyipopt-wheels is not installed",
-        fix=None if wheel_version else "pip install cyipopt-wheels (part of `make setup`)"))
+        mumps=solver_build.wheel_mumps_version(), build=f"cyipopt-wheels {wheel} (fallback)",
+        detail=missing or no_pynumero,
+        fix="pip install cyipopt-wheels (part of `make setup`)" if missing else no_pynumero and _FIX_LIBRARY))
     return routes
 
 
