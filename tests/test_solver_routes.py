@@ -84,8 +84,12 @@ def test_route_gives_the_same_optimum_as_the_wheel(route_results: dict[str, dict
     assert (a - b).abs().to_numpy().max() < 1e-7
 
 
-def test_wheel_route_reports_mumps_5_5(route_results: dict[str, dict]) -> None:
-    assert route_results["wheel-library"]["summary"]["solver_version"].startswith("3.14")
+def test_summaries_name_the_mumps_version(route_results: dict[str, dict]) -> None:
+    wheel = route_results["wheel-library"]["summary"]
+    assert wheel["solver_version"].startswith("3.14") and wheel["solver_stats"]["mumps"] == "5.5.1"
+    for name in ("mumps58-library", "mumps58-executable"):
+        if "summary" in route_results[name]:
+            assert route_results[name]["summary"]["solver_stats"]["mumps"] == "5.8.2"
 
 
 def test_doctor_reports_the_executable_route_and_mumps_5_8() -> None:
