@@ -47,7 +47,7 @@ KNOWN_NLP_SOLVERS = ("ipopt", "cyipopt", "ripopt")
 #: loading a solution does not print one warning per variable that sits on a bound; no forced iterative
 #: refinement step and a 5 % (not 1000 %) MUMPS workspace margin, which cut MUMPS' CPU time by 2-20 % on
 #: ieee123 at 5 and 24 h on every route with the same iterations and objective (to 1e-12 relative);
-#: MUMPS enlarges the workspace itself if it runs short.
+#: if the workspace runs short, IPOPT enlarges it and factorizes again (a one-off cost).
 IPOPT_DEFAULTS: dict[str, Any] = {"honor_original_bounds": "yes", "min_refinement_steps": 0, "mumps_mem_percent": 5}
 
 _FIX_LIBRARY = (
