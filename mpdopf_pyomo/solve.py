@@ -52,7 +52,7 @@ def solve_central(
         solver_route=stats.route,
         solver_version=stats.extra.get("version"),
         solver_stats={"iterations": stats.iterations, "termination": stats.termination,
-                      "variables": n_vars, "constraints": n_cons},
+                      "variables": n_vars, "constraints": n_cons, "mumps": stats.extra.get("mumps")},
         timings={"build_s": build_s, "solve_s": stats.solve_s},
     )
 
