@@ -21,14 +21,14 @@ def _declared() -> tuple[set[str], dict[str, str]]:
 def test_every_subpackage_and_data_folder_is_declared():
     """pyproject lists packages explicitly (the data folders are mapped); a new folder must be added there."""
     declared, mapped = _declared()
-    expected = {
-        ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "mpdopf_pyomo").rglob("__init__.py")
-    }
+    def folders(root: Path, pkg: str) -> set[str]:
+        """``pkg`` and every folder below ``root`` that holds files, as dotted package names."""
+        return {pkg} | {pkg + "." + ".".join(d.relative_to(root).parts) for d in root.rglob("*")
+                        if d.is_dir() and "__pycache__" not in d.parts and any(f.is_file() for f in d.iterdir())}
+
+    expected = folders(REPO / "mpdopf_pyomo", "mpdopf_pyomo")
     for pkg, folder in mapped.items():
-        root = REPO / folder
-        expected.add(pkg)
-        expected |= {pkg + "." + ".".join(d.relative_to(root).parts) for d in root.rglob("*")
-                     if d.is_dir() and any(f.is_file() for f in d.iterdir()) and "__pycache__" not in d.parts}
+        expected |= folders(REPO / folder, pkg)
     assert declared == expected
 
 
