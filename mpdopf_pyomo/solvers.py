@@ -821,7 +821,10 @@ def _name_wall_time_status() -> None:
     Both tables are plain dicts; if a later version renames them this does nothing.
     """
     try:
-        import ipopt_wrapper  # cyipopt's compiled module
+        try:
+            from cyipopt import ipopt_wrapper  # cyipopt's compiled module (cyipopt >= 1.7)
+        except ImportError:
+            import ipopt_wrapper  # older cyipopt: a top-level module
         from pyomo.contrib.pynumero.algorithms.solvers import cyipopt_solver as pyomo_cyipopt
         from pyomo.opt import TerminationCondition as TC
     except ImportError:
