@@ -161,7 +161,7 @@ def test_case33bw_branch_in_ohm_as_stored():
     assert {ld.bus: ld.kvar for ld in net.loads}["30"] == pytest.approx(600.0)
 
 
-@needs_feeders
+@pytest.mark.parametrize("origin", ["bundled", "source"])
 @pytest.mark.parametrize(
     "case, loss_kw, loss_tol, bus, v_pu",
     [
@@ -173,8 +173,15 @@ def test_case33bw_branch_in_ohm_as_stored():
         ("case69", 224.96, 0.05, "65", 0.9092),
     ],
 )
-def test_published_base_cases(tmp_path, case, loss_kw, loss_tol, bus, v_pu):
-    net = read_matpower(FEEDERS / f"{case}.m")
+def test_published_base_cases(tmp_path, origin, case, loss_kw, loss_tol, bus, v_pu):
+    """The published base case, from our bundled file (always) and from MATPOWER's own file (when present)."""
+    if origin == "source":
+        if FEEDERS is None:
+            pytest.skip("shared/reference/feeders/matpower_radial not found beside the repository")
+        path = FEEDERS / f"{case}.m"
+    else:
+        path = REPO / "models" / case / f"{case}.m"
+    net = read_matpower(path)
     v, loss = _solve(net, tmp_path / "dss")
     assert loss == pytest.approx(loss_kw, abs=loss_tol)
     assert v[bus] == pytest.approx(v_pu, abs=5e-5)
@@ -182,6 +189,53 @@ def test_published_base_cases(tmp_path, case, loss_kw, loss_tol, bus, v_pu):
     # the export is exact: an independent sweep over the Network gives the same voltages
     ref = _sweep(net)
     assert max(abs(abs(ref[b]) - v[b]) for b in ref) < 1e-8
+
+
+@needs_feeders
+@pytest.mark.parametrize("case", ["case33bw", "case69", "case141"])
+def test_bundled_network_files_equal_the_source(case):
+    """models/<case>/<case>.m (standard units, ours) holds MATPOWER's numbers after the file's own conversion."""
+    src = read_matpower(FEEDERS / f"{case}.m")
+    ours = read_matpower(REPO / "models" / case / f"{case}.m")
+    assert not any("unit conversions" in n for n in ours.notes)  # ours needs none
+    assert {b: x.kv_ln for b, x in src.buses.items()} == {b: x.kv_ln for b, x in ours.buses.items()}
+    assert [(b.bus1, b.bus2, b.normally_open) for b in src.branches] == [
+        (b.bus1, b.bus2, b.normally_open) for b in ours.branches
+    ]
+    z_src = np.array([b.z_ohm[0, 0] for b in src.branches])
+    z_ours = np.array([b.z_ohm[0, 0] for b in ours.branches])
+    assert np.max(np.abs(z_ours - z_src) / np.abs(z_src)) < 1e-11  # 12 significant digits
+    assert [ld.bus for ld in ours.loads] == [ld.bus for ld in src.loads]
+    assert [(ld.kw, ld.kvar) for ld in ours.loads] == [
+        (pytest.approx(ld.kw, abs=1e-8), pytest.approx(ld.kvar, abs=1e-8)) for ld in src.loads
+    ]
+
+
+@pytest.mark.parametrize("case", ["case33bw", "case69", "case141"])
+def test_bundled_case_placement_follows_its_rule(case):
+    """The TOML's PV/battery lists are the 20 %/30 % largest loads, and its area sizes are as its comment says."""
+    import re
+    import tomllib
+
+    import pandas as pd
+
+    text = (REPO / "cases" / f"{case}.toml").read_text()
+    data = tomllib.loads(text)
+    net = read_matpower(REPO / data["case"]["network"].replace("../", "", 1))
+    loads = sorted(((ld.kw, int(ld.bus)) for ld in net.loads if ld.kw > 0), key=lambda t: (-t[0], t[1]))
+    n = len(loads)
+    for section, share in (("pv", 0.2), ("battery", 0.3)):
+        k = math.floor(share * n + 0.5)
+        assert data[section]["buses"] == [str(b) for b in sorted(b for _, b in loads[:k])]
+    closed = [b for b in net.branches if not b.normally_open]
+    lines = pd.DataFrame(
+        {"bus1": [b.bus1 for b in closed], "bus2": [b.bus2 for b in closed]}, index=[b.name for b in closed]
+    )
+    tree = network.build_tree(lines, list(net.buses), net.source.bus)
+    cuts = [network.resolve_branch(tree, pair) for pair in data["areas"]["cut_branches"]]
+    sizes = network.assign_areas(tree, net.source.bus, cuts).value_counts().sort_index().tolist()
+    stated = re.search(r"Area sizes \(buses\) 1..4: ([\d, ]+)\.", text).group(1)
+    assert sizes == [int(x) for x in stated.split(",")]
 
 
 @needs_feeders
