@@ -370,3 +370,55 @@ def test_bundled_cases_load(name, n_bus, kw):
     case = load_case(name)
     assert len(case.buses) == n_bus
     assert case.buses["p_load"].sum() * case.bases.s_kva == pytest.approx(kw, rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------
+def _two_bus(kind: str = "line", tap=(1.0, 1.0, 1.0), loads=()) -> Network:
+    """A 12.47 kV source bus and a second bus joined by one branch (a full, balanced 3 x 3 line matrix)."""
+    from mpdopf_pyomo.network.model import Branch, Bus, Source
+
+    kv_ln = 12.47 / math.sqrt(3)
+    z = np.full((3, 3), 0.1 + 0.4j) + np.eye(3) * (0.2 + 0.5j)  # self 0.3 + 0.9j, mutual 0.1 + 0.4j ohm
+    return Network(
+        name="two", path=Path("two"), fmt="opendss", source=Source("a", 12.47, 1.0), frequency_hz=60.0,
+        buses={"a": Bus("a", kv_ln, (1, 2, 3)), "b": Bus("b", kv_ln, (1, 2, 3))},
+        branches=[Branch("ab", kind, "a", "b", (1, 2, 3), z, np.zeros((3, 3), complex), np.array(tap, float))],
+        loads=list(loads), shunts=[], ders=[], profiles={}, notes=[],
+    )  # fmt: skip
+
+
+def _phase_pu(bus: str) -> np.ndarray:
+    dss = network.engine()
+    dss.Circuit.SetActiveBus(bus)
+    return np.asarray(dss.Bus.puVmagAngle())[0::2]
+
+
+def test_export_per_phase_regulator_taps(tmp_path):
+    """A regulator with a different tap on each phase: at no load |V_b| = |V_a| / tap on every phase."""
+    net = _two_bus("regulator", tap=(1.0, 1.025, 1.05))
+    network.compile_model(write_opendss(net, tmp_path / "dss"))
+    network.solve_power_flow()
+    assert _phase_pu("b") == pytest.approx([1.0, 1 / 1.025, 1 / 1.05], abs=1e-9)
+    assert "Transformer.ab_3" in (tmp_path / "dss" / "transformers.dss").read_text()
+
+
+@pytest.mark.parametrize(
+    "zip_", [(0, 0, 1, 0, 0, 1), (1, 0, 0, 1, 0, 0), (0, 1, 0, 0, 1, 0), (0.5, 0.3, 0.2, 0.2, 0.3, 0.5)]
+)
+def test_export_load_models(tmp_path, zip_):
+    """Each ZIP mix draws P0 (z v^2 + i v + p) and likewise Q, at the solved voltage (model 1, 2, 5 or 8)."""
+    from mpdopf_pyomo.network.model import Load
+
+    load = Load("l", "b", (1, 2, 3), "wye", 8000.0, 4000.0, tuple(float(x) for x in zip_))
+    net = _two_bus(loads=[load])
+    network.compile_model(write_opendss(net, tmp_path / "dss"))
+    network.solve_power_flow()
+    v = _phase_pu("b").mean()
+    assert v < 0.98  # a real voltage drop, so the models differ
+    dss = network.engine()
+    dss.Circuit.SetActiveElement("Load.l")
+    powers = np.asarray(dss.CktElement.Powers())
+    p, q = powers[0:6:2].sum(), powers[1:6:2].sum()
+    zp, ip, pp, zq, iq, pq = zip_
+    assert p == pytest.approx(8000.0 * (zp * v**2 + ip * v + pp), rel=1e-6)
+    assert q == pytest.approx(4000.0 * (zq * v**2 + iq * v + pq), rel=1e-6)

@@ -139,6 +139,8 @@ def write_opendss(
             n = len(br.phases)
             mid = f"{br.bus2}_xf_{br.name}"
             _check_name("bus", mid)
+            if mid in buses:
+                raise CaseError(f"export to OpenDSS: transformer {br.name}: internal bus name {mid} is taken")
             kva = br.kva if math.isfinite(br.kva) and br.kva > 0 else 1000.0
             conns = br.conn
             if n == 3 and np.allclose(taps, taps[0]):
