@@ -422,3 +422,26 @@ def test_export_load_models(tmp_path, zip_):
     zp, ip, pp, zq, iq, pq = zip_
     assert p == pytest.approx(8000.0 * (zp * v**2 + ip * v + pp), rel=1e-6)
     assert q == pytest.approx(4000.0 * (zq * v**2 + iq * v + pq), rel=1e-6)
+
+
+def test_matlab_subset(tmp_path):
+    """CRLF, block comments, define_constants, cell arrays, value semantics, MATLAB's element splitting."""
+    from mpdopf_pyomo.network.matpower import _evaluate
+
+    text = (
+        TINY.replace("mpc.version = '2';", "mpc.version = '2';\n%{\nanything = [here;\n%}\ndefine_constants;")
+        + "mpc.bus_name = {'one'; 'two'; 'it''s three'};\n"
+        + "b = mpc.bus; b(:, PD) = 0;\n"  # a copy: mpc.bus keeps its loads
+        + "mpc.branch(:, [BR_R, BR_X]) = mpc.branch(:, [BR_R BR_X]) .* 2;\n"
+        + "mpc.extra = [1 -2; 1 - 2, +3; -2^2 2^-1; 1.5e-3, .5];\n"
+        + "mpc.bus(3, QD) = mpc.bus(3, QD) * sqrt(4) - 1 ...  a continuation\n  + 1;\n"
+    ).replace("\n", "\r\n")
+    path = tmp_path / "subset.m"
+    path.write_text(text, newline="")
+    st = _evaluate(path)
+    assert st.fields["bus_name"] == ["one", "two", "it's three"]
+    assert st.fields["extra"].tolist() == [[1, -2], [-1, 3], [-4, 0.5], [1.5e-3, 0.5]]
+    net = read_matpower(path)
+    assert net.loads[0].kw == 1000.0 and net.loads[0].kvar == pytest.approx(1000.0)
+    assert net.branches[1].z_ohm[0, 0] == pytest.approx((0.04 + 0.08j) * 4.16**2 / 10)
+    assert len([n for n in net.notes if "BR_R" in n]) == 1

@@ -322,6 +322,8 @@ class _Parser:
             if isinstance(value, _Matrix):
                 self.s.row_lines[key] = value.row_lines
                 value = value.values
+            elif isinstance(value, np.ndarray):
+                value = value.copy()  # MATLAB assigns by value: b = mpc.bus; b(:, 3) = 0 leaves mpc.bus alone
             store[key] = value
         else:
             self.assign_slice(store, key, index, value, start)
