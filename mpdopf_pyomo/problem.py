@@ -23,13 +23,67 @@ import pyomo.environ as pyo
 from pyomo.common.gc_manager import PauseGC
 
 from mpdopf_pyomo.blocks.battery import declare_battery
-from mpdopf_pyomo.blocks.branch_flow import FORMULATIONS, declare_branch_flow
+from mpdopf_pyomo.blocks.branch_flow import FORMULATIONS, VoltageTerms, declare_branch_flow
 from mpdopf_pyomo.blocks.pv import declare_pv
 from mpdopf_pyomo.blocks.substation import declare_substation
 from mpdopf_pyomo.case import Case
 from mpdopf_pyomo.errors import CaseError
 
 PORT_KINDS = ("P", "Q", "v")
+
+#: Network columns the physics reads beyond r, x, loads and q_cap, with the value that means "absent":
+#: no shunt, constant-power load (ZIP fractions z, i, p = 0, 0, 1), a line (tap ratio 1).
+BUS_DEFAULTS: dict[str, float] = {
+    "b_shunt": 0.0,
+    "p_zip_z": 0.0,
+    "p_zip_i": 0.0,
+    "p_zip_p": 1.0,
+    "q_zip_z": 0.0,
+    "q_zip_i": 0.0,
+    "q_zip_p": 1.0,
+}
+BRANCH_DEFAULTS: dict[str, float] = {"tap": 1.0}
+#: How far a ZIP triple may sum from 1 (fractions read from files carry rounding).
+ZIP_SUM_TOL = 1e-6
+
+
+def _network_columns(case: Case) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The case's bus and branch tables with every physics column present: the one place defaults apply.
+
+    Bus columns (see :data:`BUS_DEFAULTS`): ``b_shunt`` (pu susceptance at v = 1: capacitors and line
+    charging, reactive injection b v; negative for a reactor) and the ZIP fractions ``p_zip_z``,
+    ``p_zip_i``, ``p_zip_p``, ``q_zip_z``, ``q_zip_i``, ``q_zip_p`` (each triple sums to 1). Branch column
+    ``tap`` (off-nominal ratio at the from side, > 0). A case whose loader does not yet provide a column
+    gets its default; a value that is not finite, a tap <= 0 or a ZIP triple not summing to 1 is a
+    :class:`CaseError`.
+    """
+    buses, branches = case.buses, case.branches
+    missing_b = {k: v for k, v in BUS_DEFAULTS.items() if k not in buses.columns}
+    missing_e = {k: v for k, v in BRANCH_DEFAULTS.items() if k not in branches.columns}
+    if missing_b:
+        buses = buses.assign(**missing_b)
+    if missing_e:
+        branches = branches.assign(**missing_e)
+    for table, cols, what in ((buses, BUS_DEFAULTS, "buses"), (branches, BRANCH_DEFAULTS, "branches")):
+        values = table[list(cols)].to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise CaseError(f"{case.source}: {what}.{list(cols)[col]}: not a finite number at {table.index[row]!r}")
+    taps = branches["tap"].to_numpy(dtype=float)
+    if (taps <= 0).any():
+        e = branches.index[int(np.argmax(taps <= 0))]
+        raise CaseError(f"{case.source}: branches.tap: must be positive, got {branches.at[e, 'tap']} at {e!r}")
+    for kind in ("p", "q"):
+        cols = [f"{kind}_zip_z", f"{kind}_zip_i", f"{kind}_zip_p"]
+        off = (buses[cols].sum(axis=1) - 1.0).abs() > ZIP_SUM_TOL
+        if off.any():
+            bus = off.index[int(np.argmax(off.to_numpy()))]
+            raise CaseError(
+                f"{case.source}: buses.{kind}_zip_*: the fractions z, i, p at bus {bus!r} sum to "
+                f"{buses.loc[bus, cols].sum():.6g}, not 1"
+            )
+    return buses, branches
 
 
 @dataclass
@@ -106,18 +160,11 @@ def build_model(case: Case, formulation: str = "exact", area: int | None = None)
         m, "battery", batteries=bats, hours=T, dt_h=s.dt_h, limit=s.inverter_limit, terminal=s.terminal_soc
     )
 
-    buses = case.buses.loc[view.buses]
+    all_buses, all_branches = _network_columns(case)
+    buses = all_buses.loc[view.buses]
     lm = prof["load_mult"].to_numpy()
-    p_load_arr = np.outer(buses["p_load"].to_numpy(), lm)
-    q_load_arr = np.outer(buses["q_load"].to_numpy(), lm) - buses["q_cap"].to_numpy()[:, None]
-    p_load: dict[tuple[str, int], float] = {}
-    q_load: dict[tuple[str, int], float] = {}
-    for n, bus in enumerate(view.buses):
-        for k, t in enumerate(T):
-            if p_load_arr[n, k] != 0.0:
-                p_load[bus, t] = float(p_load_arr[n, k])
-            if q_load_arr[n, k] != 0.0:
-                q_load[bus, t] = float(q_load_arr[n, k])
+    p_load, p_load_v = _withdrawals(buses, "p", lm, T)
+    q_load, q_load_v = _withdrawals(buses, "q", lm, T)
     p_inj: dict[tuple[str, int], Any] = {}
     q_inj: dict[tuple[str, int], Any] = {}
     for (j, t), p in m.pv.p.items():
@@ -128,8 +175,8 @@ def build_model(case: Case, formulation: str = "exact", area: int | None = None)
             p_inj[j, t] = p_inj.get((j, t), 0.0) + m.battery.p_net[j, t]
             q_inj[j, t] = q_inj.get((j, t), 0.0) + m.battery.q[j, t]
 
-    br = view.branches
-    branch_rows = list(zip(br.index, br["from_bus"], br["to_bus"], br["r"], br["x"]))
+    br = all_branches.loc[view.branches.index]
+    branch_rows = list(zip(br.index, br["from_bus"], br["to_bus"], br["r"], br["x"], br["tap"].astype(float)))
     balance = [b for b in view.buses if b != view.root]
     vmin, vmax = s.v_min_pu**2, s.v_max_pu**2
     net = declare_branch_flow(
@@ -145,6 +192,8 @@ def build_model(case: Case, formulation: str = "exact", area: int | None = None)
         q_load=q_load,
         p_inj=p_inj,
         q_inj=q_inj,
+        p_load_v=p_load_v,
+        q_load_v=q_load_v,
         boundary_out=view.cuts_out,
     )
     if not view.root_is_port:
@@ -174,8 +223,8 @@ def build_model(case: Case, formulation: str = "exact", area: int | None = None)
             dt_h=s.dt_h,
             s_base_kva=base,
             reverse_power=s.reverse_power,
-            root_p_load={t: p_load.get((view.root, t), 0.0) for t in T},
-            root_q_load={t: q_load.get((view.root, t), 0.0) for t in T},
+            root_p_load={t: net.withdrawal("p", view.root, t) for t in T},
+            root_q_load={t: net.withdrawal("q", view.root, t) for t in T},
         )
         cost_terms.append(m.substation.cost)
     m.energy_cost = pyo.Expression(expr=sum(cost_terms) if cost_terms else 0.0)
@@ -185,6 +234,34 @@ def build_model(case: Case, formulation: str = "exact", area: int | None = None)
 
     m.ports = _ports(m, view, T)
     return m
+
+
+def _withdrawals(
+    buses: pd.DataFrame, kind: str, lm: np.ndarray, T: list[int]
+) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], VoltageTerms]]:
+    """Withdrawals per (bus, hour) of ``kind`` "p" or "q": the constant part and the voltage terms.
+
+    Load (p_load or q_load) x load_mult, split by the bus's ZIP fractions: the p fraction is constant, the
+    z fraction multiplies v, the i fraction |V|. Reactive power also takes the fixed injection q_cap
+    (constant, not scaled) and the shunt susceptance (-b_shunt on v). Zero entries are left out, so a
+    constant-power feeder without shunts gives exactly the constant withdrawals of the PQ model.
+    """
+    nominal = np.outer(buses[f"{kind}_load"].to_numpy(dtype=float), lm)
+    const = nominal * buses[f"{kind}_zip_p"].to_numpy(dtype=float)[:, None]
+    z = nominal * buses[f"{kind}_zip_z"].to_numpy(dtype=float)[:, None]
+    i = nominal * buses[f"{kind}_zip_i"].to_numpy(dtype=float)[:, None]
+    if kind == "q":
+        const = const - buses["q_cap"].to_numpy(dtype=float)[:, None]
+        z = z - buses["b_shunt"].to_numpy(dtype=float)[:, None]
+    constant: dict[tuple[str, int], float] = {}
+    dependent: dict[tuple[str, int], VoltageTerms] = {}
+    for n, bus in enumerate(buses.index):
+        for k, t in enumerate(T):
+            if const[n, k] != 0.0:
+                constant[bus, t] = float(const[n, k])
+            if z[n, k] != 0.0 or i[n, k] != 0.0:
+                dependent[bus, t] = VoltageTerms(float(z[n, k]), float(i[n, k]))
+    return constant, dependent
 
 
 def _ports(m: pyo.ConcreteModel, view: AreaView, T: list[int]) -> dict[tuple[str, str, int], Any]:
@@ -209,44 +286,75 @@ def _ports(m: pyo.ConcreteModel, view: AreaView, T: list[int]) -> dict[tuple[str
 # --------------------------------------------------------------------------------------------------
 
 
-def flat_start(case: Case) -> dict[str, pd.DataFrame]:
-    """A starting point from one LinDistFlow sweep of the forecast: no batteries, PV at zero reactive power.
+#: LinDistFlow sweeps of :func:`flat_start` when loads or shunts depend on the voltage (one otherwise): the
+#: first takes them at the substation voltage, each further one at the previous sweep's voltages.
+START_SWEEPS = 3
 
-    Branch flows are the net loads downstream (backward sweep), squared voltages follow the linear drop
-    from the substation (forward sweep), and l = (P^2 + Q^2) / v. Returns frames indexed by branch or bus
-    with one column per hour.
+
+def _tree_levels(case: Case, branches: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Positions of each branch's from and to bus in ``case.buses``, and the branches grouped by depth
+    (level 0 leaves the root), so that a sweep is one vectorised step per level."""
+    index = case.buses.index
+    f = index.get_indexer(branches["from_bus"])
+    to = index.get_indexer(branches["to_bus"])
+    depth = np.full(len(index), -1)
+    depth[index.get_loc(case.root)] = 0
+    todo = np.ones(len(branches), dtype=bool)
+    levels: list[np.ndarray] = []
+    while todo.any():
+        ready = todo & (depth[f] >= 0)
+        if not ready.any():  # cannot happen for a tree built by the loader; guard against an endless loop
+            raise CaseError(f"{case.source}: branches do not form a tree from {case.root!r}")
+        sel = np.flatnonzero(ready)
+        depth[to[sel]] = depth[f[sel]] + 1
+        levels.append(sel)
+        todo[sel] = False
+    return f, to, levels
+
+
+def flat_start(case: Case) -> dict[str, pd.DataFrame]:
+    """A starting point from LinDistFlow sweeps of the forecast: no batteries, PV at zero reactive power.
+
+    Branch flows are the net withdrawals downstream (backward sweep), squared voltages follow the linear
+    drop from the substation through each branch's tap, v_j = v_i / a^2 - 2 (r P + x Q) (forward sweep),
+    and l = (P^2 + Q^2) / (v_i / a^2). Voltage-dependent loads and shunts are evaluated at the previous
+    sweep's voltages (:data:`START_SWEEPS` sweeps). Returns frames indexed by branch or bus with one column
+    per hour.
     """
+    buses, br = _network_columns(case)
     T = list(case.profile.index)
-    lm = case.profile["load_mult"].to_numpy()
-    pm = case.profile["pv_mult"].to_numpy()
-    buses = case.buses
-    net_p = pd.DataFrame(np.outer(buses["p_load"].to_numpy(), lm), index=buses.index, columns=T)
-    net_q = pd.DataFrame(np.outer(buses["q_load"].to_numpy(), lm), index=buses.index, columns=T)
-    net_q = net_q.sub(buses["q_cap"], axis=0)
+    lm = case.profile["load_mult"].to_numpy(dtype=float)
+    pm = case.profile["pv_mult"].to_numpy(dtype=float)
+
+    def col(name: str) -> np.ndarray:
+        return buses[name].to_numpy(dtype=float)[:, None]
+
+    p_nom = np.outer(buses["p_load"].to_numpy(dtype=float), lm)
+    q_nom = np.outer(buses["q_load"].to_numpy(dtype=float), lm)
+    p_fixed = p_nom * col("p_zip_p")
+    q_fixed = q_nom * col("q_zip_p") - col("q_cap")
     if len(case.pvs):
-        pv = pd.DataFrame(np.outer(case.pvs["p_rated"].to_numpy(), pm), index=case.pvs.index, columns=T)
-        net_p = net_p.sub(pv.reindex(net_p.index, fill_value=0.0))
-    br = case.branches
-    order = list(br.index)
-    down_p = net_p.to_numpy().copy()
-    down_q = net_q.to_numpy().copy()
-    pos = {b: k for k, b in enumerate(buses.index)}
-    P = np.zeros((len(order), len(T)))
-    Q = np.zeros((len(order), len(T)))
-    for n in range(len(order) - 1, -1, -1):  # children before parents (breadth-first order reversed)
-        e = order[n]
-        i, j = pos[br.at[e, "from_bus"]], pos[br.at[e, "to_bus"]]
-        P[n], Q[n] = down_p[j], down_q[j]
-        down_p[i] += down_p[j]
-        down_q[i] += down_q[j]
-    v = np.zeros((len(buses), len(T)))
-    v[pos[case.root]] = case.settings.v_sub_pu**2
-    r, x = br["r"].to_numpy(), br["x"].to_numpy()
-    for n, e in enumerate(order):
-        i, j = pos[br.at[e, "from_bus"]], pos[br.at[e, "to_bus"]]
-        v[j] = v[i] - 2 * (r[n] * P[n] + x[n] * Q[n])
-    vi = np.array([v[pos[br.at[e, "from_bus"]]] for e in order])
-    ell = (P**2 + Q**2) / vi
+        pv = np.outer(case.pvs["p_rated"].to_numpy(dtype=float), pm)
+        p_fixed = p_fixed - pd.DataFrame(pv, index=case.pvs.index).reindex(buses.index, fill_value=0.0).to_numpy()
+    f, to, levels = _tree_levels(case, br)
+    r = br["r"].to_numpy(dtype=float)[:, None]
+    x = br["x"].to_numpy(dtype=float)[:, None]
+    inv_a2 = 1.0 / br["tap"].to_numpy(dtype=float)[:, None] ** 2
+    v = np.full((len(buses), len(T)), case.settings.v_sub_pu**2)
+    dependent = buses[["p_zip_z", "p_zip_i", "q_zip_z", "q_zip_i", "b_shunt"]].to_numpy(dtype=float).any()
+    for _ in range(START_SWEEPS if dependent else 1):
+        mag = np.sqrt(np.maximum(v, 0.0))
+        down_p = p_fixed + p_nom * (col("p_zip_z") * v + col("p_zip_i") * mag)
+        down_q = q_fixed + q_nom * (col("q_zip_z") * v + col("q_zip_i") * mag) - col("b_shunt") * v
+        for sel in reversed(levels):  # children before parents
+            np.add.at(down_p, f[sel], down_p[to[sel]])
+            np.add.at(down_q, f[sel], down_q[to[sel]])
+        P, Q = down_p[to], down_q[to]
+        v_new = v.copy()
+        for sel in levels:  # parents before children
+            v_new[to[sel]] = v_new[f[sel]] * inv_a2[sel] - 2 * (r[sel] * P[sel] + x[sel] * Q[sel])
+        v = v_new
+    ell = (P**2 + Q**2) / (v[f] * inv_a2)
     return {
         "P": pd.DataFrame(P, index=br.index, columns=T),
         "Q": pd.DataFrame(Q, index=br.index, columns=T),

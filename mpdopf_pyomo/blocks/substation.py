@@ -1,6 +1,7 @@
 """Substation: the power imported at the feeder head and what it costs.
 
-P_sub^t, Q_sub^t (pu) equal the flows leaving the root bus (plus any load at the root). Energy cost in USD:
+P_sub^t, Q_sub^t (pu) equal the flows leaving the root bus (plus the withdrawal at the root: its load and
+shunt, at the root's voltage). Energy cost in USD:
 sum_t C^t * P_sub^t * dt * S_base, with C^t in USD/kWh and S_base in kVA. ``reverse_power=False`` forbids
 export (P_sub >= 0), as the study's code did.
 """
@@ -23,10 +24,13 @@ def declare_substation(
     dt_h: float,
     s_base_kva: float,
     reverse_power: bool,
-    root_p_load: Mapping[int, float],
-    root_q_load: Mapping[int, float],
+    root_p_load: Mapping[int, object],
+    root_q_load: Mapping[int, object],
 ) -> pyo.Block:
-    """Add ``parent.<name>`` with Vars ``P``, ``Q`` per hour (pu) and Expression ``cost`` (USD)."""
+    """Add ``parent.<name>`` with Vars ``P``, ``Q`` per hour (pu) and Expression ``cost`` (USD).
+
+    ``root_p_load``/``root_q_load``: the withdrawal at the root per hour, a number or an expression of the
+    root voltage."""
     b = pyo.Block(concrete=True)
     parent.add_component(name, b)
     T = list(hours)
