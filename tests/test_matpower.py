@@ -360,7 +360,6 @@ def test_export_refuses_a_foreign_folder(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.skip(reason="needs the network package integration (issue 11 step 1, NET)")
 @pytest.mark.parametrize(
     "name, n_bus, kw", [("case33bw", 33, 3715.0), ("case69", 69, 3802.1), ("case141", 141, 11944.625)]
 )
