@@ -987,6 +987,10 @@ def load_case(spec: str | Path, hours: int | None = None,
             v_kv_ll = part.source_kv_ll
             if not v_kv_ll > 0:
                 raise r.fail("bases.v_kv_ll", f"the model's Vsource basekV must be positive, got {v_kv_ll}")
+        elif part.conversion is not None and abs(v_kv_ll - part.source_kv_ll) > 1e-6 * part.source_kv_ll:
+            raise r.fail("bases.v_kv_ll", f"{v_kv_ll:g} kV, but the source bus of {model} has a base of "
+                                          f"{part.source_kv_ll:g} kV (each bus is in per unit on its own base; "
+                                          "leave v_kv_ll out or give the source's)")
         bases = Bases(v_kv_ll=v_kv_ll, s_kva=s_kva)
         if part.conversion is None:  # the balanced OpenDSS reader: one voltage level, the case's
             kv = part.kv_ln

@@ -291,3 +291,11 @@ def test_cli_bare_network_show_and_saved_report(tmp_path):
     assert (out / "conversion_report.csv").is_file()
     again = runner.invoke(main, ["validate", str(out), "--no-plots"])  # a bare-network run re-validates
     assert again.exit_code == 0 and "passed" in again.output, again.output
+
+
+def test_case_base_voltage_must_be_the_source_s(tmp_path):
+    text = (REPO / "cases" / "case69.toml").read_text().replace("v_kv_ll = 12.66", "v_kv_ll = 11.0")
+    text = text.replace('"../models/case69/case69.m"', f'"{REPO / "models" / "case69" / "case69.m"}"')
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(CaseError, match=r"bases.v_kv_ll: 11 kV, but the source bus of .* has a base of 12.66 kV"):
+        load_case(tmp_path / "c.toml", 1)
