@@ -74,12 +74,14 @@ def test_untransposed_line_reported_with_its_sequence_coupling():
     z = np.array([[0.35 + 1.0j, 0.15 + 0.5j, 0.15 + 0.42j],
                   [0.15 + 0.5j, 0.34 + 1.03j, 0.15 + 0.38j],
                   [0.15 + 0.42j, 0.15 + 0.38j, 0.345 + 1.02j]])  # fmt: skip
-    tables, report = reduce_balanced(_net([_br("l1", "s", "a", z=z)]), S_KVA)
+    tables, report = reduce_balanced(_net([_br("l1", "s", "a", z=z), _br("l2", "a", "b", z=z)],
+                                          [Load("ld", "b", (1, 2, 3), "wye", 50.0, 10.0, PQ)]), S_KVA)
     e = _only(report, rd.UNTRANSPOSED)
     a = np.array([[1, 1, 1], [1, rd._A**2, rd._A], [1, rd._A, rd._A**2]])
     seq = np.linalg.inv(a) @ z @ a
     coupling = np.abs(seq - np.diag(np.diag(seq))).max() / abs(seq[1, 1])
-    assert e.count == 1 and e.largest == f"line l1: sequence coupling {100 * coupling:.2f} % of |z1|"
+    assert (e.count, e.load_kw) == (2, 50.0)  # two lines in series carry the same 50 kW once
+    assert e.largest == f"line l1: sequence coupling {100 * coupling:.2f} % of |z1|"
     assert 0.01 < coupling < 0.2
     # z1 of a symmetric matrix: mean self minus mean mutual
     assert complex(tables.branches.at["l1", "r"], tables.branches.at["l1", "x"]) * ZB == pytest.approx(
@@ -150,6 +152,7 @@ def test_transformer_with_tap_and_per_phase_regulator_taps():
     tables, report = reduce_balanced(net, S_KVA)
     e = _only(report, rd.TAPS)
     assert e.count == 1 and e.largest == "regulator reg: taps 1 1.025 1.05 -> mean 1.025 (spread 0.05)"
+    assert e.load_kw == 500.0  # the load below the regulator
     t = tables.branches
     assert t.loc["t1", ["r", "x", "tap"]].tolist() == pytest.approx([0.02 / zb2, 0.08 / zb2, 1.05])
     assert t.at["reg", "tap"] == pytest.approx(1.025)
@@ -165,7 +168,7 @@ def test_switches_open_dropped_closed_kept():
     assert [e.what for e in report.entries] == [rd.OPEN, rd.SWITCH]
     opened, closed = report.entries
     assert (opened.count, opened.load_kw, opened.largest) == (1, 0.0, "dropped: tie (s-c)")
-    assert closed.count == 1
+    assert (closed.count, closed.load_kw) == (1, 100.0)
     assert "tie" not in tables.branches.index
     assert tables.branches.loc["sw", ["r", "x"]].tolist() == pytest.approx([1e-6 / ZB, 1e-6 / ZB])
 

@@ -273,6 +273,7 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
     # --- series elements -------------------------------------------------------------------------------
     rows = []
     laterals: dict[str, str] = {}  # one- and two-phase branch -> its phases
+    affected: dict[str, list[str]] = {}  # report entry -> the branches it counts (for the load they carry)
     b_shunt: dict[str, float] = dict.fromkeys(buses, 0.0)
     for br in closed:
         if br.name in gone:
@@ -299,18 +300,21 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
         if n == 3:
             asym = sequence_asymmetry(z)
             if asym > ASYMMETRY_TOL:
+                affected.setdefault(UNTRANSPOSED, []).append(br.name)
                 report.entry(UNTRANSPOSED).add(0.0, asym, f"{label}: sequence coupling {100 * asym:.2f} % of |z1|")
         else:
             laterals[br.name] = f"{''.join('abc'[p - 1] for p in br.phases)}"
         if br.kind == "switch":
             z_eq = complex(max(z_eq.real, SWITCH_MIN_OHM), max(z_eq.imag, SWITCH_MIN_OHM))
             report.entry(SWITCH).add(0.0, 0.0, "")
+            affected.setdefault(SWITCH, []).append(br.name)
         elif z_eq.real < 0 or z_eq.imag < -1e-12 * abs(z_eq) or abs(z_eq) == 0:
             errors.append(f"{label}: series impedance {z_eq.real:.6g} + j{z_eq.imag:.6g} ohm (balanced equivalent) "
                           "must have R >= 0 and a positive magnitude")
             continue
         t = float(tap.mean())
         if tap.size > 1 and np.ptp(tap) > 1e-12:
+            affected.setdefault(TAPS, []).append(br.name)
             report.entry(TAPS).add(0.0, float(np.ptp(tap)),
                                    f"{label}: taps {' '.join(f'{v:.5g}' for v in tap)} -> mean {t:.5g} "
                                    f"(spread {np.ptp(tap):.4g})")
@@ -331,23 +335,40 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
     keep = [b for b in buses if b not in moved]
     tree = build_tree(lines, keep, net.source.bus, where)
     order = [net.source.bus, *tree["to_bus"]]
-    # report the laterals: their count, the load below their heads, the largest lateral
+    # load carried by the branches of each report entry: the load below the topmost of them
+    below = dict.fromkeys(order, 0.0)
+    for ld in net.loads:
+        if home.get(ld.bus) in below:
+            below[home[ld.bus]] += ld.kw
+    children: dict[str, list[str]] = {}
+    for frm, to in zip(tree["from_bus"], tree["to_bus"]):
+        children.setdefault(frm, []).append(to)
+    for bus in reversed(order):
+        below[bus] += sum(below[c] for c in children.get(bus, []))
+    parent_branch = dict(zip(tree["to_bus"], tree.index))
+
+    def heads(names: list[str] | dict[str, str]) -> list[str]:
+        """To-buses of the branches in ``names`` that have no other of them above."""
+        chosen, out = set(names), []
+        for name in names:
+            bus, top = tree.at[name, "from_bus"], True
+            while bus in parent_branch:
+                if parent_branch[bus] in chosen:
+                    top = False
+                    break
+                bus = tree.at[parent_branch[bus], "from_bus"]
+            if top:
+                out.append(tree.at[name, "to_bus"])
+        return out
+
+    for what, names in affected.items():
+        report.get(what).load_kw = float(sum(below[b] for b in heads(names)))
     if laterals:
-        below = dict.fromkeys(order, 0.0)
-        for ld in net.loads:
-            below[home.get(ld.bus, ld.bus)] += ld.kw
-        children: dict[str, list[str]] = {}
-        for frm, to in zip(tree["from_bus"], tree["to_bus"]):
-            children.setdefault(frm, []).append(to)
-        for bus in reversed(order):
-            below[bus] += sum(below[c] for c in children.get(bus, []))
-        parent_branch = dict(zip(tree["to_bus"], tree.index))
-        heads = [to for to in tree["to_bus"] if parent_branch[to] in laterals
-                 and parent_branch.get(tree.at[parent_branch[to], "from_bus"]) not in laterals]
+        tops = heads(laterals)
         entry = report.entry(LATERAL)
         entry.count = len(laterals)
-        entry.load_kw = float(sum(below[b] for b in heads))
-        worst = max(heads, key=lambda b: (below[b], b))
+        entry.load_kw = float(sum(below[b] for b in tops))
+        worst = max(tops, key=lambda b: (below[b], b))
         br = parent_branch[worst]
         n = len(laterals[br])
         entry.largest = (f"lateral from bus {tree.at[br, 'from_bus']} ({br}, phase(s) {laterals[br]}): "
