@@ -302,3 +302,16 @@ def test_case_base_voltage_must_be_the_source_s(tmp_path):
     (tmp_path / "c.toml").write_text(text)
     with pytest.raises(CaseError, match=r"bases.v_kv_ll: 11 kV, but the source bus of .* has a base of 12.66 kV"):
         load_case(tmp_path / "c.toml", 1)
+
+
+def test_zip_load_rated_off_the_bus_base():
+    """A constant-Z load rated at 2.4 kV on a 2.5 kV-base bus draws (2.5/2.4)^2 of its kW at 1 pu."""
+    ld = Load("z", "a", (1,), "wye", 100.0, 50.0, (1.0, 0.0, 0.0, 0.5, 0.0, 0.5))
+    object.__setattr__(ld, "kv_rated", 2.4)  # the OpenDSS reader's field (model.py gains it with that reader)
+    net = _net([_br("l1", "s", "a")], [ld], buses={"a": 2.5})
+    tables, _ = reduce_balanced(net, S_KVA)
+    r2 = (2.5 / 2.4) ** 2
+    b = tables.buses.loc["a"]
+    assert b.p_load * S_KVA == pytest.approx(100.0 * r2)
+    assert b.q_load * S_KVA == pytest.approx(50.0 * (0.5 * r2 + 0.5))
+    assert [b.q_zip_z, b.q_zip_p] == pytest.approx([0.5 * r2 / (0.5 * r2 + 0.5), 0.5 / (0.5 * r2 + 0.5)])

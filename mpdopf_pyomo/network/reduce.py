@@ -229,6 +229,27 @@ def _service_subtrees(net: Network, closed: list[Branch]) -> tuple[dict[str, str
     return moved, gone
 
 
+def _at_bus_base(ld: Load, kv_ln: float) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """A load's kW, kvar and ZIP fractions at 1 pu of its bus's base, from those at its rated kV.
+
+    ``Load.kv_rated`` (when the reader gives it; line-to-neutral for a one-phase wye load, else
+    line-to-line) may differ from the bus base; a constant-Z / constant-I part then draws
+    ``(V_base / V_rated)^2`` / ``V_base / V_rated`` of its rating at 1 pu. Constant-power loads are unchanged.
+    """
+    z = np.asarray(ld.zip, dtype=float)
+    rated = getattr(ld, "kv_rated", math.nan)
+    if not (math.isfinite(rated) and rated > 0):
+        return ld.kw, ld.kvar, z[:3], z[3:]
+    base = kv_ln if (len(ld.phases) == 1 and ld.conn == "wye") else kv_ln * math.sqrt(3)
+    r = base / rated
+    if abs(r - 1.0) < 1e-9:
+        return ld.kw, ld.kvar, z[:3], z[3:]
+    scale = np.array([r * r, r, 1.0])
+    fp, fq = z[:3] * scale, z[3:] * scale
+    sp, sq = fp.sum(), fq.sum()
+    return ld.kw * sp, ld.kvar * sq, fp / sp if sp else z[:3], fq / sq if sq else z[3:]
+
+
 def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, ConversionReport]:
     """Reduce ``net`` to the balanced single-phase equivalent in per unit on ``s_kva`` (three-phase, kVA).
 
@@ -404,13 +425,13 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
         if not (math.isfinite(ld.kw) and math.isfinite(ld.kvar)):
             errors.append(f"load {ld.name}: kW or kvar is not finite")
             continue
-        kw[bus] += ld.kw
-        kvar[bus] += ld.kvar
-        z = np.asarray(ld.zip, dtype=float)
-        zp[bus] += abs(ld.kw) * z[:3]
-        zq[bus] += abs(ld.kvar) * z[3:]
-        wp[bus] += abs(ld.kw)
-        wq[bus] += abs(ld.kvar)
+        p_kw, q_kvar, zp_l, zq_l = _at_bus_base(ld, buses[ld.bus].kv_ln)
+        kw[bus] += p_kw
+        kvar[bus] += q_kvar
+        zp[bus] += abs(p_kw) * zp_l
+        zq[bus] += abs(q_kvar) * zq_l
+        wp[bus] += abs(p_kw)
+        wq[bus] += abs(q_kvar)
         if len(ld.phases) < 3 and ld.bus not in moved:
             ph = "".join("abc"[p - 1] for p in ld.phases)
             report.entry(UNBAL_LOAD).add(ld.kw, abs(complex(ld.kw, ld.kvar)),
