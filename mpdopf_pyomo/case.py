@@ -915,11 +915,15 @@ def _read_network_part(model: Path, s_kva: float) -> _NetworkPart:
                         tables.buses.copy(), tables.branches.copy(), tables.ders, report)
 
 
+#: Conversion-report entry of generators whose fixed kW the case folds into the bus load.
+GENERATOR_AS_LOAD = ("generators with a fixed kW: a negative constant-power load at their bus (scaled by "
+                     "load_mult like the loads; exact at load_mult 1)")
+
 #: Defaults of a bare network file used as a case (``cases show feeder.dss``, ``solve --case case69.m``):
 #: power base, flat price, and voltage limits wide enough that a base case is a plain power flow.
 BARE_S_KVA = 1000.0
 BARE_PRICE_USD_PER_KWH = 0.1
-BARE_V_LIMITS_PU = (0.85, 1.15)
+BARE_V_LIMITS_PU = (0.5, 1.5)
 
 
 def _bare_case_data(path: Path, source_pu: float, hours: int | None) -> dict[str, Any]:
@@ -967,6 +971,8 @@ def load_case(spec: str | Path, hours: int | None = None,
     r = _Reader(path, data)
     r.check_unknown()
     r.check_all()
+    if part is not None:  # our own documented defaults are not "unusual values" of a user's file
+        r.warnings.clear()
     keys = r.run(_case_keys, r, path)
     settings = r.run(_settings, r)
     s_kva = r.run(r.get, "bases", "s_kva")
@@ -1039,11 +1045,20 @@ def load_case(spec: str | Path, hours: int | None = None,
     held = part.ders
     gens = held[held["kind"] == "generator"] if len(held) else held
     for der, g in gens.iterrows():
+        bus = g["bus"]
+        buses.loc[bus, "q_cap"] += g["q_fixed"]  # a fixed reactive injection, as ieee123's capacitor generators
         if abs(g["p_rated"]) > 0:
-            r.problem("case.network", f"generator {der} at bus {g['bus']}: a fixed active-power injection "
-                                      "is not modelled by the optimisation yet")
-        else:  # a fixed reactive injection, as the hand-made ieee123's capacitor generators
-            buses.loc[g["bus"], "q_cap"] += g["q_fixed"]
+            # The physics has no fixed active-power injection: the generator becomes a negative constant-power
+            # load at its bus, which load_mult scales (exact at load_mult 1); reported. A bus whose load is
+            # not constant power would give the generator that voltage dependence: refused.
+            zip_p = [float(buses.at[bus, c]) for c in ("p_zip_z", "p_zip_i", "p_zip_p")] if "p_zip_p" in buses else [0, 0, 1]
+            if buses.at[bus, "p_load"] != 0 and zip_p != [0.0, 0.0, 1.0]:
+                r.problem("case.network", f"generator {der} at bus {bus}: a fixed active-power injection at a bus "
+                                          "with a voltage-dependent (ZIP) load cannot be represented")
+                continue
+            buses.loc[bus, "p_load"] -= g["p_rated"]
+            kw = float(g["p_rated"]) * s_kva
+            part.conversion.entry(GENERATOR_AS_LOAD).add(0.0, abs(kw), f"generator {der} at bus {bus}: {kw:.1f} kW")
     pvs = _der_table(r, "pv", buses, root, s_kva, held)
     batteries = _batteries(r, buses, root, s_kva, held)
     r.raise_problems()
@@ -1073,6 +1088,12 @@ def load_case(spec: str | Path, hours: int | None = None,
 def _natural(name: str) -> tuple:
     """Sort key that puts bus '9' before '10' and '25r' after '25' (numbers before text at each place)."""
     return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.findall(r"\d+|\D+", name))
+
+
+def _bus_list(names: Any, limit: int = 20) -> str:
+    """Bus names for a summary line: all of them up to ``limit``, else the first ``limit`` and a count."""
+    names = [str(n) for n in names]
+    return " ".join(names) if len(names) <= limit else " ".join(names[:limit]) + f" ... ({len(names)} buses)"
 
 
 def describe_case(case: Case) -> str:
@@ -1107,9 +1128,9 @@ def describe_case(case: Case) -> str:
                      "(capacitors and line charging, Q = b v)")
     lines += [
         f"  PVs         {len(case.pvs)}: {case.pvs['p_rated'].sum() * s3 / ph:.3f} kW rated, "
-        f"{case.pvs['s_rated'].sum() * s3 / ph:.3f} kVA per phase; buses {' '.join(case.pvs.index)}",
+        f"{case.pvs['s_rated'].sum() * s3 / ph:.3f} kVA per phase; buses {_bus_list(case.pvs.index)}",
         f"  batteries   {len(case.batteries)}: {case.batteries['p_rated'].sum() * s3 / ph:.3f} kW, "
-        f"{case.batteries['e_rated'].sum() * s3 / ph:.3f} kWh per phase; buses {' '.join(case.batteries.index)}",
+        f"{case.batteries['e_rated'].sum() * s3 / ph:.3f} kWh per phase; buses {_bus_list(case.batteries.index)}",
         f"  areas       {case.n_areas}"
         + (
             "; cut branches "

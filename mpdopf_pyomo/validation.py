@@ -168,10 +168,10 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
     hours = _hours(case, results)
     devices = _devices(results)
     model = Path(case.network_model)
-    if model.suffix.lower() == ".dss":
+    if case.conversion is None:  # the balanced OpenDSS model itself (read without reduction)
         compile_model(model)  # CaseError with a clear message if OpenDSS cannot compile it
         shown = str(model)
-    else:  # no OpenDSS file (MATPOWER): check (1) on the case's balanced network, exported to OpenDSS
+    else:  # a reduced network (MATPOWER today): check (1) on the case's balanced network, exported to OpenDSS
         shown = _compile_export(case)
     dss = engine()
     where = f"{model}"

@@ -315,3 +315,23 @@ def test_zip_load_rated_off_the_bus_base():
     assert b.p_load * S_KVA == pytest.approx(100.0 * r2)
     assert b.q_load * S_KVA == pytest.approx(50.0 * (0.5 * r2 + 0.5))
     assert [b.q_zip_z, b.q_zip_p] == pytest.approx([0.5 * r2 / (0.5 * r2 + 0.5), 0.5 / (0.5 * r2 + 0.5)])
+
+
+def test_fixed_generator_folded_into_the_load_and_reported(tmp_path):
+    """A MATPOWER PQ generator (Pg, Qg): Qg a fixed injection, Pg a negative load, reported; check (1) holds."""
+    from tests.test_matpower import TINY
+
+    text = TINY.replace("\t1\t0\t0\t10\t-10\t1.02\t10\t1\t10\t0;\n", "\t1\t0\t0\t10\t-10\t1.02\t10\t1\t10\t0;\n"
+                        "\t3\t0.4\t0.1\t1\t-1\t1\t10\t1\t1\t0;\n")
+    assert text != TINY
+    (tmp_path / "gen.m").write_text(text)
+    case = load_case(tmp_path / "gen.m", 1)
+    assert case.buses.at["3", "p_load"] == pytest.approx((1000.0 - 400.0) / 1000.0)
+    assert case.buses.at["3", "q_cap"] == pytest.approx(0.1)
+    from mpdopf_pyomo.case import GENERATOR_AS_LOAD
+
+    e = case.conversion.get(GENERATOR_AS_LOAD)
+    assert e.count == 1 and e.largest == "generator gen2 at bus 3: 400.0 kW"
+    res = solve_case(case)
+    attach_validation(case, res)
+    assert res.summary["validation"]["passed"]
