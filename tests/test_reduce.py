@@ -260,8 +260,8 @@ def test_bundled_matpower_cases_central_and_admm_pass_check_1(name):
     central = solve_case(case)
     attach_validation(case, central)
     assert central.summary["validation"]["passed"]
-    admm = solve_case(case, "admm", n_areas=4)
-    assert admm.summary["distributed"]["converged"] if "converged" in admm.summary["distributed"] else True
+    admm = solve_case(case, "admm", n_areas=4, executor="serial")  # serial: no worker start-up in a test
+    assert admm.summary["distributed"]["converged"]
     attach_validation(case, admm)
     assert admm.summary["validation"]["passed"]
     assert admm.summary["objective_usd"] == pytest.approx(central.summary["objective_usd"], rel=1e-3)
