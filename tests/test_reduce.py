@@ -161,7 +161,8 @@ def test_transformer_with_tap_and_per_phase_regulator_taps():
 
 
 def test_switches_open_dropped_closed_kept():
-    net = _net([_br("l1", "s", "a"), _br("l2", "a", "c"), _br("tie", "s", "c", kind="switch", normally_open=True),
+    """Also: a series reactor is a branch like a line (nothing to report)."""
+    net = _net([_br("l1", "s", "a", kind="reactor"), _br("l2", "a", "c"), _br("tie", "s", "c", kind="switch", normally_open=True),
                 _br("sw", "c", "d", z=np.zeros((3, 3)), kind="switch")],
                [Load("ld", "d", (1, 2, 3), "wye", 100.0, 0.0, PQ)])
     tables, report = reduce_balanced(net, S_KVA)
@@ -170,6 +171,7 @@ def test_switches_open_dropped_closed_kept():
     assert (opened.count, opened.load_kw, opened.largest) == (1, 0.0, "dropped: tie (s-c)")
     assert (closed.count, closed.load_kw) == (1, 100.0)
     assert "tie" not in tables.branches.index
+    assert tables.branches.at["l1", "kind"] == "reactor" and tables.branches.at["l1", "r"] == pytest.approx(0.2 / ZB)
     assert tables.branches.loc["sw", ["r", "x"]].tolist() == pytest.approx([1e-6 / ZB, 1e-6 / ZB])
 
 
@@ -205,13 +207,16 @@ def test_zip_weighting_and_shunts():
 
 def test_every_unconvertible_element_at_once():
     net = _net([_br("l1", "s", "a"), _br("neg", "a", "b", z=np.eye(3) * (-0.1 + 0.2j)),
-                _br("ghost", "a", "nowhere_bus", kind="line"), _br("t0", "a", "c", kind="transformer", tap=[0, 0, 0])])
+                _br("ghost", "a", "nowhere_bus", kind="line"), _br("t0", "a", "c", kind="transformer", tap=[0, 0, 0])],
+               [Load("lost", "nowhere_bus", (1, 2, 3), "wye", 10.0, 0.0, PQ)],
+               [Shunt("cnan", "a", (1, 2, 3), "wye", math.nan, KV_LN)])
     del net.buses["nowhere_bus"]
     with pytest.raises(CaseError) as exc:
         reduce_balanced(net, S_KVA)
     msg = str(exc.value)
-    assert "3 element(s) cannot be converted" in msg
+    assert "5 element(s) cannot be converted" in msg
     assert "line neg: series impedance" in msg and "line ghost: bus nowhere_bus" in msg and "transformer t0: tap" in msg
+    assert "load lost: bus nowhere_bus" in msg and "shunt cnan: kvar must be finite" in msg
 
 
 # ------------------------------------------------------------------------------------------------------

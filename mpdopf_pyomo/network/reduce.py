@@ -250,6 +250,27 @@ def _at_bus_base(ld: Load, kv_ln: float) -> tuple[float, float, np.ndarray, np.n
     return ld.kw * sp, ld.kvar * sq, fp / sp if sp else z[:3], fq / sq if sq else z[3:]
 
 
+def _element_errors(net: Network) -> list[str]:
+    """What is wrong with the loads, shunts and DERs (unknown bus, numbers that are not finite)."""
+    out = []
+    for ld in net.loads:
+        if ld.bus not in net.buses:
+            out.append(f"load {ld.name}: bus {ld.bus} is not a bus of the network")
+        elif not (math.isfinite(ld.kw) and math.isfinite(ld.kvar) and np.isfinite(np.asarray(ld.zip, float)).all()):
+            out.append(f"load {ld.name}: kW, kvar or ZIP fractions not finite")
+    for sh in net.shunts:
+        if sh.bus not in net.buses:
+            out.append(f"shunt {sh.name}: bus {sh.bus} is not a bus of the network")
+        elif not (math.isfinite(sh.kvar) and math.isfinite(sh.kv_ln_rated) and sh.kv_ln_rated > 0):
+            out.append(f"shunt {sh.name}: kvar must be finite and the rated kV positive")
+    for d in net.ders:
+        if d.bus not in net.buses:
+            out.append(f"{d.kind} {d.name}: bus {d.bus} is not a bus of the network")
+        elif not all(math.isfinite(v) for v in (d.kw, d.kva, d.kvar)):
+            out.append(f"{d.kind} {d.name}: kW, kVA or kvar not finite")
+    return out
+
+
 def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, ConversionReport]:
     """Reduce ``net`` to the balanced single-phase equivalent in per unit on ``s_kva`` (three-phase, kVA).
 
@@ -348,6 +369,7 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
         b_shunt[home[br.bus1]] += b_pu / 2 / t**2
         b_shunt[home[br.bus2]] += b_pu / 2
         rows.append((br.name, br.bus1, br.bus2, z_eq.real / zb, z_eq.imag / zb, t, br.kind))
+    errors += _element_errors(net)
     if errors:
         raise CaseError(f"{where}: {len(errors)} element(s) cannot be converted to the balanced model: "
                         + "; ".join(errors))
@@ -418,13 +440,7 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
     wp = dict.fromkeys(order, 0.0)
     wq = dict.fromkeys(order, 0.0)
     for ld in net.loads:
-        bus = home.get(ld.bus)
-        if bus is None:
-            errors.append(f"load {ld.name}: bus {ld.bus} is not a bus of the network")
-            continue
-        if not (math.isfinite(ld.kw) and math.isfinite(ld.kvar)):
-            errors.append(f"load {ld.name}: kW or kvar is not finite")
-            continue
+        bus = home[ld.bus]
         p_kw, q_kvar, zp_l, zq_l = _at_bus_base(ld, buses[ld.bus].kv_ln)
         kw[bus] += p_kw
         kvar[bus] += q_kvar
@@ -443,13 +459,7 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
 
     # --- shunts --------------------------------------------------------------------------------------
     for sh in net.shunts:
-        bus = home.get(sh.bus)
-        if bus is None:
-            errors.append(f"shunt {sh.name}: bus {sh.bus} is not a bus of the network")
-            continue
-        if not (math.isfinite(sh.kvar) and sh.kv_ln_rated > 0):
-            errors.append(f"shunt {sh.name}: kvar must be finite and the rated kV positive")
-            continue
+        bus = home[sh.bus]
         ratio = buses[sh.bus].kv_ln / sh.kv_ln_rated
         b_shunt[bus] += sh.kvar * ratio**2 / s_kva
         if len(sh.phases) < 3:
@@ -459,19 +469,12 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
     # --- DERs ----------------------------------------------------------------------------------------
     der_rows = []
     for d in net.ders:
-        bus = home.get(d.bus)
-        if bus is None:
-            errors.append(f"{d.kind} {d.name}: bus {d.bus} is not a bus of the network")
-            continue
+        bus = home[d.bus]
         der_rows.append((d.name, d.kind, bus, d.kw / s_kva, d.kva / s_kva, d.kwh / s_kva, d.kwh_stored / s_kva,
                          d.kvar / s_kva, d.shape or ""))
         if len(d.phases) < 3:
             report.entry(UNBAL_DER).add(0.0, d.kw, f"{d.kind} {d.name} at bus {d.bus}: {d.kw:g} kW on "
                                                    f"{len(d.phases)} phase(s)")
-    if errors:
-        raise CaseError(f"{where}: {len(errors)} element(s) cannot be converted to the balanced model: "
-                        + "; ".join(errors))
-
     bus_tbl = pd.DataFrame(index=pd.Index(order, name="bus"))
     bus_tbl["v_base_kv_ln"] = [buses[b].kv_ln for b in order]
     bus_tbl["p_load"] = [kw[b] / s_kva for b in order]
