@@ -28,7 +28,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -474,3 +474,30 @@ def substation_power_kw() -> tuple[float, float]:
     """Three-phase P (kW) and Q (kvar) delivered by the source into the network after a solve."""
     p, q = engine().Circuit.TotalPower()
     return -float(p), -float(q)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Network files by format (issue 11): a reader per suffix, each returning the phase-aware Network
+# ---------------------------------------------------------------------------------------------------------
+from mpdopf_pyomo.network import matpower as _matpower  # noqa: E402
+from mpdopf_pyomo.network.model import Network  # noqa: E402
+
+#: Reader of each network-file suffix. ``None`` marks the balanced OpenDSS reader :func:`read_network`
+#: (the case loader's own path, no reduction) until the phase-aware OpenDSS reader lands; then this entry
+#: becomes ``opendss.read_opendss`` and every format goes through :func:`reduce.reduce_balanced`.
+NETWORK_READERS: dict[str, Callable[[Path], Network] | None] = {
+    ".dss": None,
+    ".m": _matpower.read_matpower,
+}
+
+
+def read_network_file(path: str | Path) -> Network:
+    """Read a network file with the reader of its suffix (:data:`NETWORK_READERS`)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in NETWORK_READERS:
+        raise CaseError(f"{path}: unknown network format {path.suffix!r} (known: {', '.join(NETWORK_READERS)})")
+    reader = NETWORK_READERS[suffix]
+    if reader is None:
+        raise CaseError(f"{path}: {suffix} networks are read by read_network (balanced model), not as a Network")
+    return reader(path)
