@@ -182,21 +182,22 @@ def compile_model(path: str | Path) -> Path:
     try:
         with _in_folder(path.parent):
             dss.Text.Command(f"compile [{path}]")
-        n_buses = dss.Circuit.NumBuses()
+        dss.Circuit.NumBuses()
     except Exception as exc:  # DSSException: one line, naming the file
         msg = " ".join(str(exc).split())
         if "no active circuit" in msg.lower():
             raise CaseError(f"{path}: the model defines no circuit (no `New Circuit` line)") from None
         raise CaseError(f"{path}: OpenDSS could not compile the model: {msg}") from None
-    if n_buses == 0:
-        raise CaseError(f"{path}: the model defines no circuit")
     try:
         # Build the admittance matrix once: OpenDSS recomputes a line's impedance matrices from its
-        # sequence data only then, so lines defined or edited after the model's last solve read right.
+        # sequence data only then, so lines defined or edited after the model's last solve read right;
+        # it also builds the bus list of a model that never solves nor calls CalcVoltageBases.
         dss.Solution.BuildYMatrix(1, 1)
     except Exception as exc:
         msg = " ".join(str(exc).split())
         raise CaseError(f"{path}: OpenDSS could not build the network admittance matrix: {msg}") from None
+    if dss.Circuit.NumBuses() == 0:
+        raise CaseError(f"{path}: the model defines no circuit")
     return path
 
 
@@ -365,6 +366,7 @@ class _Reader:
         self.unsupported: dict[str, list[str]] = defaultdict(list)
         self.branches: list[Branch] = []
         self.shunts: list[Shunt] = []
+        self.magnetising: list[str] = []
         self.frequency = float(self.dss.Solution.Frequency())
 
     def bad(self, kind: str, name: str) -> None:
@@ -508,10 +510,16 @@ class _Reader:
             if buses[0] == buses[1]:
                 self.bad("Transformer with both windings on one bus", name)
                 continue
+            if _float_prop(f"transformer.{name}", "%imag", 0.0) or _float_prop(f"transformer.{name}", "%noloadloss", 0.0):
+                self.magnetising.append(name)
             out.append(dict(name=name, nph=nph, buses=buses, nodes=nodes, wdg=wdg, xhl=xhl, xht=xht, xlt=xlt,
                             center_tap=center_tap, regulator=name in controlled,
                             is_open=any(dss.CktElement.IsOpen(t, 0) for t in (1, 2))))
         self.note_disabled("transformer", enabled)
+        if self.magnetising:
+            self.notes.append(f"{len(self.magnetising)} transformer(s) with magnetising current or no-load loss "
+                              f"(%imag, %noloadloss) read without them (series impedance only): "
+                              f"{_shown(self.magnetising)}")
         return out
 
     @staticmethod
