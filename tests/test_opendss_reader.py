@@ -298,12 +298,13 @@ New Fault.f1 bus1=b
 New Fault.f2 bus1=src
 New Load.ok bus1=b kW=10 kvar=1 kV=12.47
 New Vsource.second bus1=b basekV=12.47
+New Line.l4 bus1=b.1.2.3.4 bus2=c.1.2.3.4 phases=4 length=1
 """)
     with pytest.raises(CaseError) as err:
         read_opendss(path)
     msg = str(err.value)
-    assert msg.count("\n") == 0 and "4 element(s) cannot be represented" in msg
-    assert "Isource (1: i1)" in msg and "Fault (2: f1, f2)" in msg and "second source" in msg
+    assert msg.count("\n") == 0 and "5 element(s) cannot be represented" in msg
+    assert "Isource (1: i1)" in msg and "Fault (2: f1, f2)" in msg and "second source" in msg and "neutral" in msg
 
 
 def test_load_models_and_shapes(tmp_path):
@@ -362,6 +363,34 @@ New Transformer.t2 phases=3 windings=2 buses=[m n] kVs=[12.47 4.16] kVA=500 XHL=
     v12 = abs(complex(v[0], v[1]) - complex(v[2], v[3])) / 240.0
     z_load = (0.24**2 * 1000 / 10) / (0.24**2 * 1000 / 15)
     assert v12 == pytest.approx(v1 / abs(1 + z_pu / z_load), rel=2e-5)
+
+
+def test_reactors_capacitor_steps_and_switch(tmp_path):
+    path = _write(tmp_path, """
+New Line.l1 bus1=src bus2=b phases=3 r1=0.1 x1=0.2 c1=10 c0=5 length=2 units=km
+New Reactor.shunt bus1=b phases=3 kvar=100 kV=12.47
+New Reactor.series bus1=b bus2=c phases=3 R=0.5 X=2
+New Capacitor.c2 bus1=c phases=3 numsteps=2 kvar=[100 200] kV=12.47
+Edit Capacitor.c2 states=[0 1]
+New Capacitor.c1 bus1=c.2 phases=1 kvar=50 kV=7.2
+New Line.sw bus1=c bus2=d phases=3 switch=yes
+Open Line.sw term=2
+Set VoltageBases=[12.47]
+CalcVoltageBases
+""")
+    net = read_opendss(path)
+    sh = {s.name: s for s in net.shunts}
+    assert (sh["shunt"].kvar, sh["shunt"].kv_ln_rated) == pytest.approx((-100.0, 12.47 / math.sqrt(3)))
+    assert (sh["c2"].kvar, sh["c1"].kvar, sh["c1"].phases, sh["c1"].kv_ln_rated) == (200.0, 50.0, (2,), 7.2)
+    assert any("c2 (1/2)" in n for n in net.notes)
+    br = {b.name: b for b in net.branches}
+    assert br["series"].kind == "reactor"
+    np.testing.assert_allclose(br["series"].z_ohm, np.eye(3) * (0.5 + 2j), atol=1e-9)
+    assert br["sw"].kind == "switch" and br["sw"].normally_open
+    # c1 = 10 nF/km, c0 = 5 nF/km over 2 km: positive-sequence susceptance of the total shunt
+    y = br["l1"].y_shunt_s
+    b1 = (np.trace(y) / 3 - (y.sum() - np.trace(y)) / 6).imag
+    assert b1 == pytest.approx(2 * math.pi * 60 * 10e-9 * 2)
 
 
 def test_cwd_restored_when_compile_fails(tmp_path, monkeypatch):

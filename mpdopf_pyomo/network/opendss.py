@@ -280,10 +280,11 @@ def _terminal_nodes(term: int) -> list[int]:
 
 
 def _phases(nodes: list[int], limit: int | None = None) -> tuple[int, ...]:
-    """The non-ground nodes of a terminal in the order given, without repeats (at most ``limit``)."""
+    """The phase nodes (1, 2, 3) of a terminal in the order given, without repeats (at most ``limit``);
+    ground (0) and neutral nodes (4 and up, e.g. a load's floating star point) are not phases."""
     out: list[int] = []
     for v in nodes:
-        if v != 0 and v not in out:
+        if 1 <= v <= 3 and v not in out:
             out.append(v)
     return tuple(out[:limit] if limit else out)
 
@@ -464,8 +465,13 @@ class _Reader:
             x = np.asarray(dss.Lines.XMatrix(), dtype=float).reshape(n, n) * length
             c = np.asarray(dss.Lines.CMatrix(), dtype=float).reshape(n, n) * length
             buses = dss.CktElement.BusNames()
-            ph1 = _phases(_terminal_nodes(0), n)
-            ph2 = _phases(_terminal_nodes(1), n)
+            nodes1, nodes2 = _terminal_nodes(0), _terminal_nodes(1)
+            if any(v > 3 or v == 0 for v in nodes1[:n] + nodes2[:n]):
+                self.bad("Line with a neutral or grounded conductor (node 0 or 4+; the model holds phase "
+                         "conductors only, Kron-reduce the neutral)", name)
+                continue
+            ph1 = _phases(nodes1, n)
+            ph2 = _phases(nodes2, n)
             if ph2 != ph1:
                 reordered.append(name)
             is_open = any(dss.CktElement.IsOpen(t, 0) for t in (1, 2))
@@ -646,12 +652,19 @@ class _Reader:
             delta = bool(dss.Capacitors.IsDelta())
             kv = float(dss.Capacitors.kV())
             steps = list(dss.Capacitors.States())
-            on = sum(1 for s in steps if s) / max(len(steps), 1)
-            if on < 1:
+            kvar = float(dss.Capacitors.kvar())  # all steps
+            if not all(steps):
                 partial.append(f"{name} ({sum(1 for s in steps if s)}/{len(steps)})")
+                try:  # the steps may differ in size: their kvar list
+                    per_step = [float(v) for v in re.split(r"[\s,]+", _prop(f"capacitor.{name}", "kvar").strip(" []"))]
+                except ValueError:
+                    per_step = []
+                if len(per_step) != len(steps):
+                    per_step = [kvar / len(steps)] * len(steps)
+                kvar = sum(k for k, on in zip(per_step, steps) if on)
             self.shunts.append(Shunt(name=name, bus=_bus_name(dss.CktElement.BusNames()[0]),
                                      phases=_phases(_terminal_nodes(0)), conn="delta" if delta else "wye",
-                                     kvar=float(dss.Capacitors.kvar()) * on,
+                                     kvar=kvar,
                                      kv_ln_rated=kv / _SQRT3 if (nph > 1 or delta) else kv))
         self.note_disabled("capacitor", enabled)
         if partial:
