@@ -273,7 +273,8 @@ def _exponent_zip(k: float) -> tuple[float, float, float]:
 
 def _terminal_nodes(term: int) -> list[int]:
     """Node numbers of the active element's terminal ``term`` (0-based), one per conductor."""
-    dss = engine()
+    import opendssdirect as dss  # engine() was set up by compile_model; no per-call AllowChangeDir
+
     n = dss.CktElement.NumConductors()
     order = list(dss.CktElement.NodeOrder())
     return [int(v) for v in order[term * n:(term + 1) * n]]
