@@ -123,7 +123,9 @@ def test_counts_and_totals_equal_opendss(name):
     assert (kinds["pv"], kinds["battery"], kinds["generator"]) == (truth["pvs"], truth["storages"], truth["generators"])
     assert sum(d.kw for d in net.ders if d.kind == "pv") == pytest.approx(truth["pv_kw"])
     assert sum(d.kw for d in net.ders if d.kind == "generator") == pytest.approx(truth["gen_kw"])
-    assert sum(n.startswith("RegControl ") for n in net.notes) == n_regctl
+    regctl_notes = [n for n in net.notes if n.startswith("RegControl ")]
+    assert len(regctl_notes) == len({b.name for b in net.branches if b.kind == "regulator"})
+    assert sum(n.split(" on ")[0].count(",") + 1 for n in regctl_notes) == n_regctl
     assert all(b.kv_ln > 0 for b in net.buses.values())
     # every branch endpoint is a bus; the closed branches form a radial tree reaching every bus
     import pandas as pd

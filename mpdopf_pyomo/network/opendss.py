@@ -789,21 +789,30 @@ class _Reader:
 
     # ---- controls and profiles ---------------------------------------------------------------------------
     def describe_controls(self) -> None:
+        """One note per regulator branch (its RegControls, set points and present taps) and per CapControl."""
         dss = self.dss
-        taps = {}
+        branch_of = {}
         for b in self.branches:
             if b.kind == "regulator":
-                for name, t in zip(b.elements or (b.name,), b.tap):
-                    taps[name] = t
+                for k, name in enumerate(b.elements or (b.name,)):
+                    branch_of[name] = (b, k)
+        by_branch: dict[str, list[tuple]] = defaultdict(list)
         for name in _iterate(dss.RegControls):
             xf = dss.RegControls.Transformer().lower()
-            pt = float(dss.RegControls.PTRatio())
-            vreg = float(dss.RegControls.ForwardVreg())
+            vreg, pt = float(dss.RegControls.ForwardVreg()), float(dss.RegControls.PTRatio())
+            setting = (f"winding {dss.RegControls.Winding()} held at {vreg:g} V x PT {pt:g} = "
+                       f"{vreg * pt / 1000:.4g} kV, band {float(dss.RegControls.ForwardBand()):g} V")
+            b, k = branch_of.get(xf, (None, 0))
+            by_branch[b.name if b else xf].append((name, setting, dss.RegControls.TapNumber(),
+                                                  b.tap[k] if b else math.nan, b))
+        for key, ctrls in by_branch.items():
+            b = ctrls[0][4]
+            where = f"regulator {key} ({b.bus1}-{b.bus2}, phases {','.join(map(str, b.phases))})" if b else key
+            settings = sorted({c[1] for c in ctrls})
             self.notes.append(
-                f"RegControl {name}: regulator {xf} winding {dss.RegControls.Winding()} holds {vreg:g} V x PT "
-                f"{pt:g} = {vreg * pt / 1000:.4g} kV, band {float(dss.RegControls.ForwardBand()):g} V; read at "
-                f"its present tap {dss.RegControls.TapNumber()} (tap ratio {taps.get(xf, math.nan):.5f}); a "
-                "solve with controls on would move it")
+                f"RegControl {', '.join(c[0] for c in ctrls)} on {where}: {'; '.join(settings)}; read at the "
+                f"present tap(s) {', '.join(str(c[2]) for c in ctrls)} (tap ratio |V1|/|V2| "
+                f"{', '.join(f'{c[3]:.5f}' for c in ctrls)}); a solve with controls on would move them")
         for name in _iterate(dss.CapControls):
             mode = dss.CapControls.Mode()
             self.notes.append(
