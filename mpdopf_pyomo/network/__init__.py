@@ -17,7 +17,6 @@ case.py uses it until it moves to :func:`read_opendss` and the balanced reductio
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,6 @@ from mpdopf_pyomo.network.model import Branch, Bus, Der, Load, Network, Shunt, S
 from mpdopf_pyomo.network.opendss import (
     MAX_REDIRECT_DEPTH,
     MAX_REDIRECTS,
-    _bus_name,
     bus_voltages_pu,
     check_includes,
     compile_model,
@@ -75,134 +73,78 @@ class NetworkTables:
 
 
 def read_network(path: str | Path, s_kva_hint: float = 1000.0) -> NetworkTables:
-    """Compile the model and read its source, buses, lines, loads and capacitor injections.
+    """Read the model with :func:`read_opendss` and check it is the strict balanced kind (see the module
+    docstring); return its source, buses, lines, loads and capacitor injections as tables.
 
     ``s_kva_hint`` (three-phase base, kVA) only scales the shunt-susceptance check.
     """
-    path = compile_model(path)
-    try:
-        return _read_tables(path, s_kva_hint)
-    except UnicodeDecodeError as exc:  # OpenDSS keeps bytes; its Python interface decodes names as UTF-8
-        raise CaseError(f"{path}: an element or bus name of the model is not UTF-8 text (byte {exc.start} of "
-                        f"{exc.object[:40]!r}); write the model in UTF-8") from None
-
-
-def _read_tables(path: Path, s_kva_hint: float) -> NetworkTables:
-    """The body of :func:`read_network` on the compiled circuit."""
-    dss = engine()
-    where = str(path)
-
-    # --- element classes ---------------------------------------------------------------------------
-    vsources: list[str] = []
+    net = read_opendss(path)
+    where = str(net.path)
+    dss = engine()  # the model is still compiled: its element classes and generator models
     for full in dss.Circuit.AllElementNames():
-        cls, _, name = full.partition(".")
-        cls_l = cls.lower()
-        if cls_l == "vsource":
-            vsources.append(name)
-        elif cls_l in ("line", "load", "generator") or cls_l in _IGNORED_CLASSES:
-            continue
-        else:
+        cls = full.partition(".")[0]
+        if cls.lower() not in ("vsource", "line", "load", "generator") and cls.lower() not in _IGNORED_CLASSES:
             raise CaseError(
                 f"{where}: element {full}: class {cls} is not supported (a network model holds one Vsource, "
                 "three-phase Lines, constant-power Loads and kW=0 Generators as fixed capacitor injections)"
             )
-    if len(vsources) != 1:
-        raise CaseError(f"{where}: the model needs exactly one Vsource (the substation), found {len(vsources)}")
 
-    dss.Vsources.Name(vsources[0])
-    source_kv_ll = float(dss.Vsources.BasekV())
-    source_pu = float(dss.Vsources.PU())
-    dss.Circuit.SetActiveElement(f"Vsource.{vsources[0]}")
-    root = _bus_name(dss.CktElement.BusNames()[0])
-
-    # --- buses -------------------------------------------------------------------------------------
-    names = [b.lower() for b in dss.Circuit.AllBusNames()]
-    kv = np.empty(len(names))
-    xs = np.full(len(names), np.nan)
-    ys = np.full(len(names), np.nan)
-    for i, b in enumerate(names):
-        dss.Circuit.SetActiveBus(b)
-        kv[i] = dss.Bus.kVBase()
-        if dss.Bus.Coorddefined():
-            xs[i], ys[i] = dss.Bus.X(), dss.Bus.Y()
-    buses = pd.DataFrame({"kv_base_ln": kv, "x": xs, "y": ys}, index=pd.Index(names, name="bus"))
-    # The source bus node voltages also include the Vsource's internal bus ("sourcebus"-style names are
-    # only created when bus1 is not given); nothing to drop here.
-
-    # --- lines -------------------------------------------------------------------------------------
-    z_base = (source_kv_ll**2) * 1000.0 / s_kva_hint
+    z_base = (net.source.kv_ll**2) * 1000.0 / s_kva_hint
     rows = []
-    i = dss.Lines.First()
-    while i:
-        name = dss.Lines.Name().lower()
-        nph = dss.Lines.Phases()
-        if nph != 3:
-            raise CaseError(f"{where}: line {name}: {nph} phase(s); the model must be balanced three-phase")
-        # Open terminal = open tie: treated as absent.
-        if any(dss.CktElement.IsOpen(t, 0) for t in (1, 2)):
-            i = dss.Lines.Next()
+    for b in net.branches:  # lines and switches only (the class check above)
+        if len(b.phases) != 3 or b.elements:
+            n = len(b.elements) if b.elements else len(b.phases)
+            raise CaseError(f"{where}: line {b.name}: {1 if b.elements else n} phase(s); the model must be "
+                            "balanced three-phase")
+        if b.normally_open:  # an open tie: treated as absent
             continue
-        length = dss.Lines.Length()
-        rmat = np.asarray(dss.Lines.RMatrix()).reshape(3, 3) * length
-        xmat = np.asarray(dss.Lines.XMatrix()).reshape(3, 3) * length
-        cmat = np.asarray(dss.Lines.CMatrix()).reshape(3, 3) * length  # nF
-        # Positive sequence of a (symmetric) 3x3 matrix: mean self minus mean mutual term. Exact for
-        # lines given by sequence impedances; the balanced equivalent for transposed lines.
-        r1 = rmat.trace() / 3 - (rmat.sum() - rmat.trace()) / 6
-        x1 = xmat.trace() / 3 - (xmat.sum() - xmat.trace()) / 6
-        c1_nf = cmat.trace() / 3 - (cmat.sum() - cmat.trace()) / 6
-        b_pu = 2 * math.pi * dss.Solution.Frequency() * c1_nf * 1e-9 * z_base
+        z1 = _positive_sequence(b.z_ohm)
+        b_pu = _positive_sequence(b.y_shunt_s).imag * z_base
         if abs(b_pu) > SHUNT_B_TOL_PU:
             raise CaseError(
-                f"{where}: line {name}: shunt capacitance (B = {b_pu:.3g} pu) is not modelled by the "
+                f"{where}: line {b.name}: shunt capacitance (B = {b_pu:.3g} pu) is not modelled by the "
                 "optimisation; give the line c1=0 c0=0"
             )
+        r1, x1 = z1.real, z1.imag
         if not (r1 >= 0 and x1 >= 0) or (r1 == 0 and x1 == 0):
-            raise CaseError(f"{where}: line {name}: series impedance {r1:g} + j{x1:g} ohm must be positive")
-        rows.append((name, _bus_name(dss.Lines.Bus1()), _bus_name(dss.Lines.Bus2()), r1, x1))
-        i = dss.Lines.Next()
+            raise CaseError(f"{where}: line {b.name}: series impedance {r1:g} + j{x1:g} ohm must be positive")
+        rows.append((b.name, b.bus1, b.bus2, r1, x1))
     lines = pd.DataFrame(rows, columns=["name", "bus1", "bus2", "r_ohm", "x_ohm"]).set_index("name")
 
-    # --- loads -------------------------------------------------------------------------------------
     rows = []
-    i = dss.Loads.First()
-    while i:
-        name = dss.Loads.Name().lower()
-        nph = dss.Loads.Phases()
-        model = dss.Loads.Model()
-        if nph != 3:
-            raise CaseError(f"{where}: load {name}: {nph} phase(s); the model must be balanced three-phase")
-        if model != 1:
-            raise CaseError(
-                f"{where}: load {name}: model={model}; the optimisation uses constant-power loads (model=1)"
-            )
-        rows.append((name, _bus_name(dss.CktElement.BusNames()[0]), dss.Loads.kW(), dss.Loads.kvar()))
-        i = dss.Loads.Next()
+    for ld in net.loads:
+        if len(ld.phases) != 3:
+            raise CaseError(f"{where}: load {ld.name}: {len(ld.phases)} phase(s); the model must be balanced "
+                            "three-phase")
+        if tuple(ld.zip) != (0, 0, 1, 0, 0, 1):
+            raise CaseError(f"{where}: load {ld.name}: load model with ZIP fractions {tuple(ld.zip)}; the "
+                            "optimisation uses constant-power loads (model=1)")
+        rows.append((ld.name, ld.bus, ld.kw, ld.kvar))
     loads = pd.DataFrame(rows, columns=["name", "bus", "kw", "kvar"]).set_index("name")
 
-    # --- fixed capacitor injections (Generators with kW = 0) ---------------------------------------
     rows = []
-    i = dss.Generators.First()
-    while i:
-        name = dss.Generators.Name().lower()
-        if dss.Generators.Phases() != 3:
-            raise CaseError(f"{where}: generator {name}: the model must be balanced three-phase")
-        if dss.Generators.kW() != 0 or dss.Generators.Model() != 1:
+    for d in net.ders:  # generators only (the class check above)
+        dss.Generators.Name(d.name)
+        if len(d.phases) != 3:
+            raise CaseError(f"{where}: generator {d.name}: the model must be balanced three-phase")
+        if d.kw != 0 or dss.Generators.Model() != 1:
             raise CaseError(
-                f"{where}: generator {name}: only kW=0, model=1 generators (fixed capacitor injections) "
+                f"{where}: generator {d.name}: only kW=0, model=1 generators (fixed capacitor injections) "
                 "are supported"
             )
-        rows.append((name, _bus_name(dss.CktElement.BusNames()[0]), dss.Generators.kvar()))
-        i = dss.Generators.Next()
+        rows.append((d.name, d.bus, d.kvar))
     capacitors = pd.DataFrame(rows, columns=["name", "bus", "kvar"]).set_index("name")
 
-    return NetworkTables(
-        path=path,
-        root=root,
-        source_kv_ll=source_kv_ll,
-        source_pu=source_pu,
-        buses=buses,
-        lines=lines,
-        loads=loads,
-        capacitors=capacitors,
+    buses = pd.DataFrame(
+        {"kv_base_ln": [b.kv_ln for b in net.buses.values()], "x": [b.x for b in net.buses.values()],
+         "y": [b.y for b in net.buses.values()]},
+        index=pd.Index(list(net.buses), name="bus"),
     )
+    return NetworkTables(path=net.path, root=net.source.bus, source_kv_ll=net.source.kv_ll,
+                         source_pu=net.source.pu, buses=buses, lines=lines, loads=loads, capacitors=capacitors)
+
+
+def _positive_sequence(m: np.ndarray) -> complex:
+    """Positive-sequence value of a symmetric 3 x 3 phase matrix: mean self minus mean mutual term (exact
+    for elements given by sequence data; the balanced equivalent of a transposed line)."""
+    return complex(np.trace(m) / 3 - (m.sum() - np.trace(m)) / 6)

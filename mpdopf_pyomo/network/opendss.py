@@ -514,6 +514,9 @@ class _Reader:
             if nw == 3 and not center_tap or nw > 3:
                 self.bad(f"Transformer with {nw} windings (only 2-winding and centre-tap 3-winding are read)", name)
                 continue
+            if nph == 1 and len(_phases(nodes[0])) != 1:
+                self.bad("single-phase Transformer connected phase to phase", name)
+                continue
             if buses[0] == buses[1]:
                 self.bad("Transformer with both windings on one bus", name)
                 continue
@@ -756,9 +759,11 @@ class _Reader:
             for b in missing:
                 kv[pos[b]] = derived.get(b, math.nan)
             unreached = [b for b in missing if not kv[pos[b]] > 0]
-            if unreached:
-                raise CaseError(f"{self.path}: no voltage base for {len(unreached)} bus(es) (not reached from "
-                                f"the source): {_shown(unreached)}")
+            if unreached:  # an island: the topology check (build_tree) reports it as disconnected
+                self.notes.append(f"{len(unreached)} bus(es) without a voltage base are not reached from the "
+                                  f"source (kv_ln = NaN): {_shown(unreached)}")
+                missing = [b for b in missing if b not in set(unreached)]
+        if missing:
             self.notes.append(f"{len(missing)} bus(es) had no voltage base in the model (no Set VoltageBases / "
                               f"CalcVoltageBases covers them); derived from the source and transformer ratios: "
                               f"{_shown(missing)}")
@@ -825,6 +830,7 @@ class _Reader:
         used = {x.shape for x in (*loads, *ders) if x.shape}
         profiles = {}
         averaged = []
+        actual = []
         for name in _iterate(dss.LoadShape):
             if name == "default" and name not in used:
                 continue
@@ -832,11 +838,16 @@ class _Reader:
             times = np.asarray(dss.LoadShape.TimeArray(), dtype=float) if interval <= 0 else np.zeros(0)
             values, avg = _hourly(np.asarray(dss.LoadShape.PMult(), dtype=float), interval, times)
             profiles[name] = values
+            if dss.LoadShape.UseActual():
+                actual.append(name)
             if avg:
                 averaged.append(f"{name} ({int(dss.LoadShape.Npts())} points -> {values.size} h)")
         if averaged:
             self.notes.append("load shape(s) with sub-hourly points averaged to hourly multipliers: "
                               + _shown(averaged))
+        if actual:
+            self.notes.append(f"load shape(s) holding actual kW (useactual=yes), kept as given, not "
+                              f"multipliers: {_shown(actual)}")
         missing = sorted(used - set(profiles))
         if missing:
             self.notes.append(f"load shape(s) named by loads/DERs but not defined: {_shown(missing)}")
