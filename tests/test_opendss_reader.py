@@ -404,3 +404,19 @@ def test_cwd_restored_when_compile_fails(tmp_path, monkeypatch):
     with pytest.raises(CaseError, match="could not compile"):
         read_opendss(bad)
     assert Path.cwd() == tmp_path and os.getcwd() == str(tmp_path)
+
+
+@needs_feeders
+def test_operating_point_taps_are_opendss_snapshot_taps():
+    """operating_point=True: the 123's regulators at OpenDSS's own snapshot taps (feeders README, variant A:
+    reg1a..reg4c = 6, 0, 2, 0, 10, 4, 6); without it, the compiled model's neutral taps."""
+    as_written = {b.name: b for b in _read("ieee123")[0].branches if b.kind == "regulator"}
+    assert all(np.all(b.tap == 1.0) for b in as_written.values())
+    net = read_opendss(FEEDERS / MASTERS["ieee123"], operating_point=True)
+    taps = {}
+    for b in net.branches:
+        if b.kind == "regulator":
+            taps.update(zip(b.elements or (b.name,), b.tap))
+    steps = {name: round((1 / t - 1) / 0.00625) for name, t in taps.items()}  # tap = 1 / winding-2 tap
+    assert steps == {"reg1a": 6, "reg2a": 0, "reg3a": 2, "reg3c": 0, "reg4a": 10, "reg4b": 4, "reg4c": 6}
+    assert any("snapshot operating point" in n for n in net.notes)

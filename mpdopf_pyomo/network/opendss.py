@@ -341,7 +341,7 @@ def _hourly(mult: np.ndarray, interval_h: float, hours: np.ndarray) -> tuple[np.
     return sums[keep] / counts[keep], True
 
 
-def read_opendss(path: str | Path) -> Network:
+def read_opendss(path: str | Path, operating_point: bool = False) -> Network:
     """Compile the OpenDSS model at ``path`` and read it into a phase-aware :class:`Network`.
 
     Physical units throughout; each bus keeps the base OpenDSS gives it (``Set VoltageBases`` /
@@ -349,10 +349,18 @@ def read_opendss(path: str | Path) -> Network:
     Every element kind of the public IEEE feeders is read; measurement and control elements are skipped
     (the controls' effect is described in ``notes``). Elements that cannot be represented are ALL
     reported in one :class:`CaseError` (kind, count and the first names).
+
+    Regulator taps and capacitor steps are those of the compiled model (after its own ``Solve``, if it
+    has one). ``operating_point=True`` first runs OpenDSS's snapshot solve with its controls on, at the
+    model's load multiplier, so that they are at that operating point (noted; if the solve does not
+    converge, the notes say so and the values are whatever OpenDSS holds after it).
     """
     path = compile_model(path)
     try:
-        return _Reader(path).read()
+        reader = _Reader(path)
+        if operating_point:
+            reader.solve_operating_point()
+        return reader.read()
     except UnicodeDecodeError as exc:  # OpenDSS keeps bytes; its Python interface decodes names as UTF-8
         raise CaseError(f"{path}: an element or bus name of the model is not UTF-8 text (byte {exc.start} of "
                         f"{exc.object[:40]!r}); write the model in UTF-8") from None
@@ -370,6 +378,27 @@ class _Reader:
         self.shunts: list[Shunt] = []
         self.magnetising: list[str] = []
         self.frequency = float(self.dss.Solution.Frequency())
+        self.solved = False
+
+    def solve_operating_point(self) -> None:
+        """Snapshot solve with controls on, so regulator taps and capacitor steps reach their set points."""
+        dss = self.dss
+        dss.Solution.MaxIterations(max(int(dss.Solution.MaxIterations()), 100))
+        dss.Solution.MaxControlIterations(max(int(dss.Solution.MaxControlIterations()), 100))
+        try:
+            dss.Solution.Solve()
+            converged = bool(dss.Solution.Converged())
+        except Exception:  # a DSSException: the solve failed; the model's own taps are kept
+            converged = False
+        if converged:
+            self.notes.append(
+                f"regulator taps and capacitor steps at OpenDSS's snapshot operating point (controls on, load "
+                f"multiplier {float(dss.Solution.LoadMult()):g}, {dss.Solution.ControlIterations()} control "
+                "iteration(s))")
+        else:
+            self.notes.append("the operating-point solve did not converge: regulator taps and capacitor steps "
+                              "are read as OpenDSS holds them after it (no converged control solution)")
+        self.solved = True
 
     def bad(self, kind: str, name: str) -> None:
         """Record an element that cannot be represented (raised together at the end)."""
@@ -396,9 +425,9 @@ class _Reader:
         self.branches = self.merge_banks(self.branches)
         self.describe_controls()
         profiles = self.read_profiles(loads, ders)
-        if dss.Solution.TotalIterations() > 0 and not dss.Solution.Converged():
+        if not self.solved and dss.Solution.TotalIterations() > 0 and not dss.Solution.Converged():
             self.notes.append("the model's own Solve did not converge: regulator taps and capacitor steps "
-                              "are read as the model sets them, not as a converged control solution")
+                              "are read as OpenDSS holds them after it (no converged control solution)")
         return Network(name=dss.Circuit.Name().lower(), path=self.path, fmt="opendss", source=source,
                        frequency_hz=self.frequency, buses=buses, branches=self.branches, loads=loads,
                        shunts=self.shunts, ders=ders, profiles=profiles, notes=self.notes)
