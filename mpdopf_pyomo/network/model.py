@@ -1,7 +1,10 @@
 """The phase-aware, format-neutral network model (issue 11 contract, /work/wt/notes/NETWORK_CONTRACT.md).
 
 Physical units, each bus on its own voltage base. Phases are 1, 2, 3 (a, b, c), a tuple of ints.
-Placeholder written by the MATPOWER helper exactly as the contract gives it, until NET's model.py lands.
+Written by the MATPOWER helper as the contract gives it; the OpenDSS reader added, each with a default
+that keeps the contract's meaning: ``Branch.phases2`` and ``Branch.center_tap`` (centre-tap service
+transformers, whose secondary nodes 1 and 2 are the two 120 V halves, not phases), ``Branch.elements``
+(the OpenDSS elements of a bank of single-phase units merged into one branch) and ``Load.kv_rated``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ class Branch:
     conn: tuple[str, str] = ("wye", "wye")
     kva: float = math.nan
     normally_open: bool = False
+    #: bus2's nodes when they differ from ``phases`` (a centre-tap secondary: (1, 2)); None = ``phases``.
+    phases2: tuple[int, ...] | None = None
+    #: a single-phase centre-tap service transformer (primary phase -> split-phase 120/240 V secondary);
+    #: ``z_ohm`` (1 x 1) is then the impedance seen by a load across the whole secondary.
+    center_tap: bool = False
+    #: the source elements merged into this branch (a bank of single-phase units); () = just ``name``.
+    elements: tuple[str, ...] = ()
 
 
 @dataclass
@@ -58,6 +68,9 @@ class Load:
     vminpu: float = 0.95
     vmaxpu: float = 1.05
     shape: str | None = None
+    #: the kV the kW/kvar are rated at (OpenDSS ``kV``: line-to-line for 2/3-phase and delta loads,
+    #: line-to-neutral for single-phase wye); NaN = the bus's own base.
+    kv_rated: float = math.nan
 
 
 @dataclass
