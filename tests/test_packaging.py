@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -34,9 +35,17 @@ def test_every_subpackage_and_data_folder_is_declared():
 
 def test_wheel_carries_cases_and_models_and_solves(tmp_path: Path):
     """Build the wheel, install it apart from the source tree, load a bundled case and solve from there."""
+    # Build from a copy of what the wheel is made of: setuptools writes build/ and *.egg-info into the
+    # source folder, which must stay the user's.
+    src = tmp_path / "src"
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, src / name)
+    for name in ("mpdopf_pyomo", "cases", "models"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     wheels = tmp_path / "wheels"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(src)],
         capture_output=True, text=True, timeout=300,
     )
     assert build.returncode == 0, build.stderr
