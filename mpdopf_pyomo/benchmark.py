@@ -243,7 +243,7 @@ def _profile_child(case: str, hours: int, out: str) -> dict[str, Any]:
     imp("import click + CLI", "mpdopf_pyomo.cli")
     imp("import pandas, case loader, OpenDSS", "mpdopf_pyomo.case")
     imp("import pyomo.environ", "pyomo.environ")
-    imp("import model code (problem, blocks, results)", "mpdopf_pyomo.solve")
+    imp("import model code (problem, blocks, results)", "mpdopf_pyomo.pipeline")
     from mpdopf_pyomo import solvers
 
     t0 = time.perf_counter()

@@ -226,8 +226,8 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
 
         check_settings(tol=tol, rho=rho, scheduler=scheduler)
     target = claim(out_dir) if out_dir is not None else None
-    from mpdopf_pyomo.case import load_case  # heavy imports (pandas, Pyomo) after the quick checks
-    from mpdopf_pyomo.solve import solve_case
+    from mpdopf_pyomo import pipeline  # heavy imports (pandas, Pyomo) after the quick checks
+    from mpdopf_pyomo.case import load_case
 
     case = load_case(case_spec, hours)
     distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_areas=n_areas, rho=rho,
@@ -235,14 +235,8 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
                    if v is not None}
     if target is None:
         target = claim(default_folder(case.name, case.hours, algorithm))
-    results = solve_case(case, algorithm, formulation, solver, options, tee=tee, progress=progress,
-                         **distributed)
-    results.summary["case_file"] = str(case.source)
-    if validate:
-        from mpdopf_pyomo.validation import attach_validation
-
-        progress("validating every hour in OpenDSS")
-        attach_validation(case, results)
+    results = pipeline.solve(case, algorithm=algorithm, formulation=formulation, solver=solver, options=options,
+                             validate=validate, tee=tee, progress=progress, **distributed)
     figures = {}
     if plots:
         from mpdopf_pyomo.plots import figures as make_figures

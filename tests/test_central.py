@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from mpdopf_pyomo.case import load_case, resolve_case_path
 from mpdopf_pyomo.cli import main
 from mpdopf_pyomo.results import Results
-from mpdopf_pyomo.solve import solve_central
+from mpdopf_pyomo.pipeline import solve_central
 
 CASES = ("ieee123", "ieee123-published")
 FORMULATIONS = ("exact", "socp", "linear")

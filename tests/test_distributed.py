@@ -15,7 +15,7 @@ from mpdopf_pyomo.cli import main
 from mpdopf_pyomo.decomposition import solve_distributed
 from mpdopf_pyomo.decomposition.partition import with_areas
 from mpdopf_pyomo.errors import MpdopfError, SolveFailed
-from mpdopf_pyomo.solve import solve_central
+from mpdopf_pyomo.pipeline import solve_central
 
 SHORT = dict(max_iter=5, warm=2, keep_last=True)  # 2 ENApp warm-start + 3 ADMM iterations: enough to compare executors
 

@@ -271,7 +271,7 @@ def test_every_bound_is_documented():
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """A solved and saved 2-hour ieee123 plan (no figures)."""
-    from mpdopf_pyomo.solve import solve_case
+    from mpdopf_pyomo.pipeline import solve_case
 
     case = load_case("ieee123", 2)
     res = solve_case(case)

@@ -20,7 +20,7 @@ from mpdopf_pyomo import solvers
 from mpdopf_pyomo.case import load_case
 from mpdopf_pyomo.cli import main
 from mpdopf_pyomo.errors import MpdopfError, SolveFailed
-from mpdopf_pyomo.solve import solve_case, solve_central
+from mpdopf_pyomo.pipeline import solve_case, solve_central
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,7 @@ import pytest
 from mpdopf_pyomo import network, problem
 from mpdopf_pyomo.case import Bases, Case, Settings
 from mpdopf_pyomo.errors import CaseError
-from mpdopf_pyomo.solve import solve_central
+from mpdopf_pyomo.pipeline import solve_central
 
 S_KVA = 1000.0
 KV_HV, KV_LV = 12.47, 4.16
@@ -445,7 +445,7 @@ def test_linear_is_lindistflow_with_taps_shunts_and_linearised_current(tmp_path)
 def test_distributed_with_a_cut_at_the_transformer(tmp_path):
     """A cut branch that is a transformer: the child area sees the tap on its incoming branch; ADMM's
     plan equals the central one to its tolerance (1e-4 pu on the boundary values)."""
-    from mpdopf_pyomo.solve import solve_case
+    from mpdopf_pyomo.pipeline import solve_case
 
     circuit = Circuit(
         {"s": KV_HV, "a": KV_HV, "t": KV_LV, "b": KV_LV},

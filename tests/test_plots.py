@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from mpdopf_pyomo.case import load_case
 from mpdopf_pyomo.plots import figures
 from mpdopf_pyomo.results import Results
-from mpdopf_pyomo.solve import solve_central
+from mpdopf_pyomo.pipeline import solve_central
 
 BASE = {"substation", "battery", "reactive", "voltages", "network"}
 

@@ -23,7 +23,7 @@ from mpdopf_pyomo.network import reduce as rd
 from mpdopf_pyomo.network.export import write_opendss
 from mpdopf_pyomo.network.model import Branch, Bus, Load, Network, Shunt, Source
 from mpdopf_pyomo.network.reduce import balanced_network, reduce_balanced
-from mpdopf_pyomo.solve import solve_case
+from mpdopf_pyomo.pipeline import solve_case
 from mpdopf_pyomo.validation import attach_validation
 
 REPO = Path(__file__).resolve().parents[1]

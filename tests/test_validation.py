@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from mpdopf_pyomo.case import load_case
 from mpdopf_pyomo.cli import main
 from mpdopf_pyomo.outputs import MARKER
-from mpdopf_pyomo.solve import solve_case
+from mpdopf_pyomo.pipeline import solve_case
 from mpdopf_pyomo.validation import TOL_REL_P_SUB, TOL_V_PU, attach_validation, validate
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from mpdopf_pyomo.case import describe_case, list_cases, load_case
-from mpdopf_pyomo.solve import solve_case
+from mpdopf_pyomo.pipeline import solve_case
 
 OUT = Path(os.environ.get("MPDOPF_TUTORIAL_OUT", "tutorial-output/01_central"))
 OUT.mkdir(parents=True, exist_ok=True)

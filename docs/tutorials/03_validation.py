@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from mpdopf_pyomo.case import load_case
-from mpdopf_pyomo.solve import solve_case
+from mpdopf_pyomo.pipeline import solve_case
 from mpdopf_pyomo.validation import attach_validation
 
 OUT = Path(os.environ.get("MPDOPF_TUTORIAL_OUT", "tutorial-output/03_validation"))

@@ -75,7 +75,7 @@ case = load_case(case_file)
 print(describe_case(case).replace(str(OUT.resolve()), "<out>"))
 
 # %% formulations
-from mpdopf_pyomo.solve import solve_case
+from mpdopf_pyomo.pipeline import solve_case
 from mpdopf_pyomo.validation import attach_validation
 
 rows = {}

@@ -24,7 +24,7 @@ from mpdopf_pyomo.decomposition.executors import default_executor, make_executor
 from mpdopf_pyomo.decomposition.partition import with_areas
 from mpdopf_pyomo.errors import CaseError, SolveFailed
 from mpdopf_pyomo.results import Results
-from mpdopf_pyomo.solve import Progress, quiet
+from mpdopf_pyomo.progress import Progress, quiet
 
 __all__ = ["solve_distributed", "check_settings"]
 

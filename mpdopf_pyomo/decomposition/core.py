@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mpdopf_pyomo.case import Case
-from mpdopf_pyomo.solve import Progress
+from mpdopf_pyomo.progress import Progress
 
 PortKey = tuple[str, str, int]
 #: Called after every iteration with (iteration, executor); tests use it to kill a worker mid-run.

@@ -1,27 +1,25 @@
-"""The solve pipeline as a Python API: case -> model(s) -> solver -> Results (validation and plots apart).
+"""The solve pipeline as a Python API: case -> model(s) -> solver -> Results -> OpenDSS check.
 
-``solve_case`` is what ``python -m mpdopf_pyomo solve`` calls; tutorials and tests call it too.
+:func:`solve` is what ``python -m mpdopf_pyomo solve`` and ``mpdopf_pyomo.solve`` call (load, solve, check);
+:func:`solve_case` solves a loaded case, :func:`solve_central` the central NLP alone. Files and figures are
+the CLI's (``Results.save``, ``plots``).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Mapping
 
 import pyomo.environ as pyo
 
 from mpdopf_pyomo import problem, solvers
-from mpdopf_pyomo.case import Case
-from mpdopf_pyomo.errors import CaseError
+from mpdopf_pyomo.case import Case, load_case
+from mpdopf_pyomo.errors import CaseError, MpdopfError
+from mpdopf_pyomo.progress import Progress, quiet
 from mpdopf_pyomo.results import Results
 
 ALGORITHMS = ("central", "admm", "enapp")
-#: Receives one line per stage or iteration (the CLI prints them on stderr).
-Progress = Callable[[str], None]
-
-
-def quiet(_: str) -> None:
-    """The default progress receiver: says nothing."""
 
 
 def solve_central(
@@ -90,3 +88,47 @@ def solve_case(
         results.extra_tables["conversion_report"] = case.conversion.as_table()
     return results
 
+
+
+def solve(
+    case: Case | str | Path,
+    hours: int | None = None,
+    algorithm: str = "central",
+    formulation: str = "exact",
+    solver: str = "ipopt",
+    options: Mapping[str, Any] | None = None,
+    validate: bool = True,
+    tee: bool = False,
+    progress: Progress = quiet,
+    **distributed: Any,
+) -> Results:
+    """Load ``case`` (a bundled name, a case or network file, or a loaded :class:`Case`), solve and check it.
+
+    The same steps as ``python -m mpdopf_pyomo solve``, without files: solver options are checked first,
+    then the case is solved (``algorithm`` central, admm or enapp; ``distributed`` keywords such as
+    ``n_areas``, ``executor``, ``tol`` go to the decomposition) and, with ``validate``, every hour is
+    checked in OpenDSS (``results.summary["validation"]``). ``hours`` applies when ``case`` is not loaded.
+    """
+    options = solvers.check_options(solver, options)
+    if not isinstance(case, Case):
+        case = load_case(case, hours)
+    elif hours is not None and hours != case.hours:
+        raise CaseError(f"{case.source}: hours = {hours}, but the loaded case has {case.hours} periods; "
+                        "load it with load_case(name, hours)")
+    results = solve_case(case, algorithm, formulation, solver, options, tee=tee, progress=progress, **distributed)
+    results.summary["case_file"] = str(case.source)
+    if validate:
+        progress("validating every hour in OpenDSS")
+        validate_results(results)
+    return results
+
+
+def validate_results(results: Results) -> dict[str, Any]:
+    """Check a solved plan hour by hour in OpenDSS; attach and return ``results.summary["validation"]``."""
+    from mpdopf_pyomo.validation import attach_validation
+
+    if results.case is None:
+        raise MpdopfError("these results carry no case (read back from a folder): "
+                          "use mpdopf_pyomo.validation.revalidate_folder(folder)")
+    attach_validation(results.case, results)
+    return results.summary["validation"]
