@@ -280,18 +280,18 @@ def forecast_figure(case: Case, results: Results) -> Figure:
                               ("pv_mult", "#f0a000", "PV multiplier λ_PV (× rated PV power)")):
         if col in sub.columns:
             ax.stairs(sub[col].to_numpy(dtype=float), clock.edges, color=color, lw=2.2, label=label)
-    ax.set_ylim(0, 1.25 * max(1.0, float(sub[[c for c in ("load_mult", "pv_mult") if c in sub.columns]]
+    ax.set_ylim(0, 1.5 * max(1.0, float(sub[[c for c in ("load_mult", "pv_mult") if c in sub.columns]]
                                          .to_numpy(dtype=float).max(initial=0.0))))
     ax.set_ylabel("multiplier (pu)")
     axp = ax.twinx()
     axp.stairs(sub["price_usd_per_kwh"].to_numpy(dtype=float), clock.edges, color="#c44e52", lw=1.6, ls="--",
                label="energy price (USD/kWh, right axis)")
-    axp.set_ylim(0, float(sub["price_usd_per_kwh"].max()) * 1.3 or 1.0)
+    axp.set_ylim(0, float(sub["price_usd_per_kwh"].max()) * 1.5 or 1.0)
     axp.set_ylabel("energy price (USD/kWh)", color="#c44e52")
     axp.tick_params(axis="y", colors="#c44e52")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = axp.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="lower right", fontsize=8, framealpha=0.9)
+    ax.legend(h1 + h2, l1 + l2, loc="upper left", ncols=2, fontsize=8, framealpha=0.9)
     clock.axis(ax)
     ax.set_title(_title(case, results, "forecast profiles (load, PV, price)"), fontsize=10)
     return fig
@@ -707,7 +707,7 @@ def comparison_figure(case: Case, results: Results) -> Figure:
     ax2.set_ylim(0, max(finite) * 1.15 if finite else 1.0)
     ax2.set_ylabel("objective (USD)")
     rel = (dist - central) / abs(central) if central else np.nan
-    ax2.set_title(f"final objective: difference {dist - central:+.3f} USD ({100 * rel:+.4f} %)", fontsize=9)
+    ax2.set_title(f"final objective\ndifference {dist - central:+.3f} USD ({100 * rel:+.4f} %)", fontsize=9)
     ax2.grid(True, axis="y", alpha=0.3)
     fig.suptitle(_title(case, results, f"{alg} against the central optimum"), fontsize=10)
     return fig
