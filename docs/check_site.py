@@ -115,7 +115,7 @@ def browser_problems(site: Path, shots: Path, exe: str) -> list[str]:
                 problems.append(f"{page}: missing")
                 continue
             png = shots / (page.replace("/", "_").removesuffix(".html") + ".png")
-            proc = _run_chromium(exe, folder / "profile", "--window-size=1280,4000", f"--screenshot={png}",
+            proc = _run_chromium(exe, folder / "profile", "--window-size=1280,6000", f"--screenshot={png}",
                                  (site / page).resolve().as_uri())
             if not png.is_file() or png.stat().st_size < 20_000:
                 problems.append(f"{page}: no screenshot ({proc.stderr.strip()[-300:]})")
