@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: setup run test bench docs doctor clean
+.PHONY: setup run test bench docs docs-check doctor clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,13 @@ test: setup
 docs: setup
 	$(PY) docs/run_tutorials.py
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -f docs/mkdocs.yml
+
+# The built site as a reader sees it, offline (docs/check_site.py): equations are MathML and laid out as
+# mathematics in headless Chromium, nothing loads from the network, no `Sentinel.UNSET` defaults, no
+# absolute build paths; screenshots of the main pages go to site-screenshots/ (look at them). Without
+# Chromium (`apt-get install chromium`) only the HTML checks run.
+docs-check: docs
+	$(PY) docs/check_site.py site --shots site-screenshots
 
 # Speed of `solve --case ieee123` for T = 1, 5, 12, 24 h in fresh processes: tables in bench/results/
 # (Markdown and CSV, gitignored) and on stdout. `$(PY) -m mpdopf_pyomo.benchmark --profile 24` breaks one

@@ -2,17 +2,31 @@
 
 :func:`figures` returns ``{name: Figure}``:
 
-* ``substation``   substation active/reactive power (kW, kvar) against the energy price (USD/kWh)
-* ``battery``      state of charge of every battery, and battery power (charge, discharge, net per unit)
+* ``substation``   substation active/reactive power (kW, kvar) against the energy price (USD/kWh), and the
+                   feeder's losses per period (kW)
+* ``forecast``     the forecast profiles of the horizon: load and PV multipliers and the energy price
+* ``battery``      state of charge of every battery (heat map, one row per battery), the mean SOC with its
+                   limits, and the fleet's charge/discharge power
 * ``reactive``     PV and battery reactive power (kvar) per unit and in total
-* ``voltages``     heat map of every bus voltage (pu) by hour, buses grouped by area
-* ``network``      the feeder drawn from bus coordinates, coloured by voltage at the lowest-voltage hour,
-                   areas marked and cut branches highlighted
-* ``validation``   (when the run was validated) OpenDSS against optimization voltages, and per-hour mismatch
-* ``convergence``  (distributed runs) primal/dual residuals and objective against iteration
+* ``voltages``     heat map of every bus voltage (pu) by period, buses grouped by the run's areas
+* ``profile``      voltage against electrical distance from the substation (the sum of the branch
+                   impedances ``|r + jx|`` along the path, ohm at the case's base voltage), every period in
+                   grey and the lowest-voltage period coloured by area
+* ``network``      the feeder drawn from bus coordinates, coloured by voltage at the lowest-voltage period,
+                   the run's areas marked and its cut branches highlighted
+* ``validation``   (when the run was validated) OpenDSS against optimization voltages, and per-period mismatch
+* ``convergence``  (distributed runs) primal/dual residuals and objective against iteration; the ADMM
+                   penalty ρ only when the run has one
+* ``comparison``   (distributed runs whose summary knows ``central_objective_usd``) the distributed objective
+                   against the central optimum: relative gap per iteration and the final values
 
-Figures are built with the object-oriented API on the Agg canvas (no pyplot, no GUI), so drawing them all
-takes a fraction of a second even at 24 hours.
+The areas are those the run used (:func:`run_areas`: with ``--areas N``, N areas, not the case's). Time
+axes are clock time in hours with ticks at the period boundaries. A quantity that holds over a period
+(power, price, voltage, losses) spans its period (bars, steps, heat-map cells); the battery state of charge
+is an end-of-period state (``B_j^t`` is the energy at the end of period t, see the model page) and is drawn
+at the period's end, the initial state ``soc0`` at the start of the horizon.
+
+Figures are built with the object-oriented API on the Agg canvas (no pyplot, no GUI, no tight_layout).
 """
 
 from __future__ import annotations
@@ -70,9 +84,11 @@ def figures(case: Case, results: Results) -> dict[str, Figure]:
     """All figures of one run, by name (the PNG file stem)."""
     out: dict[str, Figure] = {
         "substation": substation_figure(case, results),
+        "forecast": forecast_figure(case, results),
         "battery": battery_figure(case, results),
         "reactive": reactive_figure(case, results),
         "voltages": voltage_heatmap(case, results),
+        "profile": voltage_profile_figure(case, results),
         "network": network_figure(case, results),
     }
     extra = results.extra_tables
@@ -80,6 +96,8 @@ def figures(case: Case, results: Results) -> dict[str, Figure]:
         out["validation"] = validation_figure(case, results)
     if "convergence" in extra and len(extra["convergence"]):
         out["convergence"] = convergence_figure(case, results)
+        if _is_number(results.summary.get("central_objective_usd")):
+            out["comparison"] = comparison_figure(case, results)
     return out
 
 
@@ -88,28 +106,43 @@ def figures(case: Case, results: Results) -> dict[str, Figure]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _hours(case: Case, results: Results) -> tuple[np.ndarray, list[str], str]:
-    """Period numbers, their tick labels (clock hour when known) and the x-axis label."""
-    t = np.asarray(results.substation.index, dtype=int)
-    sub = results.substation
-    if "clock_hour" in sub.columns:
-        labels = [f"{int(h):02d}:00" for h in sub["clock_hour"]]
-        xlabel = f"period t (start clock time; Δt = {case.settings.dt_h:g} h)"
-    else:
-        labels = [str(v) for v in t]
-        xlabel = f"period t (Δt = {case.settings.dt_h:g} h)"
-    return t, labels, xlabel
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
 
 
-def _time_axis(ax: Any, case: Case, results: Results, label: bool = True) -> None:
-    t, labels, xlabel = _hours(case, results)
-    step = max(1, int(np.ceil(len(t) / 12)))
-    ax.set_xticks(t[::step])
-    ax.set_xticklabels(labels[::step], fontsize=8)
-    ax.set_xlim(t[0] - 0.5, t[-1] + 0.5)
-    if label:
-        ax.set_xlabel(xlabel)
-    ax.grid(True, alpha=0.3)
+class _Clock:
+    """The horizon on a clock-time axis (hours): period k spans ``edges[k] .. edges[k + 1]``."""
+
+    def __init__(self, case: Case, results: Results):
+        sub = results.substation
+        self.t = np.asarray(sub.index, dtype=int)
+        self.dt = float(case.settings.dt_h)
+        self.clock = "clock_hour" in sub.columns and len(sub) > 0
+        h0 = float(sub["clock_hour"].iloc[0]) if self.clock else 0.0
+        self.edges = h0 + self.dt * np.arange(len(self.t) + 1)
+        self.mids = self.edges[:-1] + self.dt / 2
+        self.ends = self.edges[1:]
+
+    def at(self, periods: Any) -> np.ndarray:
+        """Mid-period x of the given period numbers."""
+        return self.mids[np.searchsorted(self.t, np.asarray(periods, dtype=int))]
+
+    def label(self, h: float) -> str:
+        if not self.clock:
+            return f"{h:g} h"
+        minutes = int(round(h * 60))
+        return f"{(minutes // 60) % 24:02d}:{minutes % 60:02d}"
+
+    def axis(self, ax: Any, label: bool = True) -> None:
+        step = max(1, int(np.ceil((len(self.edges) - 1) / 12)))
+        ticks = self.edges[::step]
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([self.label(h) for h in ticks], fontsize=8)
+        ax.set_xlim(self.edges[0], self.edges[-1])
+        if label:
+            what = "clock time" if self.clock else "time from the start"
+            ax.set_xlabel(f"{what} (Δt = {self.dt:g} h; ticks at period boundaries)")
+        ax.grid(True, alpha=0.3)
 
 
 def _title(case: Case, results: Results, what: str) -> str:
@@ -151,28 +184,63 @@ def _voltage_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _area_color(a: Any) -> str:
+    return AREA_COLORS[(int(a) - 1) % len(AREA_COLORS)]
+
+
+def run_areas(case: Case, results: Results) -> tuple[pd.Series, list[str]]:
+    """The areas the run used (bus -> area number) and its cut branches.
+
+    A distributed run records its cut branches in ``summary["distributed"]["cut_branches"]``; with
+    ``--areas N`` they are not the case's, so the areas are rebuilt from them. Other runs: the case's.
+    """
+    cuts = (results.summary.get("distributed") or {}).get("cut_branches")
+    if not cuts or list(cuts) == list(case.cut_branches) or any(c not in case.branches.index for c in cuts):
+        return case.buses["area"], list(case.cut_branches)
+    from mpdopf_pyomo.network import assign_areas
+
+    return assign_areas(case.branches, case.root, cuts).reindex(case.buses.index), list(cuts)
+
+
+def electrical_distance(case: Case) -> pd.Series:
+    """Per bus: the sum of ``|r + jx|`` of the branches on its path from the substation, in ohm.
+
+    Branch impedances are per unit on the to-bus base, so the sum is taken in pu (consistent across
+    transformers) and reported in ohm at the case's base voltage (``bases.z_ohm``).
+    """
+    br = case.branches
+    z = np.hypot(br["r"].to_numpy(dtype=float), br["x"].to_numpy(dtype=float))
+    dist = {case.root: 0.0}
+    for frm, to, zk in zip(br["from_bus"], br["to_bus"], z):  # oriented tree, parent before child
+        dist[to] = dist[frm] + zk
+    out = pd.Series(dist, name="distance_ohm") * case.bases.z_ohm
+    return out.reindex(case.buses.index)
+
+
 # --------------------------------------------------------------------------------------------------
 # figures
 # --------------------------------------------------------------------------------------------------
 
 
 def substation_figure(case: Case, results: Results) -> Figure:
-    """Substation active and reactive power (bars/line) with the energy price on a second axis."""
+    """Substation active and reactive power with the energy price (top), the feeder's losses (bottom)."""
     sub = results.substation
-    t = np.asarray(sub.index, dtype=int)
-    fig = Figure(figsize=(8, 4.2))
-    fig.subplots_adjust(left=0.1, right=0.88, top=0.9, bottom=0.13)
-    ax = fig.add_subplot()
-    ax.bar(t, sub["p_kw"], width=0.7, color="#4c72b0", label="active power P_sub (kW)")
-    ax.plot(t, sub["q_kvar"], "s-", color="#55a868", ms=4, label="reactive power Q_sub (kvar)")
+    clock = _Clock(case, results)
+    x, w = clock.mids, clock.dt
+    fig = Figure(figsize=(8, 5.6))
+    fig.subplots_adjust(left=0.1, right=0.88, top=0.93, bottom=0.1, hspace=0.08)
+    ax, ax_l = fig.subplots(2, 1, sharex=True, height_ratios=[2.2, 1])
+    ax.bar(x, sub["p_kw"], width=0.8 * w, color="#4c72b0", label="active power P_sub (kW)")
+    ax.plot(x, sub["q_kvar"], "s-", color="#55a868", ms=4, label="reactive power Q_sub (kvar)")
     ax.axhline(0, color="k", lw=0.6)
     ax.set_ylabel("substation power (kW, kvar)")
     top = float(max(sub["p_kw"].max(), sub["q_kvar"].max(), 0.0))
     bottom = float(min(sub["p_kw"].min(), sub["q_kvar"].min(), 0.0))
     ax.set_ylim(bottom * 1.1, top * 1.3 or 1.0)
-    _time_axis(ax, case, results)
+    ax.grid(True, alpha=0.3)
     ax2 = ax.twinx()
-    ax2.step(t, sub["price_usd_per_kwh"], where="mid", color="#c44e52", lw=2, label="energy price (USD/kWh)")
+    ax2.stairs(sub["price_usd_per_kwh"].to_numpy(dtype=float), clock.edges, color="#c44e52", lw=2,
+               label="energy price (USD/kWh)")
     ax2.set_ylabel("energy price (USD/kWh)", color="#c44e52")
     ax2.tick_params(axis="y", colors="#c44e52")
     ax2.set_ylim(0, float(sub["price_usd_per_kwh"].max()) * 1.3 or 1.0)
@@ -180,56 +248,117 @@ def substation_figure(case: Case, results: Results) -> Figure:
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, loc="upper left", ncols=3, fontsize=8, framealpha=0.9)
     cost = results.summary.get("energy_cost_usd")
-    extra = f" (energy cost {cost:.2f} USD)" if cost is not None else ""
+    extra = f" (energy cost {cost:.2f} USD)" if _is_number(cost) else ""
     ax.set_title(_title(case, results, "substation power and price") + extra, fontsize=10)
+
+    loss = results.branches["loss_kw"].groupby(level="t").sum().reindex(clock.t) if "loss_kw" in \
+        results.branches.columns else pd.Series(np.nan, index=clock.t)
+    share = 100 * loss.to_numpy(dtype=float) / np.where(sub["p_kw"].to_numpy(dtype=float) > 0,
+                                                         sub["p_kw"].to_numpy(dtype=float), np.nan)
+    ax_l.bar(x, loss, width=0.8 * w, color="#937860")
+    for xi, li, si in zip(x, loss, share):
+        if np.isfinite(si):
+            ax_l.annotate(f"{si:.1f} %", (xi, li), xytext=(0, 2), textcoords="offset points", ha="center",
+                          fontsize=7)
+    ax_l.set_ylim(0, float(np.nanmax(loss.to_numpy(dtype=float), initial=0.0)) * 1.3 or 1.0)
+    ax_l.set_ylabel("losses (kW)")
+    total = float(np.nansum(loss.to_numpy(dtype=float))) * clock.dt
+    ax_l.text(0.01, 0.93, f"feeder losses per period, {total:.1f} kWh in all (labels: % of P_sub)",
+              transform=ax_l.transAxes, fontsize=8, va="top")
+    clock.axis(ax_l)
+    return fig
+
+
+def forecast_figure(case: Case, results: Results) -> Figure:
+    """The forecast of the horizon: load and PV multipliers (left axis) and the energy price (right)."""
+    sub = results.substation
+    clock = _Clock(case, results)
+    fig = Figure(figsize=(8, 3.8))
+    fig.subplots_adjust(left=0.1, right=0.88, top=0.9, bottom=0.15)
+    ax = fig.add_subplot()
+    for col, color, label in (("load_mult", "#4c72b0", "load multiplier λ_L (× nominal load)"),
+                              ("pv_mult", "#f0a000", "PV multiplier λ_PV (× rated PV power)")):
+        if col in sub.columns:
+            ax.stairs(sub[col].to_numpy(dtype=float), clock.edges, color=color, lw=2.2, label=label)
+    ax.set_ylim(0, 1.5 * max(1.0, float(sub[[c for c in ("load_mult", "pv_mult") if c in sub.columns]]
+                                         .to_numpy(dtype=float).max(initial=0.0))))
+    ax.set_ylabel("multiplier (pu)")
+    axp = ax.twinx()
+    axp.stairs(sub["price_usd_per_kwh"].to_numpy(dtype=float), clock.edges, color="#c44e52", lw=1.6, ls="--",
+               label="energy price (USD/kWh, right axis)")
+    axp.set_ylim(0, float(sub["price_usd_per_kwh"].max()) * 1.5 or 1.0)
+    axp.set_ylabel("energy price (USD/kWh)", color="#c44e52")
+    axp.tick_params(axis="y", colors="#c44e52")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = axp.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="upper left", ncols=2, fontsize=8, framealpha=0.9)
+    clock.axis(ax)
+    ax.set_title(_title(case, results, "forecast profiles (load, PV, price)"), fontsize=10)
     return fig
 
 
 def battery_figure(case: Case, results: Results) -> Figure:
-    """SOC of every battery (thin lines, mean bold) and fleet charge/discharge with each unit's net power."""
-    fig = Figure(figsize=(8, 6.5))
-    fig.subplots_adjust(left=0.1, right=0.97, top=0.94, bottom=0.09, hspace=0.08)
-    ax_soc, ax_p = fig.subplots(2, 1, sharex=True)
+    """SOC of every battery (heat map), mean SOC with its limits, and the fleet's charge/discharge power.
+
+    SOC is the end-of-period state: its columns and points sit on the period boundaries (the first one
+    is ``soc0``), while the power bars span their periods.
+    """
+    clock = _Clock(case, results)
     bat = results.battery
-    t = np.asarray(results.substation.index, dtype=int)
+    fig = Figure(figsize=(8, 8))
+    fig.subplots_adjust(left=0.12, right=0.86, top=0.95, bottom=0.07, hspace=0.1)
+    ax_map, ax_soc, ax_p = fig.subplots(3, 1, sharex=True, height_ratios=[1.5, 1, 1])
     if bat.empty:
-        for ax in (ax_soc, ax_p):
+        for ax in (ax_map, ax_soc, ax_p):
             ax.text(0.5, 0.5, "no batteries in this case", ha="center", va="center", transform=ax.transAxes)
-        ax_soc.set_title(_title(case, results, "batteries"), fontsize=10)
-        _time_axis(ax_p, case, results)
+        ax_map.set_title(_title(case, results, "batteries"), fontsize=10)
+        clock.axis(ax_p)
         return fig
-    soc = _wide(bat, "soc")
-    # SOC at the start of period 1 (soc0) then after each period: draw against period boundaries
-    soc0 = case.batteries["soc0"].reindex(soc.index).to_numpy() if "soc0" in case.batteries else None
-    edges = np.concatenate([[t[0] - 0.5], t + 0.5])
-    ys = np.column_stack([soc0, soc.to_numpy()]) if soc0 is not None else soc.to_numpy()
-    xs = edges if soc0 is not None else t + 0.5
-    segs = [np.column_stack([xs, y]) for y in ys * 100]
-    ax_soc.add_collection(LineCollection(segs, colors="#4c72b0", alpha=0.35, lw=0.9))
-    ax_soc.plot(xs, ys.mean(axis=0) * 100, "o-", color="#1b3a66", lw=2.2, ms=4, label="mean over batteries")
-    bmin = case.batteries["soc_min"].min() * 100
-    bmax = case.batteries["soc_max"].max() * 100
+    soc = _wide(bat, "soc").reindex(columns=clock.t)
+    soc0 = (case.batteries["soc0"].reindex(soc.index.astype(str)).to_numpy(dtype=float)
+            if "soc0" in case.batteries else np.full(len(soc), np.nan))
+    states = np.column_stack([soc0, soc.to_numpy(dtype=float)]) * 100  # at clock.edges
+    n = len(soc)
+    half = clock.dt / 2
+    img = ax_map.imshow(states, aspect="auto", interpolation="nearest", cmap="YlGnBu", vmin=0, vmax=100,
+                        extent=(clock.edges[0] - half, clock.edges[-1] + half, n - 0.5, -0.5))
+    pos = ax_map.get_position()
+    cax = fig.add_axes((0.875, pos.y0, 0.018, pos.height))
+    fig.colorbar(img, cax=cax).set_label("SOC (% of B_R)", fontsize=8)
+    step = max(1, int(np.ceil(n / 30)))
+    ax_map.set_yticks(np.arange(0, n, step))
+    ax_map.set_yticklabels([f"bus {b}" for b in soc.index[::step]], fontsize=6)
+    ax_map.set_ylabel(f"battery ({n})")
+    ax_map.set_title(_title(case, results, "battery state of charge (end of period) and power"), fontsize=10)
+
+    mean = np.nanmean(states, axis=0)
+    bmin = float(case.batteries["soc_min"].min()) * 100
+    bmax = float(case.batteries["soc_max"].max()) * 100
+    ax_soc.fill_between(clock.edges, np.nanmin(states, axis=0), np.nanmax(states, axis=0), color="#4c72b0",
+                        alpha=0.2, lw=0, label="range over batteries")
+    ax_soc.plot(clock.edges, mean, "o-", color="#1b3a66", lw=2, ms=4, label="mean SOC (end of period)")
     ax_soc.axhline(bmin, color="#c44e52", ls="--", lw=1, label=f"SOC limits ({bmin:.0f} %, {bmax:.0f} %)")
     ax_soc.axhline(bmax, color="#c44e52", ls="--", lw=1)
-    ax_soc.plot([], [], color="#4c72b0", alpha=0.6, label=f"each battery ({len(soc)})")
-    ax_soc.set_ylim(min(bmin, float(ys.min()) * 100) - 5, max(bmax, float(ys.max()) * 100) + 16)
-    ax_soc.set_ylabel("state of charge (% of B_R)")
-    ax_soc.legend(loc="upper left", ncols=3, fontsize=8, framealpha=0.9)
-    ax_soc.set_title(_title(case, results, "battery state of charge (end of period) and power"), fontsize=10)
+    ax_soc.set_ylim(min(bmin, float(np.nanmin(states))) - 5, max(bmax, float(np.nanmax(states))) + 18)
+    ax_soc.set_ylabel("SOC (% of B_R)")
+    ax_soc.legend(loc="upper left", ncols=3, fontsize=7, framealpha=0.9)
     ax_soc.grid(True, alpha=0.3)
 
-    charge = bat["charge_kw"].groupby(level="t").sum().reindex(t)
-    discharge = bat["discharge_kw"].groupby(level="t").sum().reindex(t)
-    ax_p.bar(t, discharge, width=0.7, color="#55a868", label="total discharge (kW)")
-    ax_p.bar(t, -charge, width=0.7, color="#dd8452", label="total charge (kW, drawn negative)")
-    ax_p.plot(t, discharge - charge, "k.-", lw=1.2, ms=6, label="net: discharge − charge (kW)")
+    charge = bat["charge_kw"].groupby(level="t").sum().reindex(clock.t)
+    discharge = bat["discharge_kw"].groupby(level="t").sum().reindex(clock.t)
+    x, w = clock.mids, 0.8 * clock.dt
+    ax_p.bar(x, discharge, width=w, color="#55a868", label="total discharge (kW)")
+    ax_p.bar(x, -charge, width=w, color="#dd8452", label="total charge (kW, drawn negative)")
+    ax_p.plot(x, discharge - charge, "k.-", lw=1.2, ms=6, label="net (kW)")
     ax_p.axhline(0, color="k", lw=0.6)
-    ax_p.set_ylabel("battery power, all batteries (kW)")
-    pl = float(max(charge.max(), discharge.max())) * 1.35 or 1.0
+    ax_p.set_ylabel("all batteries (kW)")
+    pl = float(max(charge.max(), discharge.max())) * 1.4 or 1.0
     ax_p.set_ylim(-pl, pl)
-    ax_p.legend(loc="upper left", ncols=3, fontsize=8, framealpha=0.9)
-    ax_p.grid(True, alpha=0.3)
-    _time_axis(ax_p, case, results)
+    ax_p.legend(loc="upper left", ncols=3, fontsize=7, framealpha=0.9)
+    clock.axis(ax_p)
+    ax_p.set_xlim(clock.edges[0] - half, clock.edges[-1] + half)  # whole heat-map columns at the first/last edge
+    for ax in (ax_map, ax_soc):
+        ax.grid(True, axis="x", alpha=0.3)
     return fig
 
 
@@ -238,7 +367,8 @@ def reactive_figure(case: Case, results: Results) -> Figure:
     fig = Figure(figsize=(8, 6.5))
     fig.subplots_adjust(left=0.1, right=0.9, top=0.94, bottom=0.09, hspace=0.08)
     axes = fig.subplots(2, 1, sharex=True)
-    t = np.asarray(results.substation.index, dtype=int)
+    clock = _Clock(case, results)
+    t, x = clock.t, clock.mids
     for ax, table, kind, color in ((axes[0], results.pv, "PV inverters", "#8172b3"),
                                    (axes[1], results.battery, "battery inverters", "#937860")):
         if table.empty:
@@ -246,7 +376,7 @@ def reactive_figure(case: Case, results: Results) -> Figure:
             ax.set_ylabel("reactive power (kvar)")
             continue
         q = _wide(table, "q_kvar").reindex(columns=t)
-        segs = [np.column_stack([t, y]) for y in q.to_numpy()]
+        segs = [np.column_stack([x, y]) for y in q.to_numpy()]
         ax.add_collection(LineCollection(segs, colors=color, alpha=0.4, lw=0.9))
         lim = float(np.abs(q.to_numpy()).max())
         if "q_max_kvar" in table.columns:
@@ -257,27 +387,28 @@ def reactive_figure(case: Case, results: Results) -> Figure:
         ax.set_ylabel(f"{kind}: per unit (kvar)")
         axt = ax.twinx()
         total = q.sum(axis=0)
-        axt.plot(t, total, "o-", color="k", lw=2, ms=4)
+        axt.plot(x, total, "o-", color="k", lw=2, ms=4)
         tl = float(np.abs(total).max()) * 1.15 or 1.0
         axt.set_ylim(-tl, tl * 1.4 / 1.15)
         axt.set_ylabel("total (kvar)")
         ax.legend([Line2D([], [], color=color, alpha=0.6), Line2D([], [], color="k", marker="o", lw=2)],
-                  [f"each unit ({q.shape[0]})", "total (right axis)"], loc="upper left", ncols=2, fontsize=8,
-                  framealpha=0.9)
+                  [f"each unit ({q.shape[0]}, period mean)", "total (right axis)"], loc="upper left", ncols=2,
+                  fontsize=8, framealpha=0.9)
         ax.grid(True, alpha=0.3)
     axes[0].set_title(_title(case, results, "reactive power (+ = injected into the feeder)"), fontsize=10)
-    _time_axis(axes[1], case, results)
+    clock.axis(axes[1])
     return fig
 
 
 def voltage_heatmap(case: Case, results: Results) -> Figure:
-    """Voltage of every bus (rows, grouped by area) and hour (columns), pu, with the limits on the colour bar."""
+    """Voltage of every bus (rows, grouped by the run's areas) and period (columns), pu, limits on the bar."""
     v = results.voltages
-    area = case.buses["area"].reindex(v.index)
+    clock = _Clock(case, results)
+    area_of, _ = run_areas(case, results)
+    area = area_of.reindex(v.index.astype(str))
     order = sorted(range(len(v)), key=lambda k: (area.iloc[k], k))
     v = v.iloc[order]
     area = area.iloc[order]
-    t = np.asarray(v.columns, dtype=int)
     height = min(11.0, max(4.0, 0.045 * len(v) + 1.5))
     fig = Figure(figsize=(8, height))
     fig.subplots_adjust(left=0.14, right=0.99, top=0.95, bottom=0.08)
@@ -286,13 +417,12 @@ def voltage_heatmap(case: Case, results: Results) -> Figure:
     data = v.to_numpy()
     lo, hi = _color_range(data)
     img = ax.imshow(data, aspect="auto", interpolation="nearest", cmap=VOLTAGE_CMAP, vmin=lo, vmax=hi,
-                    extent=(t[0] - 0.5, t[-1] + 0.5, len(v) - 0.5, -0.5))
+                    extent=(clock.edges[0], clock.edges[-1], len(v) - 0.5, -0.5))
     cb = fig.colorbar(img, ax=ax, pad=0.01)
     cb.set_label(f"voltage magnitude (pu); limits {vmin_lim:g} .. {vmax_lim:g} pu")
     for lim_v in (vmin_lim, vmax_lim):  # limits that fall inside the colour range
         if lo <= lim_v <= hi:
             cb.ax.axhline(lim_v, color="r", lw=2)
-    # area bands
     codes = area.to_numpy()
     starts = [0] + [k for k in range(1, len(codes)) if codes[k] != codes[k - 1]]
     ticks, labels = [], []
@@ -303,21 +433,67 @@ def voltage_heatmap(case: Case, results: Results) -> Figure:
         ticks.append((s0 + s1 - 1) / 2)
         labels.append(f"area {codes[s0]}\n({s1 - s0} buses)")
     ax.set_yticks(ticks)
-    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_yticklabels(labels, fontsize=8 if len(ticks) <= 8 else 6)
     ax.set_ylabel("buses (grouped by area, feeder order within an area)")
-    # the lowest bus each hour
     kmin = np.nanargmin(data, axis=0)
-    ax.plot(t, kmin, "rx", ms=6, mew=1.5, label="lowest voltage of the hour")
+    ax.plot(clock.mids, kmin, "rx", ms=6, mew=1.5, label="lowest voltage of the period")
     ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
-    _time_axis(ax, case, results)
+    clock.axis(ax)
     ax.grid(False)
     ax.set_title(_title(case, results, f"bus voltages (pu), {np.nanmin(data):.4f} .. {np.nanmax(data):.4f}"),
                  fontsize=10)
     return fig
 
 
+def voltage_profile_figure(case: Case, results: Results) -> Figure:
+    """Voltage against electrical distance from the substation: every period (grey), the lowest one by area."""
+    v = results.voltages.copy()
+    v.index = v.index.astype(str)
+    dist = electrical_distance(case)
+    area_of, _ = run_areas(case, results)
+    br = case.branches
+    keep = br["from_bus"].isin(v.index) & br["to_bus"].isin(v.index)
+    fb, tb = br.loc[keep, "from_bus"].to_numpy(), br.loc[keep, "to_bus"].to_numpy()
+    d0, d1 = dist.reindex(fb).to_numpy(), dist.reindex(tb).to_numpy()
+    data = v.to_numpy(dtype=float)
+    k_low = int(np.nanargmin(np.nanmin(data, axis=0)))
+    fig = Figure(figsize=(8, 4.8))
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.91, bottom=0.12)
+    ax = fig.add_subplot()
+    others = [np.stack([np.column_stack([d0, v.loc[fb, c]]), np.column_stack([d1, v.loc[tb, c]])], axis=1)
+              for k, c in enumerate(v.columns) if k != k_low]
+    if others:
+        ax.add_collection(LineCollection(np.concatenate(others), colors="#999999", lw=0.8, alpha=0.5, zorder=1))
+    col = v.columns[k_low]
+    segs = np.stack([np.column_stack([d0, v.loc[fb, col]]), np.column_stack([d1, v.loc[tb, col]])], axis=1)
+    colors = [_area_color(area_of.get(b, 1)) for b in tb]
+    ax.add_collection(LineCollection(segs, colors=colors, lw=1.8, zorder=2))
+    ax.scatter(dist.reindex(v.index), v[col], s=8, c=[_area_color(area_of.get(b, 1)) for b in v.index], zorder=3)
+    for lim_v in (case.settings.v_min_pu, case.settings.v_max_pu):
+        ax.axhline(lim_v, color="#c44e52", ls="--", lw=1)
+    lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
+    pad = max(hi - lo, 2e-3) * 0.15
+    ax.set_ylim(min(lo - pad, case.settings.v_min_pu - pad) if lo - case.settings.v_min_pu < 0.01 else lo - pad,
+                max(hi + pad, case.settings.v_max_pu + pad) if case.settings.v_max_pu - hi < 0.01 else hi + pad)
+    ax.set_xlim(0, float(np.nanmax(dist.to_numpy())) * 1.02 or 1.0)
+    clock = _Clock(case, results)
+    period = f"period {col} ({clock.label(clock.edges[k_low])}–{clock.label(clock.edges[k_low + 1])})"
+    handles = [Line2D([], [], color=_area_color(a), lw=2, label=f"area {int(a)}")
+               for a in sorted(pd.unique(area_of.reindex(v.index).dropna()))]
+    handles.append(Line2D([], [], color="#999999", lw=1, label="the other periods"))
+    y0, y1 = ax.get_ylim()
+    if any(y0 <= lim_v <= y1 for lim_v in (case.settings.v_min_pu, case.settings.v_max_pu)):
+        handles.append(Line2D([], [], color="#c44e52", ls="--", lw=1, label="voltage limits"))
+    ax.legend(handles=handles, loc="best", fontsize=7, framealpha=0.9, ncols=2 if len(handles) > 6 else 1)
+    ax.set_xlabel("electrical distance from the substation: Σ |r + jx| along the path (ohm at the base voltage)")
+    ax.set_ylabel("voltage magnitude (pu)")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(_title(case, results, f"voltage profile; coloured by area: {period}, the lowest"), fontsize=10)
+    return fig
+
+
 def network_figure(case: Case, results: Results) -> Figure:
-    """The feeder from bus coordinates, buses coloured by voltage at the hour of lowest voltage, areas marked."""
+    """The feeder from bus coordinates, buses coloured by voltage at the period of lowest voltage, areas marked."""
     buses = case.buses
     xy = buses[["x", "y"]].astype(float)
     v = results.voltages
@@ -329,15 +505,14 @@ def network_figure(case: Case, results: Results) -> Figure:
     fig.subplots_adjust(left=0.08, right=1.0, top=0.95, bottom=0.07)
     ax = fig.add_subplot()
     br = case.branches
-    cuts = set(case.cut_branches)
+    area_of, cuts = run_areas(case, results)
     fb = xy.loc[br["from_bus"]].to_numpy()
     tb = xy.loc[br["to_bus"]].to_numpy()
-    is_cut = br.index.isin(list(cuts))
-    area_of = buses["area"]
-    seg_colors = [AREA_COLORS[(int(area_of[b]) - 1) % len(AREA_COLORS)] for b in br["to_bus"]]
+    is_cut = br.index.isin(cuts)
+    seg_colors = np.array([_area_color(area_of[b]) for b in br["to_bus"]], dtype=object)
     segs = np.stack([fb, tb], axis=1)
-    ax.add_collection(LineCollection(segs[~is_cut], colors=np.array(seg_colors, dtype=object)[~is_cut].tolist(),
-                                     lw=2.2, alpha=0.55, zorder=1))
+    ax.add_collection(LineCollection(segs[~is_cut], colors=seg_colors[~is_cut].tolist(), lw=2.2, alpha=0.55,
+                                     zorder=1))
     if is_cut.any():
         ax.add_collection(LineCollection(segs[is_cut], colors="k", lw=3, linestyles="--", zorder=2))
         for (x0, y0), (x1, y1), name in zip(fb[is_cut], tb[is_cut], br.index[is_cut]):
@@ -349,7 +524,6 @@ def network_figure(case: Case, results: Results) -> Figure:
                     edgecolors="k", linewidths=0.4, zorder=3)
     cb = fig.colorbar(sc, ax=ax, pad=0.01, shrink=0.85)
     cb.set_label(f"bus voltage (pu) at period {hour}; same scale as the heat map")
-    # DER markers and root
     root = case.root
     ax.scatter([xy.at[root, "x"]], [xy.at[root, "y"]], marker="s", s=110, c="k", zorder=4)
     ax.annotate(f"substation {root}", (xy.at[root, "x"], xy.at[root, "y"]), xytext=(6, -12),
@@ -360,27 +534,27 @@ def network_figure(case: Case, results: Results) -> Figure:
     if len(case.batteries):
         b = xy.loc[case.batteries.index]
         ax.scatter(b["x"] + 55, b["y"], marker="s", s=16, c="#cccccc", edgecolors="k", linewidths=0.4, zorder=5)
-    # area labels at their centroids
+    areas = sorted(int(a) for a in pd.unique(area_of.dropna()))
     for a, grp in xy.groupby(area_of):
-        c = AREA_COLORS[(int(a) - 1) % len(AREA_COLORS)]
-        ax.text(grp["x"].mean(), grp["y"].mean(), f"area {a}", fontsize=12, weight="bold", color=c, alpha=0.85,
-                ha="center", va="center", zorder=6,
+        c = _area_color(a)
+        ax.text(grp["x"].mean(), grp["y"].mean(), f"area {int(a)}", fontsize=12, weight="bold", color=c,
+                alpha=0.85, ha="center", va="center", zorder=6,
                 bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=c, alpha=0.7))
     kmin = volt.idxmin()
     ax.annotate(f"min {volt.min():.4f} pu\n(bus {kmin})", (xy.at[kmin, "x"], xy.at[kmin, "y"]), xytext=(-20, 28),
                 textcoords="offset points", fontsize=8, ha="center", arrowprops=dict(arrowstyle="->", lw=0.8))
-    handles = [Line2D([], [], color=AREA_COLORS[(int(a) - 1) % len(AREA_COLORS)], lw=3, alpha=0.6,
-                      label=f"area {a}") for a in sorted(area_of.unique())]
+    handles = [Line2D([], [], color=_area_color(a), lw=3, alpha=0.6, label=f"area {a}") for a in areas]
     if is_cut.any():
         handles.append(Line2D([], [], color="k", lw=2, ls="--", label="cut branch (area boundary)"))
     handles.append(Line2D([], [], marker="^", ls="", color="#f0b400", mec="k", label="PV"))
     handles.append(Line2D([], [], marker="s", ls="", color="#cccccc", mec="k", label="battery"))
-    ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9)
+    ax.legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9, ncols=2 if len(areas) > 6 else 1)
     ax.autoscale_view()
     ax.margins(0.05)
     ax.set_xlabel("x (feeder drawing coordinates)")
     ax.set_ylabel("y (feeder drawing coordinates)")
-    ax.set_title(_title(case, results, f"network, voltages at period {hour} (lowest of the horizon)"), fontsize=10)
+    ax.set_title(_title(case, results, f"network, {len(areas)} areas, voltages at period {hour} (lowest)"),
+                 fontsize=10)
     return fig
 
 
@@ -412,7 +586,8 @@ def validation_figure(case: Case, results: Results) -> Figure:
     ax1.grid(True, alpha=0.3)
 
     diff = np.abs(b - a)
-    t = np.asarray(hours, dtype=int)
+    clock = _Clock(case, results)
+    t = clock.at(hours)
     ax2.plot(t, diff.max(axis=0), "o-", color="#c44e52", label="max |ΔV| over buses (pu)")
     ax2.plot(t, diff.mean(axis=0), "s-", color="#4c72b0", label="mean |ΔV| over buses (pu)")
     by_hour = results.extra_tables.get("validation_by_hour")
@@ -425,7 +600,7 @@ def validation_figure(case: Case, results: Results) -> Figure:
         if cols:
             ax3 = ax2.twinx()
             for c, mk in zip(cols, ("^", "v", "d", "x")):
-                ax3.plot(np.asarray(bh.index, dtype=int), np.abs(bh[c].to_numpy(dtype=float)), mk + ":",
+                ax3.plot(clock.at(bh.index), np.abs(bh[c].to_numpy(dtype=float)), mk + ":",
                          color={"dp_sub_kw": "#55a868", "dq_sub_kvar": "#8172b3"}.get(c, "#937860"),
                          label=_MISMATCH_LABELS[c])
             ax3.set_ylim(0, float(np.nanmax(np.abs(bh[cols].to_numpy(dtype=float)))) * 1.5 or 1.0)
@@ -437,8 +612,8 @@ def validation_figure(case: Case, results: Results) -> Figure:
             ax2.legend(loc="best", fontsize=8)
     else:
         ax2.legend(loc="best", fontsize=8)
-    _time_axis(ax2, case, results)
-    ax2.set_title("mismatch by hour", fontsize=9)
+    clock.axis(ax2)
+    ax2.set_title("mismatch by period", fontsize=9)
     fig.suptitle(_title(case, results, "OpenDSS validation"), fontsize=10)
     return fig
 
@@ -462,9 +637,10 @@ def convergence_figure(case: Case, results: Results) -> Figure:
     tol = results.summary.get("distributed", {}).get("tol")
     if tol:
         ax1.axhline(float(tol), color="k", ls="--", lw=1, label=f"tolerance {float(tol):g} pu")
-    if "rho" in conv.columns:
+    rho = conv["rho"].to_numpy(dtype=float) if "rho" in conv.columns else np.array([])
+    if np.isfinite(rho).any():  # ADMM; ENApp has no penalty (its rho column is empty)
         axr = ax1.twinx()
-        axr.semilogy(it, conv["rho"].to_numpy(dtype=float), ":", color="#555555", lw=1.2, label="ρ (right axis)")
+        axr.semilogy(it, rho, ":", color="#555555", lw=1.2, label="ρ (right axis)")
         axr.set_ylabel("ADMM penalty ρ")
         _plain_log_labels(axr)
         h1, l1 = ax1.get_legend_handles_labels()
@@ -474,11 +650,20 @@ def convergence_figure(case: Case, results: Results) -> Figure:
         ax1.legend(loc="best", fontsize=8)
     ax1.set_ylabel("residual (pu, log scale)")
     _plain_log_labels(ax1)
+    if "method" in conv.columns:  # e.g. ENApp warm-start iterations before ADMM: shade and name each stretch
+        method = conv["method"].astype(str).to_numpy()
+        cuts = [0] + [k for k in range(1, len(method)) if method[k] != method[k - 1]] + [len(method)]
+        for n, (k0, k1) in enumerate(zip(cuts[:-1], cuts[1:])):
+            lo_it, hi_it = float(it[k0]) - 0.5, float(it[k1 - 1]) + 0.5
+            for ax in (ax1, ax2):
+                ax.axvspan(lo_it, hi_it, color="#eeeeee" if n % 2 == 0 else "white", zorder=0)
+            ax1.text((lo_it + hi_it) / 2, 0.98, f"{method[k0]} ({k1 - k0})", transform=ax1.get_xaxis_transform(),
+                     ha="center", va="top", fontsize=8)
     ax1.grid(True, which="both", alpha=0.3)
     if "objective_usd" in conv.columns:
         ax2.plot(it, conv["objective_usd"], "-", color="#55a868", lw=1.6, label="sum of area objectives")
         central = results.summary.get("central_objective_usd")
-        if central is not None:
+        if _is_number(central):
             ax2.axhline(float(central), color="k", ls="--", lw=1, label=f"central optimum {float(central):.2f} USD")
         ax2.legend(loc="best", fontsize=8)
     ax2.set_ylabel("objective (USD)")
@@ -490,4 +675,39 @@ def convergence_figure(case: Case, results: Results) -> Figure:
     if elapsed is not None:
         what += f", {float(elapsed):.1f} s"
     ax1.set_title(_title(case, results, what), fontsize=10)
+    return fig
+
+
+def comparison_figure(case: Case, results: Results) -> Figure:
+    """Distributed against central: relative objective gap per iteration (log) and the final objectives."""
+    conv = results.extra_tables["convergence"]
+    central = float(results.summary["central_objective_usd"])
+    dist = float(results.summary.get("objective_usd", np.nan))
+    it = conv["iteration"].to_numpy() if "iteration" in conv.columns else np.arange(1, len(conv) + 1)
+    fig = Figure(figsize=(9, 3.8))
+    fig.subplots_adjust(left=0.09, right=0.97, top=0.86, bottom=0.14, wspace=0.35)
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.6, 1])
+    if "objective_usd" in conv.columns and central:
+        gap = np.abs(conv["objective_usd"].to_numpy(dtype=float) - central) / abs(central)
+        ax1.semilogy(it, np.where(gap > 0, gap, np.nan), "o-", color="#55a868", ms=3, lw=1.4)
+        _plain_log_labels(ax1)
+    ax1.set_xlabel("iteration")
+    ax1.set_ylabel("|objective − central| / central")
+    ax1.grid(True, which="both", alpha=0.3)
+    ax1.set_title("relative gap of the sum of area objectives", fontsize=9)
+    alg = str(results.summary.get("algorithm", "distributed"))
+    vals = [central, dist]
+    bars = ax2.bar([0, 1], vals, color=["#4c72b0", "#55a868"], width=0.6)
+    for b, val in zip(bars, vals):
+        ax2.annotate(f"{val:.2f}", (b.get_x() + b.get_width() / 2, val), xytext=(0, 2), textcoords="offset points",
+                     ha="center", fontsize=8)
+    ax2.set_xticks([0, 1])
+    ax2.set_xticklabels(["central", alg])
+    finite = [v for v in vals if np.isfinite(v)]
+    ax2.set_ylim(0, max(finite) * 1.15 if finite else 1.0)
+    ax2.set_ylabel("objective (USD)")
+    rel = (dist - central) / abs(central) if central else np.nan
+    ax2.set_title(f"final objective\ndifference {dist - central:+.3f} USD ({100 * rel:+.4f} %)", fontsize=9)
+    ax2.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(_title(case, results, f"{alg} against the central optimum"), fontsize=10)
     return fig

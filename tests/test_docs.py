@@ -25,6 +25,8 @@ TUTORIALS = sorted(p.stem for p in (DOCS / "tutorials").glob("[0-9]*.py"))
 ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
 
 pytest.importorskip("mkdocs", reason="docs extras not installed (pip install -e '.[docs]')")
+sys.path.insert(0, str(DOCS))
+import check_site  # noqa: E402  (docs/check_site.py: what `make docs-check` runs)
 
 
 def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -67,6 +69,7 @@ def test_tutorial_runs(stem: str):
 
 
 def test_mkdocs_build_strict(tmp_path: Path):
+    pytest.importorskip("latex2mathml", reason="docs extra latex2mathml not installed (pip install -e '.[docs]')")
     site = tmp_path / "site"
     proc = _run("-m", "mkdocs", "build", "--strict", "-f", str(DOCS / "mkdocs.yml"), "-d", str(site))
     assert proc.returncode == 0, proc.stderr[-6000:]
@@ -80,6 +83,14 @@ def test_mkdocs_build_strict(tmp_path: Path):
     assert ":func:" not in api
     case_format = (site / "case-format.html").read_text()
     assert "cut_branches" in case_format and "--8&lt;--" not in case_format
+    # Offline: equations are MathML, nothing loads from the network, no click sentinel, no checkout path.
+    assert check_site.static_problems(site) == []
+    assert "<math" in (site / "model.html").read_text() and "<td>None</td>" in cli
+    # The same site in a browser: MathML laid out as mathematics, screenshots taken (skipped without Chromium).
+    exe = check_site.chromium()
+    if exe is None:
+        pytest.skip("chromium not installed: browser check of the site skipped (apt-get install chromium)")
+    assert check_site.browser_problems(site, tmp_path / "shots", exe) == []
 
 
 def test_strict_build_fails_on_a_broken_link(tmp_path: Path):
@@ -105,3 +116,16 @@ def test_failing_tutorial_fails_the_runner(tmp_path: Path):
     assert proc.returncode != 0
     assert "this tutorial is broken" in proc.stderr
     assert not (tmp_path / "out").exists(), "a failed tutorial must leave no outputs"
+
+
+def test_site_check_finds_what_a_reader_would_see(tmp_path: Path):
+    """The offline check can fail: raw TeX, a CDN script, a click sentinel and a checkout path are reported."""
+    (tmp_path / "ok.html").write_text('<p><span class="arithmatex"><math><mi>x</mi></math></span></p>')
+    assert check_site.static_problems(tmp_path) == []
+    (tmp_path / "bad.html").write_text(
+        '<div class="arithmatex">\\[ x^2 \\]</div>'
+        '<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>'
+        f"<td>`Sentinel.UNSET`</td><code>{REPO}/cases/ieee123.toml</code>")
+    problems = " | ".join(check_site.static_problems(tmp_path))
+    for what in ("still TeX", "loads from the network", "sentinel", "checkout path"):
+        assert what in problems, problems
