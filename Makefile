@@ -8,10 +8,12 @@ STAMP  := $(VENV)/.setup-done
 
 setup: $(STAMP)
 
-# Re-run setup when the dependencies change. Steps: venv, packages (with dev and docs extras), the IPOPT library
-# route (Debian's ASL + PyNumero, compiled here), an optional try of IDAES' binary download (fails fast
-# offline), and a record of what was installed.
-$(STAMP): pyproject.toml
+# Re-run setup when the dependencies or the solver build change. Steps: venv, packages (with dev and docs
+# extras), the IPOPT library route (Debian's ASL + PyNumero, compiled here), IPOPT on MUMPS 5.8 (cyipopt and an
+# AMPL ipopt on casadi's libipopt, into .venv/lib/mpdopf-ipopt; optional: a failure is reported, not fatal, and
+# the cyipopt-wheels route stays), an optional try of IDAES' binary download (fails fast offline), and a
+# record of what was installed.
+$(STAMP): pyproject.toml mpdopf_pyomo/solver_build.py mpdopf_pyomo/native/ipopt_ampl.cpp
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,docs]'

@@ -114,6 +114,7 @@ def bench_central(case: str = "ieee123", hours: tuple[int, ...] = DEFAULT_HOURS,
                 "ms_per_iteration": 1000 * tm["solve_s"] / stats["iterations"] if stats.get("iterations") else None,
                 "peak_mb": max(r["peak_mb"] for r in runs),
                 "objective_usd": s["objective_usd"],
+                "route": _route_label(s),
             })
     return rows
 
@@ -137,7 +138,15 @@ CENTRAL_COLUMNS = [
     ("solver_share", "solver share", "{:.0%}"),
     ("peak_mb", "peak MB", "{:.0f}"),
     ("objective_usd", "objective USD", "{:.4f}"),
+    ("route", "route", "{}"),
 ]
+
+
+def _route_label(summary: dict[str, Any]) -> str:
+    """E.g. ``executable IPOPT 3.14.19 MUMPS 5.8.2``: which IPOPT build ran (see ``doctor``)."""
+    mumps = summary.get("solver_stats", {}).get("mumps")
+    return " ".join(x for x in (summary.get("solver_route"), f"IPOPT {summary.get('solver_version')}",
+                                f"MUMPS {mumps}" if mumps else "") if x)
 
 
 def _fmt(value: Any, spec: str) -> str:

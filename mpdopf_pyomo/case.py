@@ -67,9 +67,12 @@ class Case:
 
     * ``buses``: index ``bus`` (str, the network model's bus name); columns ``area`` (int, 1-based),
       ``p_load``, ``q_load`` (nominal load, pu; scaled by ``profile.load_mult``), ``q_cap`` (fixed capacitor
-      injection, pu; not scaled), ``x``, ``y`` (coordinates for plots, NaN when unknown).
+      injection, pu; not scaled), ``x``, ``y`` (coordinates for plots, NaN when unknown). A network read
+      through the reduction (:mod:`mpdopf_pyomo.network.reduce`; MATPOWER today) adds ``v_base_kv_ln``
+      (each bus's own base), ``b_shunt`` and the ZIP fractions ``p_zip_*``, ``q_zip_*``.
     * ``branches``: index ``branch`` (str, the OpenDSS element name without class, e.g. ``l1``); columns
-      ``from_bus`` (parent), ``to_bus`` (child), ``r``, ``x`` (series impedance, pu). Oriented from the
+      ``from_bus`` (parent), ``to_bus`` (child), ``r``, ``x`` (series impedance, pu on the to-bus base);
+      through the reduction also ``tap`` and ``kind``. Oriented from the
       root; rows in breadth-first order, so a branch's parent branch always comes earlier.
     * ``pvs``: index ``bus``; columns ``p_rated`` (pu, rated active power p_DR), ``s_rated`` (pu).
     * ``batteries``: index ``bus``; columns ``p_rated`` (pu), ``s_rated`` (pu), ``e_rated`` (pu·h),
@@ -80,7 +83,7 @@ class Case:
 
     name: str
     source: Path  #: the case file
-    network_model: Path  #: the OpenDSS master file
+    network_model: Path  #: the network file (OpenDSS master .dss or MATPOWER .m)
     bases: Bases
     settings: Settings
     root: str  #: substation bus
@@ -92,6 +95,7 @@ class Case:
     cut_branches: list[str] = field(default_factory=list)  #: boundary branches between areas
     description: str = ""
     warnings: list[str] = field(default_factory=list)  #: unusual values the loader accepted (one line each)
+    conversion: Any = None  #: the ConversionReport of the reduction (None: the balanced OpenDSS reader)
 
     @property
     def hours(self) -> int:
@@ -110,6 +114,9 @@ _PACKAGE = Path(__file__).resolve().parent
 #: Folder of the bundled cases: inside the installed package (a wheel carries cases/ as mpdopf_pyomo/cases),
 #: else the repository's cases/ beside the package (source tree, editable install).
 CASES_DIR = _PACKAGE / "cases" if (_PACKAGE / "cases").is_dir() else _PACKAGE.parent / "cases"
+#: Folder of the bundled network files (``models/<name>/<file>``), found by file name as bare cases; it sits
+#: beside CASES_DIR in both layouts (the case files' ``../models/...`` paths rely on that).
+MODELS_DIR = CASES_DIR.parent / "models"
 
 _REQUIRED = object()  #: marks a key without a default
 
@@ -140,7 +147,8 @@ _S = Settings()  # the defaults of [settings] are the Settings dataclass default
 SCHEMA: tuple[Key, ...] = (
     Key("case", "name", "-", _Derived("file name without .toml"), "Case name shown in reports.", "str"),
     Key("case", "description", "-", "", "One line shown by `cases` and `cases show`.", "str"),
-    Key("case", "network", "path", _REQUIRED, "OpenDSS master file, relative to the case file.", "str"),
+    Key("case", "network", "path", _REQUIRED,
+        "Network file, relative to the case file: an OpenDSS master (`.dss`) or a MATPOWER case (`.m`).", "str"),
     Key("case", "default_hours", "periods", _Derived("length of profiles.daily"),
         "Horizon used when no --hours is given.", "int"),
     Key("bases", "v_kv_ll", "kV", _Derived("the Vsource's basekV"),
@@ -163,11 +171,17 @@ SCHEMA: tuple[Key, ...] = (
     Key("settings", "reverse_power", "-", _S.reverse_power,
         "May the substation export power upstream (P_sub < 0)?", "bool"),
     Key("pv", "buses", "bus names", [], "Buses with a PV inverter (each at most once).", "buses"),
+    Key("pv", "fraction", "of load buses", 0.0,
+        "Instead of `buses`: PVs at this fraction of the load buses, largest nominal P first (ties by bus name "
+        "in natural order), round half up, at least one; 0 = use `buses`.", "float"),
     Key("pv", "p_factor", "p_L", 0.33, "Rated PV power p_DR = p_factor x nominal load P of the bus.", "float"),
     Key("pv", "s_factor", "p_DR", 1.2, "Inverter rating S_DR = s_factor x p_DR.", "float"),
     Key("pv", "p_rated_kw", "kW (3-phase)", {}, "Explicit p_DR per bus, overriding p_factor.", "bus_map"),
     Key("pv", "s_rated_kva", "kVA (3-phase)", {}, "Explicit S_DR per bus, overriding s_factor.", "bus_map"),
     Key("battery", "buses", "bus names", [], "Buses with a battery (each at most once).", "buses"),
+    Key("battery", "fraction", "of load buses", 0.0,
+        "Instead of `buses`: batteries at this fraction of the load buses, ranked as `pv.fraction`; "
+        "0 = use `buses`.", "float"),
     Key("battery", "p_factor", "p_L", 0.33, "Rated power P_BR = p_factor x nominal load P of the bus.", "float"),
     Key("battery", "s_factor", "P_BR", 1.2, "Inverter rating S_BR = s_factor x P_BR.", "float"),
     Key("battery", "e_hours", "h", 4.0, "Energy rating B_R = e_hours x P_BR (time to full charge).", "float"),
@@ -268,6 +282,8 @@ BOUNDS: dict[str, Bound] = {
     "pv.p_factor": Bound(0, 100, lo_open=True, warn_hi=3, why="a DER rated over 100 x its bus load is a unit error"),
     "pv.s_factor": Bound(1, 10, warn_hi=2, why="an inverter is rated 1 to 10 times its active power"),
     "pv.p_rated_kw": Bound(0, math.inf, lo_open=True),
+    "pv.fraction": Bound(0, 1, why="a fraction of the load buses"),
+    "battery.fraction": Bound(0, 1, why="a fraction of the load buses"),
     "pv.s_rated_kva": Bound(0, math.inf, lo_open=True),
     "battery.p_factor": Bound(0, 100, lo_open=True, warn_hi=3,
                               why="a DER rated over 100 x its bus load is a unit error"),
@@ -353,6 +369,10 @@ def resolve_case_path(spec: str | Path) -> Path:
     p = Path(spec)
     if _is_file(p):
         return p.resolve()
+    if p.suffix.lower() in network.NETWORK_READERS and len(p.parts) == 1 and MODELS_DIR.is_dir():
+        hits = sorted(d / p.name for d in MODELS_DIR.iterdir() if _is_file(d / p.name))
+        if hits:  # a bundled network file by its name, e.g. case69.m
+            return hits[0].resolve()
     looks_like_path = p.suffix == ".toml" or len(p.parts) > 1
     if not looks_like_path:
         bundled = CASES_DIR / f"{spec}.toml"
@@ -697,9 +717,48 @@ def _der_keys(r: _Reader, section: str) -> None:
             raise r.stop("battery.soc0", f"{vals['soc0']} is outside [soc_min, soc_max]")
 
 
-def _der_table(r: _Reader, section: str, buses: pd.DataFrame, root: str, s_kva: float) -> pd.DataFrame:
-    """Per-unit ratings (p_rated, s_rated[, e_rated]) of the PVs or batteries of ``section``."""
+def _by_fraction(buses: pd.DataFrame, root: str, fraction: float) -> list[str]:
+    """The ``fraction`` of the load buses with the largest nominal P (ties: natural bus-name order).
+
+    ``round(fraction x N)`` rounded half up, at least one: the study's recipe (20 % PVs, 30 % batteries).
+    """
+    load = buses.loc[(buses["p_load"] > 0) & (buses.index != root), "p_load"]
+    ranked = sorted(load.index, key=lambda b: (-float(load[b]), _natural(b)))
+    count = max(1, math.floor(fraction * len(ranked) + 0.5)) if ranked else 0
+    return ranked[:count]
+
+
+def _held_ders(r: _Reader, section: str, held: pd.DataFrame, s_kva: float) -> pd.DataFrame:
+    """The network's own PVs or batteries (``BalancedTables.ders``) as the case's DER table, summed per bus."""
+    kind = "pv" if section == "pv" else "battery"
+    own = held[held["kind"] == kind] if len(held) else held
+    if not len(own):
+        return pd.DataFrame()
+    g = own.groupby("bus", sort=False)
+    table = pd.DataFrame({"p_rated": g["p_rated"].sum(), "s_rated": g["s_rated"].sum()})
+    if kind == "battery":
+        e = g["e_rated"].sum(min_count=1)
+        table["e_rated"] = e.fillna(table["p_rated"] * r.get("battery", "e_hours"))
+    table.index.name = "bus"
+    return table
+
+
+def _der_table(r: _Reader, section: str, buses: pd.DataFrame, root: str, s_kva: float,
+               held: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-unit ratings (p_rated, s_rated[, e_rated]) of the PVs or batteries of ``section``.
+
+    From ``buses`` or ``fraction`` of the case file; when it gives neither, the network's own DERs.
+    """
     names = r.get(section, "buses")
+    fraction = r.get(section, "fraction")
+    if fraction > 0 and names:
+        r.problem(f"{section}.fraction", f"give {section}.buses or {section}.fraction, not both")
+    elif fraction > 0:
+        names = _by_fraction(buses, root, fraction)
+    elif not names and held is not None:
+        own = _held_ders(r, section, held, s_kva)
+        if len(own):
+            return own
     for b in names:
         if b not in buses.index:
             r.problem(f"{section}.buses", f"unknown bus {_short(b)} (not in the network model)")
@@ -743,8 +802,9 @@ def _der_table(r: _Reader, section: str, buses: pd.DataFrame, root: str, s_kva: 
     return table
 
 
-def _batteries(r: _Reader, buses: pd.DataFrame, root: str, s_kva: float) -> pd.DataFrame:
-    table = _der_table(r, "battery", buses, root, s_kva)
+def _batteries(r: _Reader, buses: pd.DataFrame, root: str, s_kva: float,
+               held: pd.DataFrame | None = None) -> pd.DataFrame:
+    table = _der_table(r, "battery", buses, root, s_kva, held)
     for k in ("soc_min", "soc_max", "soc0", "eta_c", "eta_d"):
         table[k] = r.get("battery", k)
     return table
@@ -817,6 +877,77 @@ def _profile(r: _Reader, hours: int | None, dt_h: float) -> pd.DataFrame:
     )
 
 
+@dataclass
+class _NetworkPart:
+    """The network of a case before areas and DERs: tables in per unit (the reduction) or ohm (legacy)."""
+
+    root: str
+    source_kv_ll: float
+    source_pu: float
+    kv_ln: pd.Series  #: each bus's line-to-neutral base, kV
+    buses: pd.DataFrame  #: p_load, q_load, q_cap, x, y (+ the reduction's columns), root first, breadth-first
+    branches: pd.DataFrame  #: from_bus, to_bus, r, x (legacy: ohm; reduction: pu, + tap, kind)
+    ders: pd.DataFrame  #: the network's own DERs (BalancedTables.ders; empty for the legacy reader)
+    conversion: Any = None  #: ConversionReport, None for the legacy reader
+
+
+def _read_network_part(model: Path, s_kva: float) -> _NetworkPart:
+    """Read ``model`` with the reader of its suffix (``network.NETWORK_READERS``).
+
+    ``None`` there (``.dss`` today) is the balanced OpenDSS reader: a single voltage level, no reduction.
+    Any other reader returns a phase-aware Network that :func:`network.reduce.reduce_balanced` converts.
+    """
+    from mpdopf_pyomo.network.reduce import DER_COLUMNS, reduce_balanced
+
+    if network.NETWORK_READERS.get(model.suffix.lower()) is None:
+        net = network.read_network(model, s_kva_hint=s_kva)
+        tree = network.build_tree(net.lines, list(net.buses.index), net.root, str(model))
+        branches = pd.DataFrame({"from_bus": tree["from_bus"], "to_bus": tree["to_bus"],
+                                 "r": tree["r_ohm"], "x": tree["x_ohm"]})
+        order = [net.root, *branches["to_bus"]]
+        buses = pd.DataFrame(index=pd.Index(order, name="bus"))
+        buses["p_load"] = (net.loads.groupby("bus")["kw"].sum() / s_kva).reindex(order, fill_value=0.0).to_numpy()
+        buses["q_load"] = (net.loads.groupby("bus")["kvar"].sum() / s_kva).reindex(order, fill_value=0.0).to_numpy()
+        buses["q_cap"] = (net.capacitors.groupby("bus")["kvar"].sum() / s_kva).reindex(order, fill_value=0.0).to_numpy()
+        buses["x"] = net.buses["x"].reindex(order).to_numpy()
+        buses["y"] = net.buses["y"].reindex(order).to_numpy()
+        return _NetworkPart(net.root, net.source_kv_ll, net.source_pu, net.buses["kv_base_ln"], buses, branches,
+                            pd.DataFrame(columns=list(DER_COLUMNS)))
+    tables, report = reduce_balanced(network.read_network_file(model), s_kva)
+    return _NetworkPart(tables.root, tables.source_kv_ll, tables.source_pu, tables.buses["v_base_kv_ln"],
+                        tables.buses.copy(), tables.branches.copy(), tables.ders, report)
+
+
+#: Conversion-report entry of generators whose fixed kW the case folds into the bus load.
+GENERATOR_AS_LOAD = ("generators with a fixed kW: a negative constant-power load at their bus (scaled by "
+                     "load_mult like the loads; exact at load_mult 1)")
+
+#: Defaults of a bare network file used as a case (``cases show feeder.dss``, ``solve --case case69.m``):
+#: power base, flat price, and voltage limits wide enough that a base case is a plain power flow.
+BARE_S_KVA = 1000.0
+BARE_PRICE_USD_PER_KWH = 0.1
+BARE_V_LIMITS_PU = (0.5, 1.5)
+
+
+def _bare_case_data(path: Path, source_pu: float, hours: int | None) -> dict[str, Any]:
+    """The case-file content a bare network file stands for (docs/case-format.md, "A network file as a case").
+
+    No DERs unless the network holds them; a flat profile (load_mult 1, pv_mult 0, price
+    :data:`BARE_PRICE_USD_PER_KWH`) of 24 periods or the horizon asked for; one period by default; the
+    substation at the network source's own voltage; voltage limits :data:`BARE_V_LIMITS_PU`.
+    """
+    n = min(max(24, hours or 1), MAX_PERIODS)
+    lo, hi = BARE_V_LIMITS_PU
+    return {
+        "case": {"network": path.name, "default_hours": 1,
+                 "description": f"the network file {path.name} alone: no DERs unless it holds them, flat profile"},
+        "bases": {"s_kva": BARE_S_KVA},
+        "settings": {"v_sub_pu": source_pu, "v_min_pu": min(lo, source_pu), "v_max_pu": max(hi, source_pu)},
+        "profiles": {"daily": {"load_mult": [1.0] * n, "pv_mult": [0.0] * n,
+                               "price_usd_per_kwh": [BARE_PRICE_USD_PER_KWH] * n}},
+    }
+
+
 def _print_warning(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)
 
@@ -834,9 +965,17 @@ def load_case(spec: str | Path, hours: int | None = None,
     kept in ``Case.warnings``.
     """
     path = resolve_case_path(spec)
-    r = _Reader(path, _read_toml(path))
+    part: _NetworkPart | None = None
+    if path.suffix.lower() in network.NETWORK_READERS:  # a bare network file works as a case
+        part = _read_network_part(path, BARE_S_KVA)
+        data = _bare_case_data(path, part.source_pu, hours)
+    else:
+        data = _read_toml(path)
+    r = _Reader(path, data)
     r.check_unknown()
     r.check_all()
+    if part is not None:  # our own documented defaults are not "unusual values" of a user's file
+        r.warnings.clear()
     keys = r.run(_case_keys, r, path)
     settings = r.run(_settings, r)
     s_kva = r.run(r.get, "bases", "s_kva")
@@ -851,47 +990,39 @@ def load_case(spec: str | Path, hours: int | None = None,
     name, description, model = keys
 
     try:
-        net = network.read_network(model, s_kva_hint=s_kva)
-        where = str(model)
+        if part is None:
+            part = _read_network_part(model, s_kva)
         if isinstance(v_kv_ll, _Derived):
-            v_kv_ll = net.source_kv_ll
+            v_kv_ll = part.source_kv_ll
             if not v_kv_ll > 0:
                 raise r.fail("bases.v_kv_ll", f"the model's Vsource basekV must be positive, got {v_kv_ll}")
+        elif part.conversion is not None and abs(v_kv_ll - part.source_kv_ll) > 1e-6 * part.source_kv_ll:
+            raise r.fail("bases.v_kv_ll", f"{v_kv_ll:g} kV, but the source bus of {model} has a base of "
+                                          f"{part.source_kv_ll:g} kV (each bus is in per unit on its own base; "
+                                          "leave v_kv_ll out or give the source's)")
         bases = Bases(v_kv_ll=v_kv_ll, s_kva=s_kva)
-        tree = network.build_tree(net.lines, list(net.buses.index), net.root, where)
-        off = net.buses.index[(net.buses["kv_base_ln"] - bases.v_kv_ln).abs() > 1e-6 * bases.v_kv_ln]
-        if len(off):
-            b = off[0]
-            raise r.fail(
-                "bases.v_kv_ll",
-                f"bus {b} of {where} has base {net.buses.at[b, 'kv_base_ln'] * 3**0.5:.4g} kV, not {v_kv_ll:g} kV "
-                "(one voltage level only)",
-            )
+        if part.conversion is None:  # the balanced OpenDSS reader: one voltage level, the case's
+            kv = part.kv_ln
+            off = kv.index[(kv - bases.v_kv_ln).abs() > 1e-6 * bases.v_kv_ln]
+            if len(off):
+                b = off[0]
+                raise r.fail(
+                    "bases.v_kv_ll",
+                    f"bus {b} of {model} has base {kv[b] * 3**0.5:.4g} kV, not {v_kv_ll:g} kV "
+                    "(one voltage level only)",
+                )
     except CaseError as exc:
         msg = str(exc)
         if msg.startswith(str(path)):
             raise
         raise CaseError(f"{path}: case.network: {msg}") from None
 
-    z = bases.z_ohm
-    branches = pd.DataFrame(
-        {
-            "from_bus": tree["from_bus"],
-            "to_bus": tree["to_bus"],
-            "r": tree["r_ohm"] / z,
-            "x": tree["x_ohm"] / z,
-        }
-    )
-    order = [net.root, *branches["to_bus"]]
-    p_load = net.loads.groupby("bus")["kw"].sum() / s_kva
-    q_load = net.loads.groupby("bus")["kvar"].sum() / s_kva
-    q_cap = net.capacitors.groupby("bus")["kvar"].sum() / s_kva
-    buses = pd.DataFrame(index=pd.Index(order, name="bus"))
-    buses["p_load"] = p_load.reindex(order, fill_value=0.0).to_numpy()
-    buses["q_load"] = q_load.reindex(order, fill_value=0.0).to_numpy()
-    buses["q_cap"] = q_cap.reindex(order, fill_value=0.0).to_numpy()
-    buses["x"] = net.buses["x"].reindex(order).to_numpy()
-    buses["y"] = net.buses["y"].reindex(order).to_numpy()
+    root = part.root
+    branches = part.branches
+    buses = part.buses
+    if part.conversion is None:  # per unit on the case's single base
+        branches = branches.assign(r=branches["r"] / bases.z_ohm, x=branches["x"] / bases.z_ohm)
+    order = list(buses.index)
     total_pu = float(np.hypot(buses["p_load"].sum(), buses["q_load"].sum()))
     if total_pu > 0 and not LOAD_PU_WARN[0] <= total_pu <= LOAD_PU_WARN[1]:
         r.warning("bases.s_kva", f"the feeder's nominal load is {total_pu:.3g} pu of {s_kva:g} kVA; per-unit "
@@ -911,11 +1042,28 @@ def load_case(spec: str | Path, hours: int | None = None,
             r.problem(f"areas.cut_branches[{k}]", f"duplicate cut branch {br!r}")
         else:
             cut_branches.append(br)
-    area = network.assign_areas(branches, net.root, cut_branches)
+    area = network.assign_areas(branches, root, cut_branches)
     buses.insert(0, "area", area.reindex(order).to_numpy().astype(int))
 
-    pvs = _der_table(r, "pv", buses, net.root, s_kva)
-    batteries = _batteries(r, buses, net.root, s_kva)
+    held = part.ders
+    gens = held[held["kind"] == "generator"] if len(held) else held
+    for der, g in gens.iterrows():
+        bus = g["bus"]
+        buses.loc[bus, "q_cap"] += g["q_fixed"]  # a fixed reactive injection, as ieee123's capacitor generators
+        if abs(g["p_rated"]) > 0:
+            # The physics has no fixed active-power injection: the generator becomes a negative constant-power
+            # load at its bus, which load_mult scales (exact at load_mult 1); reported. A bus whose load is
+            # not constant power would give the generator that voltage dependence: refused.
+            zip_p = [float(buses.at[bus, c]) for c in ("p_zip_z", "p_zip_i", "p_zip_p")] if "p_zip_p" in buses else [0, 0, 1]
+            if buses.at[bus, "p_load"] != 0 and zip_p != [0.0, 0.0, 1.0]:
+                r.problem("case.network", f"generator {der} at bus {bus}: a fixed active-power injection at a bus "
+                                          "with a voltage-dependent (ZIP) load cannot be represented")
+                continue
+            buses.loc[bus, "p_load"] -= g["p_rated"]
+            kw = float(g["p_rated"]) * s_kva
+            part.conversion.entry(GENERATOR_AS_LOAD).add(0.0, abs(kw), f"generator {der} at bus {bus}: {kw:.1f} kW")
+    pvs = _der_table(r, "pv", buses, root, s_kva, held)
+    batteries = _batteries(r, buses, root, s_kva, held)
     r.raise_problems()
 
     for msg in r.warnings:
@@ -927,7 +1075,7 @@ def load_case(spec: str | Path, hours: int | None = None,
         network_model=model,
         bases=bases,
         settings=settings,
-        root=net.root,
+        root=root,
         buses=buses,
         branches=branches,
         pvs=pvs,
@@ -936,12 +1084,19 @@ def load_case(spec: str | Path, hours: int | None = None,
         cut_branches=cut_branches,
         description=description,
         warnings=list(r.warnings),
+        conversion=part.conversion,
     )
 
 
 def _natural(name: str) -> tuple:
-    """Sort key that puts bus '9' before '10' and '25r' after '25'."""
-    return tuple(int(t) if t.isdigit() else t for t in re.findall(r"\d+|\D+", name))
+    """Sort key that puts bus '9' before '10' and '25r' after '25' (numbers before text at each place)."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.findall(r"\d+|\D+", name))
+
+
+def _bus_list(names: Any, limit: int = 20) -> str:
+    """Bus names for a summary line: all of them up to ``limit``, else the first ``limit`` and a count."""
+    names = [str(n) for n in names]
+    return " ".join(names) if len(names) <= limit else " ".join(names[:limit]) + f" ... ({len(names)} buses)"
 
 
 def both_conventions(value: float, unit: str, phases: int, fmt: str = ".3f") -> str:
@@ -966,19 +1121,28 @@ def describe_case(case: Case) -> str:
         f"  network     {case.network_model}",
         f"  bases       {case.bases.v_kv_ll:g} kV line-to-line, {s3:g} kVA three-phase "
         f"(Z_base {case.bases.z_ohm:.4f} ohm); root bus {case.root}",
-        f"  buses       {len(b)}",
+        f"  buses       {len(b)}"
+        + (f" on {b['v_base_kv_ln'].round(6).nunique()} voltage levels: "
+           + ", ".join(f"{v * 3**0.5:g}" for v in sorted(b["v_base_kv_ln"].round(6).unique(), reverse=True))
+           + " kV line-to-line" if "v_base_kv_ln" in b and b["v_base_kv_ln"].round(6).nunique() > 1 else ""),
         f"  branches    {len(case.branches)}",
         f"  loads       {len(loads)}: {p_kw:.3f} kW + {q_kvar:.3f} kvar three-phase"
         f" = {p_kw / ph:.3f} kW + {q_kvar / ph:.3f} kvar per phase",
         f"  capacitors  {len(caps)} (fixed), kvar three-phase = per phase: "
         + ", ".join(f"{bus} {caps.at[bus, 'q_cap'] * s3:g} = {caps.at[bus, 'q_cap'] * s3 / ph:g}"
                     for bus in sorted(caps.index, key=_natural)),
+    ]
+    if "b_shunt" in b and (b["b_shunt"] != 0).any():
+        sh = b[b["b_shunt"] != 0]
+        lines.append(f"  shunts      {len(sh)} buses: {sh['b_shunt'].sum() * s3:.3f} kvar three-phase at 1 pu "
+                     "(capacitors and line charging, Q = b v)")
+    lines += [
         f"  PVs         {len(case.pvs)}: {both_conventions(case.pvs['p_rated'].sum() * s3, 'kW', ph)} rated, "
         f"{both_conventions(case.pvs['s_rated'].sum() * s3, 'kVA', ph)}",
-        f"              buses {' '.join(case.pvs.index)}",
+        f"              buses {_bus_list(case.pvs.index)}",
         f"  batteries   {len(case.batteries)}: {both_conventions(case.batteries['p_rated'].sum() * s3, 'kW', ph)}, "
         f"{both_conventions(case.batteries['e_rated'].sum() * s3, 'kWh', ph)}",
-        f"              buses {' '.join(case.batteries.index)}",
+        f"              buses {_bus_list(case.batteries.index)}",
         f"  areas       {case.n_areas}"
         + (
             "; cut branches "
@@ -1006,4 +1170,6 @@ def describe_case(case: Case) -> str:
         f"inverter limit {st.inverter_limit}, terminal SOC {st.terminal_soc}, "
         f"reverse power {'allowed' if st.reverse_power else 'not allowed'}, alpha {st.alpha_usd_per_kwh:g} USD/kWh",
     ]
+    if case.conversion is not None:
+        lines.append(case.conversion.format())
     return "\n".join(lines)

@@ -66,6 +66,7 @@ def environment_report() -> dict[str, Any]:
         "packages": solvers.package_versions(),
         "opendss_engine": _opendss_version(),
         "solvers": [info.as_dict() for info in infos],
+        "ipopt_routes": [info.as_dict() for info in solvers.ipopt_routes()],
         "default_solver": "ipopt",
         "ok": any(info.available for info in infos),
     }
@@ -86,28 +87,61 @@ def doctor(as_json: bool) -> None:
         click.echo("NLP solvers:")
         for s in report["solvers"]:
             if s["available"]:
+                mumps = f" {s['mumps']}" if s.get("mumps") else ""
                 click.echo(
                     f"  {s['name']:<8} OK       {s['version'] or '?':<10} route={s['route']}"
-                    f"  linear solver={s['linear_solver']}  at {s['location']}"
+                    f"  linear solver={s['linear_solver']}{mumps}  at {s['location']}"
                 )
+                if s.get("note"):
+                    click.echo(f"           note: {s['note']}")
             else:
                 click.echo(f"  {s['name']:<8} MISSING  {s['detail']}")
                 click.echo(f"           fix: {s['fix']}")
+        click.echo("IPOPT routes (fastest first; --solver ipopt takes the first executable, else the first library;"
+                   " --solver cyipopt and distributed area solves the first library):")
+        for r in report["ipopt_routes"]:
+            state = "OK     " if r["available"] else "MISSING"
+            click.echo(f"  {r['route']:<10} {state} IPOPT {r['version'] or '?':<8} MUMPS {r['mumps'] or '?':<6}"
+                       f" linear solver={r['linear_solver'] or '?'}  {r['build']}"
+                       + (f"  at {r['location']}" if r["available"] else f": {r['detail']}"))
     if not report["ok"]:
         click.echo("error: no NLP solver works; see the fixes above", err=True)
         sys.exit(1)
 
 
 @main.command("install-solvers")
-def install_solvers() -> None:
-    """Compile Pyomo's PyNumero ASL library so that IPOPT runs through cyipopt (needs cmake, g++)."""
-    from mpdopf_pyomo import solvers
+@click.option("--fast/--no-fast", default=True, show_default=True,
+              help="Also build IPOPT on MUMPS 5.8 (cyipopt + AMPL ipopt on casadi's libipopt); optional.")
+@click.option("--force", is_flag=True, help="Rebuild the fast IPOPT even when the build is current.")
+def install_solvers(fast: bool, force: bool) -> None:
+    """Compile Pyomo's PyNumero ASL library (needs cmake, g++), then build the fast IPOPT routes.
+
+    A failed fast build is reported with its reason and leaves the cyipopt-wheels route in use (exit 0);
+    only a library route that does not work at all exits 3.
+    """
+    from mpdopf_pyomo import solver_build, solvers
 
     lib = solvers.build_pynumero()
     click.echo(f"PyNumero ASL library installed at {lib}")
+    if fast:
+        click.echo(f"Fast IPOPT (MUMPS 5.8) into {solver_build.prefix()}:")
+        try:
+            data = solver_build.build(force=force, progress=click.echo)
+        except Exception as exc:  # optional: never fails setup; `doctor` prints the fallback and its fix
+            click.echo(f"  fast IPOPT NOT built: {exc}; the cyipopt-wheels route stays in use")
+        else:
+            for name in ("library", "executable"):
+                entry = data.get("parts", {}).get(name)
+                if entry:
+                    where = solver_build.prefix() / entry["path"]
+                    click.echo(f"  {name:<10} OK  IPOPT {entry['ipopt']} MUMPS {entry['mumps']} at {where}")
+                else:
+                    click.echo(f"  {name:<10} NOT built: {data.get('errors', {}).get(name)}; fix: {solver_build.FIX}")
+            if data.get("build_s"):
+                click.echo(f"  (took {data['build_s']} s)")
     info = solvers.probe("cyipopt")
     status = "OK" if info.available else f"NOT usable: {info.detail}"
-    click.echo(f"cyipopt (IPOPT {info.version}): {status}")
+    click.echo(f"cyipopt (IPOPT {info.version}, MUMPS {info.mumps}, {info.build}): {status}")
     if not info.available:
         sys.exit(3)
 

@@ -52,7 +52,7 @@ def solve_central(
         solver_route=stats.route,
         solver_version=stats.extra.get("version"),
         solver_stats={"iterations": stats.iterations, "termination": stats.termination,
-                      "variables": n_vars, "constraints": n_cons},
+                      "variables": n_vars, "constraints": n_cons, "mumps": stats.extra.get("mumps")},
         timings={"build_s": build_s, "solve_s": stats.solve_s},
     )
 
@@ -75,13 +75,18 @@ def solve_case(
     if algorithm == "central":
         if distributed:
             raise CaseError(f"options {sorted(distributed)} apply only to distributed algorithms")
-        return solve_central(case, formulation, solver, options, tee, progress)
-    if algorithm in ("admm", "enapp"):
+        results = solve_central(case, formulation, solver, options, tee, progress)
+    elif algorithm in ("admm", "enapp"):
         from mpdopf_pyomo.decomposition import solve_distributed
 
-        return solve_distributed(
+        results = solve_distributed(
             case, algorithm=algorithm, formulation=formulation, solver=solver, options=options,
             progress=progress, **distributed,
         )
-    raise CaseError(f"unknown algorithm '{algorithm}'; choose one of {', '.join(ALGORITHMS)}")
+    else:
+        raise CaseError(f"unknown algorithm '{algorithm}'; choose one of {', '.join(ALGORITHMS)}")
+    if case.conversion is not None:  # what the balanced network approximated: summary.json + a table
+        results.summary["conversion_report"] = case.conversion.as_dict()
+        results.extra_tables["conversion_report"] = case.conversion.as_table()
+    return results
 

@@ -2,11 +2,14 @@
 
 IPOPT can be present in two ways ("routes"):
 
-* ``executable``: an ``ipopt`` AMPL executable on PATH or in IDAES' binary folder (``idaes get-extensions``),
-  driven by Pyomo's ``ipopt`` plugin through NL files;
-* ``library``: the ``cyipopt`` Python module (PyPI wheel ``cyipopt-wheels`` bundles libipopt 3.14 + MUMPS)
-  driven by Pyomo's PyNumero ``cyipopt`` interface, which needs the PyNumero ASL library. Pyomo ships that
-  library as C++ source; :func:`build_pynumero` compiles it against Debian's ``libamplsolver-dev``.
+* ``executable``: an ``ipopt`` AMPL executable, driven by Pyomo's ``ipopt`` plugin through NL files. The one
+  :mod:`mpdopf_pyomo.solver_build` builds (libipopt 3.14.19 on MUMPS 5.8.2) comes first, then one on PATH or
+  in IDAES' binary folder (``idaes get-extensions``);
+* ``library``: the ``cyipopt`` Python module driven by Pyomo's PyNumero ``cyipopt`` interface, which needs
+  the PyNumero ASL library. Pyomo ships that library as C++ source; :func:`build_pynumero` compiles it
+  against Debian's ``libamplsolver-dev``. The cyipopt that :mod:`mpdopf_pyomo.solver_build` compiles
+  against casadi's libipopt (MUMPS 5.8.2) comes first; the PyPI wheel ``cyipopt-wheels`` (libipopt 3.14.11,
+  MUMPS 5.5.1, about twice as slow in the linear algebra) is the fallback.
 
 ``--solver ipopt`` takes the executable when present (every callback stays in compiled code) and the library
 otherwise; ``--solver cyipopt`` forces the library route. Any other name is passed to Pyomo's SolverFactory
@@ -29,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from mpdopf_pyomo import solver_build
 from mpdopf_pyomo.errors import MpdopfError, SolveFailed, SolverUnavailable
 
 #: Where :func:`build_pynumero` puts the PyNumero ASL library: inside the active environment.
@@ -42,8 +46,11 @@ DEBIAN_ASL_LIBRARY = Path("/usr/lib/x86_64-linux-gnu/libamplsolver.so")
 KNOWN_NLP_SOLVERS = ("ipopt", "cyipopt", "ripopt")
 
 #: Options passed to IPOPT unless the user sets them: keep final values inside the original bounds, so
-#: loading a solution does not print one warning per variable that sits on a bound.
-IPOPT_DEFAULTS: dict[str, Any] = {"honor_original_bounds": "yes"}
+#: loading a solution does not print one warning per variable that sits on a bound; no forced iterative
+#: refinement step and a 5 % (not 1000 %) MUMPS workspace margin, which cut MUMPS' CPU time by 2-20 % on
+#: ieee123 at 5 and 24 h on every route with the same iterations and objective (to 1e-12 relative);
+#: if the workspace runs short, IPOPT enlarges it and factorizes again (a one-off cost).
+IPOPT_DEFAULTS: dict[str, Any] = {"honor_original_bounds": "yes", "min_refinement_steps": 0, "mumps_mem_percent": 5}
 
 _FIX_LIBRARY = (
     "run `make setup` (or `python -m mpdopf_pyomo install-solvers`), which installs Debian's "
@@ -67,6 +74,11 @@ class SolverInfo:
     linear_solver: str | None = None
     fix: str | None = None
     detail: str | None = None
+    #: MUMPS version of the IPOPT behind this route, and which build it is (e.g. ``cyipopt-wheels``).
+    mumps: str | None = None
+    build: str | None = None
+    #: Set when IPOPT falls back to a slower build: why, and the fix.
+    note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,7 +103,15 @@ class SolveStats:
 
 
 def ipopt_executable() -> str | None:
-    """Path of an ``ipopt`` AMPL executable on PATH or in IDAES' binary folder, or None."""
+    """Path of an ``ipopt`` AMPL executable: our MUMPS 5.8 build, else on PATH or in IDAES' folder, else None."""
+    built = solver_build.executable()
+    if built is not None and os.access(built, os.X_OK):
+        return str(built)
+    return _other_ipopt_executable()
+
+
+def _other_ipopt_executable() -> str | None:
+    """An ``ipopt`` executable not built by :mod:`mpdopf_pyomo.solver_build`: on PATH or in IDAES' folder."""
     found = shutil.which("ipopt")
     if found:
         return found
@@ -135,11 +155,28 @@ def _attach_pynumero() -> str | None:
     return lib
 
 
+def _fallback_note(part: str, using: str | None = None) -> str:
+    """The one line saying that IPOPT runs on another build than ours (by default cyipopt-wheels), why, and the fix."""
+    using = using or f"cyipopt-wheels (MUMPS {solver_build.wheel_mumps_version() or '5.5'})"
+    return (f"the fast IPOPT build (MUMPS 5.8, {part} route) is not installed: {solver_build.missing_reason(part)};"
+            f" using {using}; fix: {solver_build.FIX}")
+
+
+def _library_build(cyipopt_module: Any) -> tuple[str, str | None]:
+    """Which cyipopt is imported (our build or the cyipopt-wheels package) and its MUMPS version."""
+    built = solver_build.library_dir()
+    if built is not None and str(Path(cyipopt_module.__file__).resolve()).startswith(str(built.resolve())):
+        entry = solver_build.part("library") or {}
+        return f"mpdopf build: cyipopt {entry.get('cyipopt')} on casadi {solver_build.PINS['casadi']}", entry.get("mumps")
+    return "cyipopt-wheels", solver_build.wheel_mumps_version()
+
+
 def _probe_library() -> SolverInfo:
     info = SolverInfo(name="cyipopt", available=False, route="library", linear_solver="mumps")
     _skip_scipy_extras()
+    solver_build.activate_library()  # our MUMPS 5.8 cyipopt first on sys.path, when built
     try:
-        import cyipopt  # noqa: F401  (the module of cyipopt-wheels)
+        import cyipopt  # noqa: F401  (ours, or the module of cyipopt-wheels)
     except Exception as exc:  # ImportError or a broken shared library
         info.fix = "pip install cyipopt-wheels (part of `make setup`)"
         info.detail = f"cannot import cyipopt: {exc}"
@@ -147,6 +184,11 @@ def _probe_library() -> SolverInfo:
     info.version = getattr(cyipopt, "IPOPT_VERSION", None)
     if isinstance(info.version, tuple):
         info.version = ".".join(str(v) for v in info.version)
+    info.build, info.mumps = _library_build(cyipopt)
+    if info.build == "cyipopt-wheels":
+        info.note = _fallback_note("library")
+    else:
+        solver_build.single_thread_blas()
     lib = pynumero_library()
     if not lib:
         info.fix = _FIX_LIBRARY
@@ -182,6 +224,13 @@ def _probe_executable(name: str, path: str | None, fix: str) -> SolverInfo:
     match = re.search(r"(\d+\.\d+(?:\.\d+)?)", out)
     info.version = match.group(1) if match else out.strip()[:40]
     info.available = True
+    built = solver_build.executable()
+    if name == "ipopt" and built is not None and Path(path) == built:
+        entry = solver_build.part("executable") or {}
+        # `-v` prints the AMPL interface's version (Debian's 3.14.17); the library doing the work is casadi's.
+        info.version = entry.get("ipopt") or info.version
+        info.mumps = entry.get("mumps")
+        info.build = f"mpdopf build: AMPL driver + {entry.get('ampl_interface')} on casadi {solver_build.PINS['casadi']}"
     return info
 
 
@@ -191,12 +240,17 @@ def probe(name: str) -> SolverInfo:
     if key == "ipopt":
         exe = _probe_executable("ipopt", ipopt_executable(), _FIX_EXECUTABLE)
         if exe.available:
-            exe.linear_solver = "mumps (default; ma27/ma57 if built with HSL)"
+            exe.linear_solver = "mumps" if exe.mumps else "mumps (default; ma27/ma57 if built with HSL)"
+            if exe.build is None:
+                exe.build = "found on PATH or in IDAES' folder"
+                exe.note = _fallback_note("executable", using=str(exe.location))
             return exe
         lib = _probe_library()
         lib.name = "ipopt"
         if not lib.available:
             lib.detail = f"{exe.detail}; {lib.detail}"
+        elif lib.build == "cyipopt-wheels":
+            lib.note = _fallback_note("executable")
         return lib
     if key == "cyipopt":
         return _probe_library()
@@ -252,6 +306,54 @@ def probe(name: str) -> SolverInfo:
 def probe_all() -> list[SolverInfo]:
     """Probe every solver ``doctor`` reports on."""
     return [probe(name) for name in KNOWN_NLP_SOLVERS]
+
+
+def ipopt_routes() -> list[SolverInfo]:
+    """Every way IPOPT is installed, fastest first, without importing a second cyipopt into this process.
+
+    ``name`` says which ``--solver`` takes the route when it is the first available one of its kind.
+    """
+    routes: list[SolverInfo] = []
+    built = solver_build.executable()
+    if built is not None:
+        info = _probe_executable("ipopt", str(built), solver_build.FIX)  # sets version, MUMPS and build
+        info.linear_solver = "mumps"
+    else:
+        info = SolverInfo(name="ipopt", available=False, route="executable", build="mpdopf build (MUMPS 5.8)",
+                          detail=solver_build.missing_reason("executable"), fix=solver_build.FIX)
+    routes.append(info)
+    other = _other_ipopt_executable()
+    if other:
+        info = _probe_executable("ipopt", other, _FIX_EXECUTABLE)
+        info.build, info.linear_solver = "found on PATH or in IDAES' folder", "mumps (unless built with HSL)"
+        routes.append(info)
+    pynumero = pynumero_library()
+    no_pynumero = None if pynumero else "PyNumero ASL library (libpynumero_ASL.so) missing"
+    entry = solver_build.part("library")
+    if entry:
+        routes.append(SolverInfo(
+            name="cyipopt", available=pynumero is not None, route="library", version=entry.get("ipopt"),
+            location=str(solver_build.library_dir()), linear_solver="mumps", mumps=entry.get("mumps"),
+            build=f"mpdopf build: cyipopt {entry.get('cyipopt')} on casadi {solver_build.PINS['casadi']}",
+            detail=no_pynumero, fix=no_pynumero and _FIX_LIBRARY))
+    else:
+        routes.append(SolverInfo(name="cyipopt", available=False, route="library", build="mpdopf build (MUMPS 5.8)",
+                                 detail=solver_build.missing_reason("library"), fix=solver_build.FIX))
+    try:
+        wheel: str | None = importlib.metadata.version("cyipopt-wheels")
+        libs = [f for f in importlib.metadata.files("cyipopt-wheels") or [] if f.name.startswith("libipopt")]
+    except importlib.metadata.PackageNotFoundError:
+        wheel, libs = None, []
+    lib_version = re.search(r"\.so\.(\d+\.\d+\.\d+)", libs[0].name) if libs else None
+    missing = None if wheel else "cyipopt-wheels is not installed"
+    routes.append(SolverInfo(
+        name="cyipopt", available=bool(wheel and pynumero), route="library",
+        version=lib_version.group(1) if lib_version else None,
+        location=str(libs[0].locate().parent) if libs else None, linear_solver="mumps",
+        mumps=solver_build.wheel_mumps_version(), build=f"cyipopt-wheels {wheel} (fallback)",
+        detail=missing or no_pynumero,
+        fix="pip install cyipopt-wheels (part of `make setup`)" if missing else no_pynumero and _FIX_LIBRARY))
+    return routes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -603,6 +705,8 @@ def solve(
         iterations = counter["n"]
     else:
         solver = pyo.SolverFactory(pyomo_name)
+        if info.route == "executable" and pyomo_name == "ipopt" and info.location:
+            solver.set_executable(info.location, validate=False)  # ours may not be on PATH
         with tempfile.TemporaryDirectory(prefix="mpdopf-solver-") as tmp, _pyomo_tempfiles_in(tmp):
             logfile = os.path.join(tmp, "solver.log")
             try:
@@ -637,7 +741,7 @@ def solve(
         iterations=iterations,
         solve_s=solve_s,
         message=message,
-        extra={"version": info.version},
+        extra={"version": info.version, "mumps": info.mumps, "build": info.build},
     )
 
 
@@ -717,7 +821,10 @@ def _name_wall_time_status() -> None:
     Both tables are plain dicts; if a later version renames them this does nothing.
     """
     try:
-        import ipopt_wrapper  # cyipopt's compiled module
+        try:
+            from cyipopt import ipopt_wrapper  # cyipopt's compiled module (cyipopt >= 1.7)
+        except ImportError:
+            import ipopt_wrapper  # older cyipopt: a top-level module
         from pyomo.contrib.pynumero.algorithms.solvers import cyipopt_solver as pyomo_cyipopt
         from pyomo.opt import TerminationCondition as TC
     except ImportError:

@@ -171,7 +171,11 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
     hours = _hours(case, results)
     devices = _devices(results)
     model = Path(case.network_model)
-    compile_model(model)  # CaseError with a clear message if OpenDSS cannot compile it
+    if case.conversion is None:  # the balanced OpenDSS model itself (read without reduction)
+        compile_model(model)  # CaseError with a clear message if OpenDSS cannot compile it
+        shown = str(model)
+    else:  # a reduced network (MATPOWER today): check (1) on the case's balanced network, exported to OpenDSS
+        shown = _compile_export(case)
     dss = engine()
     where = f"{model}"
 
@@ -201,11 +205,12 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
         raise CaseError(f"{where}: plan bus(es) not in the network model: {', '.join(missing[:8])}")
 
     # --- one Generator per device ----------------------------------------------------------------------
-    kv = case.bases.v_kv_ll
+    kv_ln = case.buses["v_base_kv_ln"] if "v_base_kv_ln" in case.buses else None
     elements: dict[tuple[str, str], str] = {}
     for kind, bus in devices[["kind", "bus"]].drop_duplicates().itertuples(index=False):
         if bus not in bus_names:
             raise CaseError(f"{where}: {'PV' if kind == 'pv' else 'battery'} bus {bus} is not in the network model")
+        kv = case.bases.v_kv_ll if kv_ln is None else float(kv_ln[bus]) * 3**0.5  # the bus's own base
         name = f"{_PREFIX}{kind}_{bus}"
         try:
             dss.Text.Command(
@@ -310,13 +315,27 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
             for t, r in by_hour.iterrows()
         ],
         "engine": engine_version(),
-        "network_model": str(model),
+        "network_model": shown,
         "source": f"Vsource.{source} at {case.settings.v_sub_pu:g} pu",
         "elements": "PV and battery: Generator model=1 (constant P and Q), vminpu=0.5, vmaxpu=1.5",
         "sign": "d = OpenDSS - optimisation",
         "time_s": time.perf_counter() - t_start,
     }
     return Validation(summary, by_hour, voltages)
+
+
+def _compile_export(case: Case) -> str:
+    """Compile the case's balanced network (its own tables, :func:`network.reduce.balanced_network`) as an
+    OpenDSS script written to a temporary folder; return what the summary names as the network model."""
+    from mpdopf_pyomo.network import compile_model
+    from mpdopf_pyomo.network.export import write_opendss
+    from mpdopf_pyomo.network.reduce import balanced_network
+
+    net = balanced_network(case.buses, case.branches, case.root, case.bases.s_kva, case.settings.v_sub_pu,
+                           name=case.name, path=case.network_model)
+    with tempfile.TemporaryDirectory(prefix="mpdopf_validate_") as tmp:
+        compile_model(write_opendss(net, Path(tmp) / "balanced"))  # OpenDSS keeps the circuit in memory
+    return f"{case.network_model} (its balanced equivalent, exported to OpenDSS)"
 
 
 def attach_validation(case: Case, results: Results) -> None:

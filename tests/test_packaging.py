@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -21,22 +22,30 @@ def _declared() -> tuple[set[str], dict[str, str]]:
 def test_every_subpackage_and_data_folder_is_declared():
     """pyproject lists packages explicitly (the data folders are mapped); a new folder must be added there."""
     declared, mapped = _declared()
-    expected = {
-        ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "mpdopf_pyomo").rglob("__init__.py")
-    }
+    def folders(root: Path, pkg: str) -> set[str]:
+        """``pkg`` and every folder below ``root`` that holds files, as dotted package names."""
+        return {pkg} | {pkg + "." + ".".join(d.relative_to(root).parts) for d in root.rglob("*")
+                        if d.is_dir() and "__pycache__" not in d.parts and any(f.is_file() for f in d.iterdir())}
+
+    expected = folders(REPO / "mpdopf_pyomo", "mpdopf_pyomo")
     for pkg, folder in mapped.items():
-        root = REPO / folder
-        expected.add(pkg)
-        expected |= {pkg + "." + ".".join(d.relative_to(root).parts) for d in root.rglob("*")
-                     if d.is_dir() and any(f.is_file() for f in d.iterdir()) and "__pycache__" not in d.parts}
+        expected |= folders(REPO / folder, pkg)
     assert declared == expected
 
 
 def test_wheel_carries_cases_and_models_and_solves(tmp_path: Path):
     """Build the wheel, install it apart from the source tree, load a bundled case and solve from there."""
+    # Build from a copy of what the wheel is made of: setuptools writes build/ and *.egg-info into the
+    # source folder, which must stay the user's.
+    src = tmp_path / "src"
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, src / name)
+    for name in ("mpdopf_pyomo", "cases", "models"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     wheels = tmp_path / "wheels"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(src)],
         capture_output=True, text=True, timeout=300,
     )
     assert build.returncode == 0, build.stderr

@@ -105,7 +105,11 @@ class AreaSolver:
         self.model = m
         self.keys: list[PortKey] = list(m.dist_keys)
         self.port_vars = [m.ports[k] for k in self.keys]
-        info = solvers.probe(spec.solver)
+        # Many small warm solves: IPOPT takes the library route (one persistent NLP per area) even when an
+        # AMPL ipopt executable is installed, which would write an NL file and start a process per solve.
+        info = solvers.probe("cyipopt") if spec.solver.lower() == "ipopt" else solvers.probe(spec.solver)
+        if not info.available:
+            info = solvers.probe(spec.solver)
         self.limits = solvers.default_limits(spec.solver, self.options, info.version)
         self.route = info.route or ""
         self.version = info.version
