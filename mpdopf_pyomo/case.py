@@ -1099,6 +1099,13 @@ def _bus_list(names: Any, limit: int = 20) -> str:
     return " ".join(names) if len(names) <= limit else " ".join(names[:limit]) + f" ... ({len(names)} buses)"
 
 
+def both_conventions(value: float, unit: str, phases: int, fmt: str = ".3f") -> str:
+    """``value`` (a three-phase total) as "<total> <unit> three-phase = <total/phases> <unit> per phase": the
+    one convention ``cases show`` and the ``solve`` summary share (single-phase-equivalent studies, like the
+    source study, report per phase)."""
+    return f"{value:{fmt}} {unit} three-phase = {value / phases:{fmt}} {unit} per phase"
+
+
 def describe_case(case: Case) -> str:
     """Human-readable summary (what ``cases show`` prints): sizes, loads, DERs, areas, horizon, settings."""
     s3 = case.bases.s_kva
@@ -1121,19 +1128,21 @@ def describe_case(case: Case) -> str:
         f"  branches    {len(case.branches)}",
         f"  loads       {len(loads)}: {p_kw:.3f} kW + {q_kvar:.3f} kvar three-phase"
         f" = {p_kw / ph:.3f} kW + {q_kvar / ph:.3f} kvar per phase",
-        f"  capacitors  {len(caps)}: "
-        + ", ".join(f"{bus} {caps.at[bus, 'q_cap'] * s3 / ph:g}" for bus in sorted(caps.index, key=_natural))
-        + " kvar per phase (fixed)",
+        f"  capacitors  {len(caps)} (fixed), kvar three-phase = per phase: "
+        + ", ".join(f"{bus} {caps.at[bus, 'q_cap'] * s3:g} = {caps.at[bus, 'q_cap'] * s3 / ph:g}"
+                    for bus in sorted(caps.index, key=_natural)),
     ]
     if "b_shunt" in b and (b["b_shunt"] != 0).any():
         sh = b[b["b_shunt"] != 0]
         lines.append(f"  shunts      {len(sh)} buses: {sh['b_shunt'].sum() * s3:.3f} kvar three-phase at 1 pu "
                      "(capacitors and line charging, Q = b v)")
     lines += [
-        f"  PVs         {len(case.pvs)}: {case.pvs['p_rated'].sum() * s3 / ph:.3f} kW rated, "
-        f"{case.pvs['s_rated'].sum() * s3 / ph:.3f} kVA per phase; buses {_bus_list(case.pvs.index)}",
-        f"  batteries   {len(case.batteries)}: {case.batteries['p_rated'].sum() * s3 / ph:.3f} kW, "
-        f"{case.batteries['e_rated'].sum() * s3 / ph:.3f} kWh per phase; buses {_bus_list(case.batteries.index)}",
+        f"  PVs         {len(case.pvs)}: {both_conventions(case.pvs['p_rated'].sum() * s3, 'kW', ph)} rated, "
+        f"{both_conventions(case.pvs['s_rated'].sum() * s3, 'kVA', ph)}",
+        f"              buses {_bus_list(case.pvs.index)}",
+        f"  batteries   {len(case.batteries)}: {both_conventions(case.batteries['p_rated'].sum() * s3, 'kW', ph)}, "
+        f"{both_conventions(case.batteries['e_rated'].sum() * s3, 'kWh', ph)}",
+        f"              buses {_bus_list(case.batteries.index)}",
         f"  areas       {case.n_areas}"
         + (
             "; cut branches "

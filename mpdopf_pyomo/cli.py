@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from mpdopf_pyomo import __version__
-from mpdopf_pyomo.errors import MpdopfError
+from mpdopf_pyomo.errors import CaseError, MpdopfError
 
 
 class _Group(click.Group):
@@ -200,10 +200,17 @@ def cases_show(case: str, hours: int | None) -> None:
 @click.option("--max-iter", "max_iter", type=click.IntRange(1, None), default=None,
               help="Distributed iteration cap.")
 @click.option("--keep-last", is_flag=True, help="Distributed runs: keep the last iterate when the cap is reached.")
+@click.option("--damping", type=float, default=None,
+              help="ENApp damping of the exchanged values, 0 < d <= 1 (default 1: undamped, as the study; "
+                   "5 iterations on ieee123 5 h, 11 at 0.7).")
+@click.option("--warm-start", "warm_start", type=click.Choice(["enapp", "none"]), default=None,
+              help="ADMM starting point: a few re-priced ENApp iterations and their duals (enapp, the "
+                   "default), or the LinDistFlow point at the substation price (none).")
 def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, solver: str,
           solver_options: tuple[str, ...], out_dir: str | None, as_json: bool, validate: bool, plots: bool,
           tee: bool, executor: str | None, scheduler: str | None, n_areas: int | None, rho: float | None,
-          tol: float | None, max_iter: int | None, keep_last: bool) -> None:
+          tol: float | None, max_iter: int | None, keep_last: bool, damping: float | None,
+          warm_start: str | None) -> None:
     """Plan batteries and PV reactive power over the horizon at least energy cost; write results."""
     import time
 
@@ -224,14 +231,18 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
     if algorithm != "central":
         from mpdopf_pyomo.decomposition import check_settings
 
-        check_settings(tol=tol, rho=rho, scheduler=scheduler)
+        check_settings(tol=tol, rho=rho, scheduler=scheduler, damping=damping, warm_start=warm_start)
+    for flag, value, applies in (("--damping", damping, "enapp"), ("--warm-start", warm_start, "admm")):
+        if value is not None and algorithm != applies:
+            raise CaseError(f"{flag} applies only to --algorithm {applies}")
     target = claim(out_dir) if out_dir is not None else None
     from mpdopf_pyomo import pipeline  # heavy imports (pandas, Pyomo) after the quick checks
     from mpdopf_pyomo.case import load_case
 
     case = load_case(case_spec, hours)
     distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_areas=n_areas, rho=rho,
-                                         tol=tol, max_iter=max_iter, keep_last=keep_last or None).items()
+                                         tol=tol, max_iter=max_iter, keep_last=keep_last or None,
+                                         damping=damping, warm_start=warm_start).items()
                    if v is not None}
     if target is None:
         target = claim(default_folder(case.name, case.hours, algorithm))
@@ -250,6 +261,35 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
         click.echo(json.dumps(json.loads((folder / "summary.json").read_text()), indent=2))
     else:
         click.echo(format_summary(results.summary, folder))
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(), default=None,
+              help="Output folder (default runs/reproduce); the --out rules of `solve` apply.")
+@click.option("--executor", type=click.Choice(["serial", "processes"]), default=None,
+              help="Where ENApp's area problems are solved (default: processes on a multi-core machine).")
+def reproduce(out_dir: str | None, executor: str | None) -> None:
+    """Run the source study's case (ieee123-published, 5 h) central and by ENApp (4 areas, undamped) and
+    print the study's figures beside ours, per phase, with the relative difference; write the table
+    (reproduce.md, reproduce.csv) and both runs' summaries into the output folder."""
+    import time
+
+    from mpdopf_pyomo import _START
+    from mpdopf_pyomo.outputs import OutputFolder
+    from mpdopf_pyomo import reproduce as rep
+
+    def progress(msg: str) -> None:
+        click.echo(f"[{time.perf_counter() - _START:6.2f} s] {msg}", err=True)
+
+    target = OutputFolder.claim(out_dir or rep.DEFAULT_OUT)  # a bad --out is refused before the solves
+    click.get_current_context().call_on_close(target.discard)
+    table, runs = rep.reproduce(executor=executor, progress=progress)
+    folder = rep.write(target, table, runs)
+    click.echo(f"Reproducing the study: {rep.CASE}, {rep.HOURS} h, per phase (the study's convention)")
+    click.echo(rep.format_text(table))
+    click.echo(f"written to {out_dir or rep.DEFAULT_OUT}  (reproduce.md, reproduce.csv)")
+    if (table["reproduced"] == "no").any():
+        click.echo("note: some figures differ from the study's by more than the stated tolerance", err=True)
 
 
 @main.command("validate")
@@ -280,21 +320,36 @@ def validate_cmd(folder: str, plots: bool, strict: bool, as_json: bool) -> None:
 
 def format_summary(s: dict[str, Any], folder: Any) -> str:
     """The short terminal summary of a run."""
+    from mpdopf_pyomo.case import both_conventions
+
     t = s["timings"]
+    ph = s.get("phases", 3)
+    distributed = "distributed" in s
+    ipopt = (f"{s['solver_stats'].get('iterations')} {s['solver']} iterations in all area solves" if distributed
+             else f"{s['solver_stats'].get('iterations')} iterations")
     lines = [
         f"{s['case']}  {s['hours']} h  {s['algorithm']}  {s['formulation']}  solver {s['solver']} "
-        f"({s.get('solver_route', '')}, {s['solver_stats'].get('iterations')} iterations)",
-        f"  objective        {s['objective_usd']:.4f} USD   (energy {s['energy_cost_usd']:.4f} USD)",
-        f"  substation       {s['substation_energy_kwh']:.1f} kWh, peak {s['substation_peak_kw']:.1f} kW",
-        f"  losses           {s['losses_kwh']:.2f} kWh",
-        f"  PV               {s['pv_energy_kwh']:.1f} kWh, reactive {s['pv_reactive_kvarh']:.1f} kvarh",
-        f"  batteries        charge {s['battery_charge_kwh']:.1f} kWh, discharge {s['battery_discharge_kwh']:.1f} kWh",
+        f"({s.get('solver_route', '')}, {ipopt})",
+        f"  energy cost      {both_conventions(s['energy_cost_usd'], 'USD', ph, '.4f')}  (the study's objective)",
+        f"  objective        {s['objective_usd']:.4f} USD = energy {s['energy_cost_usd']:.4f} + alpha x conversion "
+        f"losses {s['conversion_loss_cost_usd']:.4f}"
+        + (f" + terminal {s['terminal_cost_usd']:.4f}" if s.get("terminal_cost_usd") else "")
+        + " USD, three-phase (objective_usd)",
+        f"  substation       {both_conventions(s['substation_energy_kwh'], 'kWh', ph, '.1f')}, "
+        f"peak {both_conventions(s['substation_peak_kw'], 'kW', ph, '.1f')}",
+        f"  losses           {both_conventions(s['losses_kwh'], 'kWh', ph, '.2f')}",
+        f"  PV               {both_conventions(s['pv_energy_kwh'], 'kWh', ph, '.1f')}, "
+        f"reactive {both_conventions(s['pv_reactive_kvarh'], 'kvarh', ph, '.1f')}",
+        f"  batteries        charge {both_conventions(s['battery_charge_kwh'], 'kWh', ph, '.1f')}, "
+        f"discharge {both_conventions(s['battery_discharge_kwh'], 'kWh', ph, '.1f')}",
         f"  voltage          {s['v_min_pu']:.4f} .. {s['v_max_pu']:.4f} pu",
     ]
-    if "distributed" in s:
+    if distributed:
         d = s["distributed"]
+        warm = d.get("warm_start_iterations")
+        split = f" ({warm} ENApp warm start + {d['iterations'] - warm} ADMM)" if warm else ""
         lines.append(
-            f"  distributed      {d['iterations']} iterations, primal {d['primal_residual']:.2e}, "
+            f"  distributed      {d['iterations']} {d['algorithm']} iterations{split}, primal {d['primal_residual']:.2e}, "
             f"dual {d['dual_residual']:.2e}, {d['exchanged_per_iteration']} values exchanged per iteration"
         )
     if "validation" in s:

@@ -32,6 +32,14 @@ if TYPE_CHECKING:
     from mpdopf_pyomo.outputs import OutputFolder
 
 TABLES = ("voltages", "branches", "pv", "battery", "substation")
+#: Summary keys (three-phase totals) that ``summary['per_phase']`` repeats divided by the number of phases.
+PER_PHASE_KEYS = ("objective_usd", "energy_cost_usd", "conversion_loss_cost_usd", "terminal_cost_usd",
+                  "substation_energy_kwh", "substation_peak_kw", "losses_kwh", "pv_energy_kwh",
+                  "pv_reactive_kvarh", "battery_charge_kwh", "battery_discharge_kwh")
+#: What ``objective_usd`` is (written into every summary).
+OBJECTIVE_IS = ("what the solver minimised: energy_cost_usd (substation energy x price, the source study's "
+                "objective and reported cost) + conversion_loss_cost_usd (alpha x battery conversion losses) "
+                "+ terminal_cost_usd (terminal SOC penalty, 0 unless terminal_soc = 'penalty')")
 
 
 @dataclass
@@ -95,7 +103,7 @@ class Results:
         bat_rows: list[tuple] = []
         sub_p: dict[int, float] = {}
         sub_q: dict[int, float] = {}
-        objective = 0.0
+        objective = loss_cost = terminal_cost = 0.0
         for m in models:
             net = m.net
             owned = set(m.view.buses)
@@ -128,6 +136,8 @@ class Results:
                     sub_p[t] = m.substation.P[t].value
                     sub_q[t] = m.substation.Q[t].value
             objective += pyo.value(m.energy_cost + m.loss_cost + m.terminal_cost)
+            loss_cost += pyo.value(m.loss_cost)
+            terminal_cost += pyo.value(m.terminal_cost)
 
         voltages = pd.DataFrame.from_dict(v_rows, orient="index", columns=T)
         voltages = voltages.reindex([b for b in case.buses.index if b in v_rows])
@@ -160,7 +170,10 @@ class Results:
             "dt_h": dt,
             "status": "optimal",
             "objective_usd": objective,
+            "objective_is": OBJECTIVE_IS,
             "energy_cost_usd": float(substation["cost_usd"].sum()),
+            "conversion_loss_cost_usd": float(loss_cost),
+            "terminal_cost_usd": float(terminal_cost),
             "substation_energy_kwh": float(substation["p_kw"].sum() * dt),
             "substation_peak_kw": float(substation["p_kw"].max()),
             "losses_kwh": losses_kwh,
@@ -173,6 +186,12 @@ class Results:
             "v_max_pu": float(voltages.to_numpy().max()),
             "units": "kW, kvar, kWh: three-phase totals (per phase = 1/3); voltages in pu",
         }
+        phases = case.bases.phases
+        summary_out["convention"] = (f"top-level powers, energies and USD are {phases}-phase totals of the balanced "
+                                     f"feeder; per_phase holds them divided by {phases}, the single-phase "
+                                     "equivalent the source study reports")
+        summary_out["phases"] = phases
+        summary_out["per_phase"] = {k: summary_out[k] / phases for k in PER_PHASE_KEYS}
         summary_out.update(summary)
         return cls(summary_out, voltages, branches, pv, battery, substation, case=case)
 

@@ -83,7 +83,9 @@ _PREFIX = "mpdopf_"
 class Validation:
     """Result of :func:`validate`.
 
-    * ``summary``: overall figures (what goes into ``summary.json['validation']``).
+    * ``summary``: overall figures (what goes into ``summary.json['validation']``), among them
+      ``energy_cost_opendss_usd`` (and ``..._per_phase_usd``): the plan's energy cost with OpenDSS's
+      substation P, what the plan costs when it is run.
     * ``by_hour``: index ``t``; per hour: ``load_mult``; ``max_abs_dv_pu`` and ``worst_bus``; substation
       power of the plan and of OpenDSS ``p_opt_kw``, ``p_opendss_kw``, ``q_opt_kvar``, ``q_opendss_kvar``,
       their differences ``dp_sub_kw``, ``dq_sub_kvar`` and ``rel_dp_sub`` (|dp_sub_kw| / max(|P_sub|,
@@ -285,6 +287,11 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
     by_hour = pd.DataFrame(rows).set_index("t")
     voltages = pd.DataFrame(v_dss, index=pd.Index(opt_buses, name="bus"), columns=hours)
 
+    # the plan's energy cost as OpenDSS prices it: its substation P x the hour's price (a distributed run
+    # stopped at tolerance can report less than the central optimum; this is what the plan really costs)
+    price = results.substation["price_usd_per_kwh"].reindex(by_hour.index).to_numpy(float)
+    dt = float(results.summary.get("dt_h", case.settings.dt_h))
+    cost_dss = float(np.sum(by_hour["p_opendss_kw"].to_numpy(float) * price * dt))
     hour_ok = (by_hour["max_abs_dv_pu"] <= tol_v_pu) & (by_hour["rel_dp_sub"] <= tol_rel_p_sub)
     by_hour["passed"] = hour_ok
     worst_t = int(by_hour["max_abs_dv_pu"].idxmax())
@@ -294,6 +301,8 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
         "max_abs_dq_sub_kvar": float(by_hour["dq_sub_kvar"].abs().max()),
         "max_abs_dloss_kw": float(by_hour["dloss_kw"].abs().max()),
         "max_rel_dp_sub": float(by_hour["rel_dp_sub"].max()),
+        "energy_cost_opendss_usd": cost_dss,
+        "energy_cost_opendss_per_phase_usd": cost_dss / case.bases.phases,
         "worst_hour": worst_t,
         "worst_bus": str(by_hour.at[worst_t, "worst_bus"]),
         "tolerance_pu": tol_v_pu,
@@ -348,6 +357,10 @@ def format_validation(v: dict[str, Any]) -> list[str]:
         f"max |dLoss| {v.get('max_abs_dloss_kw', float('nan')):.4f} kW: {verdict} "
         f"(|dV| <= {tol:g} pu, |dP_sub| <= {100 * tol_p:g} %)"
     ]
+    if "energy_cost_opendss_usd" in v:
+        lines.append(f"  OpenDSS cost     energy {v['energy_cost_opendss_usd']:.4f} USD three-phase = "
+                     f"{v['energy_cost_opendss_per_phase_usd']:.4f} USD per phase "
+                     "(the power flow's substation P x price)")
     for h in v.get("by_hour", []):
         mark = "" if (h['max_abs_dv_pu'] <= tol and h['rel_dp_sub'] <= tol_p) else "  <-- above tolerance"
         lines.append(

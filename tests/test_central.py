@@ -296,3 +296,20 @@ def test_results_tables_round_trip(solved):
     for name in ("branches", "pv", "battery"):
         a, b = getattr(res, name), getattr(loaded, name)
         assert np.allclose(a.select_dtypes("number").to_numpy(), b.select_dtypes("number").to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name,form", ALL)
+def test_inverter_limits_hold_relative_to_rating(solved, name, form):
+    """Every PV and battery inverter: (P^2 + Q^2) / S_rated^2 <= 1 + 1e-6 in the saved tables (the battery
+    circle in pu^2 let |S| exceed its rating by 0.07 % at full discharge before it was scaled by S^2)."""
+    case, _, res = solved[name, form]
+    base = case.bases.s_kva
+    bat = res.battery.reset_index()
+    s_bat = bat["bus"].astype(str).map(case.batteries["s_rated"]).to_numpy() * base
+    ratio_bat = ((bat["discharge_kw"] - bat["charge_kw"]) ** 2 + bat["q_kvar"] ** 2).to_numpy() / s_bat**2
+    pv = res.pv.reset_index()
+    s_pv = pv["bus"].astype(str).map(case.pvs["s_rated"]).to_numpy() * base
+    ratio_pv = (pv["p_kw"] ** 2 + pv["q_kvar"] ** 2).to_numpy() / s_pv**2
+    assert np.isfinite(ratio_bat).all() and np.isfinite(ratio_pv).all()
+    assert ratio_bat.max() <= 1 + 1e-6, f"battery over its rating by {ratio_bat.max() - 1:.2e} (relative, S^2)"
+    assert ratio_pv.max() <= 1 + 1e-6, f"PV over its rating by {ratio_pv.max() - 1:.2e} (relative, S^2)"

@@ -51,7 +51,9 @@ def test_admm_matches_central(case, central, admm):
     assert set(admm.voltages.index) == set(central.voltages.index)
     assert d["exchanged_per_iteration"] == 2 * 2 * 2 * 3 * 5
     conv = admm.extra_tables["convergence"]
-    assert list(conv.columns) == ["primal_residual", "dual_residual", "objective_usd", "rho", "elapsed_s"]
+    assert list(conv.columns) == ["method", "primal_residual", "dual_residual", "objective_usd", "rho", "elapsed_s"]
+    k = d["warm_start_iterations"]
+    assert list(conv["method"]) == ["enapp"] * k + ["admm"] * (d["iterations"] - k)
     assert len(conv) == d["iterations"] and 0 < d["warm_start_iterations"] < d["iterations"] <= 34  # measured 28
     assert d["area_solve_s"] > 0 and d["coordination_s"] >= 0
 

@@ -59,6 +59,8 @@ RHO0 = 2.0e4
 #: creep towards the optimum (measured on ieee123, 5 h: P, Q, v all at 2e4 -> 121 iterations and voltages
 #: 1.6e-3 pu off; Q at 20, v at 2e3 -> 38 iterations, 7e-5 pu).
 KIND_SCALE = {"P": 1.0, "Q": 1e-3, "v": 0.1}
+#: Damping of the ENApp warm start (the measurements above were taken with it; plain ENApp is undamped).
+WARM_DAMPING = 0.7
 #: ENApp warm-start stages: iterations at the substation price, then per re-pricing at the LMPs.
 WARM_STAGES = (3, 2)
 
@@ -101,7 +103,8 @@ def run_admm(
             if tally.iterations:
                 progress(f"admm warm start: ENApp from iteration {tally.iterations + 1}, "
                          "children priced at the parents' LMPs")
-            pre = run_enapp(executor, layout, z, head, tol=max(tol, warm_tol), progress=progress, tally=tally,
+            pre = run_enapp(executor, layout, z, head, damping=WARM_DAMPING, tol=max(tol, warm_tol),
+                            progress=progress, tally=tally, label="admm warm start: enapp",
                             max_iter=min(n_stage, warm - tally.iterations, max_iter - tally.iterations))
             z, lam_c = warm_point(executor, layout)
             head = np.where(kinds == "v", 0.0, lam_c)  # then: the parents' current LMPs for P and Q

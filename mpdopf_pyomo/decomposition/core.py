@@ -151,14 +151,16 @@ class Tally:
         self.ipopt_iterations += sum(int(o["iterations"]) for o in out.values())
         return out
 
-    def record(self, name: str, r: float, s: float, objective: float, rho: float = float("nan")) -> int:
-        """Log one finished iteration (history row, progress line, test callback); return its number."""
+    def record(self, method: str, r: float, s: float, objective: float, rho: float = float("nan"),
+               label: str | None = None) -> int:
+        """Log one finished iteration (history row with its ``method``, progress line starting with
+        ``label`` or the method, test callback); return its number."""
         k = len(self.history) + 1
         elapsed = self.clock()
-        self.history.append({"iteration": k, "primal_residual": r, "dual_residual": s,
+        self.history.append({"iteration": k, "method": method, "primal_residual": r, "dual_residual": s,
                              "objective_usd": objective, "rho": rho, "elapsed_s": elapsed})
         rho_text = "" if np.isnan(rho) else f"  rho {rho:.3g}"
-        self.progress(f"{name} {k:3d}  primal {r:.2e}  dual {s:.2e}  objective {objective:.4f} USD"
+        self.progress(f"{label or method} {k:3d}  primal {r:.2e}  dual {s:.2e}  objective {objective:.4f} USD"
                       f"{rho_text}  {elapsed:.2f} s")
         if self.callback is not None:
             self.callback(k, self.executor)
