@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import importlib
 import importlib.metadata
 import os
 import re
@@ -171,12 +172,24 @@ def _library_build(cyipopt_module: Any) -> tuple[str, str | None]:
     return "cyipopt-wheels", solver_build.wheel_mumps_version()
 
 
+def import_cyipopt() -> Any:
+    """The ``cyipopt`` module: our MUMPS 5.8 build when it is built, else cyipopt-wheels' (MUMPS 5.5).
+
+    Every import of cyipopt goes through here. A process must load one libipopt only: the two share the
+    soname libipopt.so.3 but not MUMPS' structure layout, so a second one, loaded by a stray import, binds
+    to the first and can crash. Which one is decided once, by the first call.
+    """
+    _skip_scipy_extras()
+    solver_build.activate_library()  # our build first on sys.path (a no-op once cyipopt is imported)
+    import cyipopt
+
+    return cyipopt
+
+
 def _probe_library() -> SolverInfo:
     info = SolverInfo(name="cyipopt", available=False, route="library", linear_solver="mumps")
-    _skip_scipy_extras()
-    solver_build.activate_library()  # our MUMPS 5.8 cyipopt first on sys.path, when built
     try:
-        import cyipopt  # noqa: F401  (ours, or the module of cyipopt-wheels)
+        cyipopt = import_cyipopt()  # ours, or the module of cyipopt-wheels
     except Exception as exc:  # ImportError or a broken shared library
         info.fix = "pip install cyipopt-wheels (part of `make setup`)"
         info.detail = f"cannot import cyipopt: {exc}"
@@ -447,8 +460,9 @@ class _CaptureFd:
 
 def _ipopt_probe_problem() -> Any:
     """A one-variable cyipopt problem that is never solved: only its option registry is used."""
-    import cyipopt
     import numpy as np
+
+    cyipopt = import_cyipopt()
 
     class _Tiny:
         def objective(self, x: Any) -> float:
@@ -821,10 +835,9 @@ def _name_wall_time_status() -> None:
     Both tables are plain dicts; if a later version renames them this does nothing.
     """
     try:
-        try:
-            from cyipopt import ipopt_wrapper  # cyipopt's compiled module (cyipopt >= 1.7)
-        except ImportError:
-            import ipopt_wrapper  # older cyipopt: a top-level module
+        # cyipopt's compiled module, from the cyipopt in use (never the top-level ``ipopt_wrapper`` of
+        # cyipopt-wheels: it would load the wheel's libipopt beside our build's; see import_cyipopt)
+        ipopt_wrapper = importlib.import_module("cyipopt.ipopt_wrapper")
         from pyomo.contrib.pynumero.algorithms.solvers import cyipopt_solver as pyomo_cyipopt
         from pyomo.opt import TerminationCondition as TC
     except ImportError:

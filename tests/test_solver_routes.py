@@ -7,6 +7,7 @@ here are skipped with the reason (``python -m mpdopf_pyomo install-solvers`` bui
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -195,3 +196,25 @@ def test_distributed_area_solves_keep_the_library_route() -> None:
     case = load_case("ieee123", 1)
     area = AreaSolver(AreaSpec(case, int(case.buses["area"].min()), "exact", "ipopt"))
     assert area.route == "library" and area.persistent
+
+
+def test_one_libipopt_per_process_whatever_the_call_order():
+    """Checking options, probing, solving central and by area load the SAME libipopt (two would share the
+    soname libipopt.so.3 with different MUMPS layouts and may crash): the route of every call agrees."""
+    code = (
+        "import mpdopf_pyomo as mp\n"
+        "from mpdopf_pyomo import solvers\n"
+        "solvers.check_options('ipopt', {'max_wall_time': 100})\n"
+        "r = mp.solve('ieee123', hours=1, solver='cyipopt', options={'tol': 1e-8}, validate=False)\n"
+        "solvers.probe_all()\n"
+        "maps = open('/proc/self/maps').read().splitlines()\n"
+        "print(sorted({l.split()[-1] for l in maps if 'libipopt' in l}))\n"
+        "print(r.summary['solver_stats'].get('mumps'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    libs_line, mumps = out.stdout.strip().splitlines()[-2:]
+    libs = ast.literal_eval(libs_line)  # a printed list of paths
+    assert len(libs) == 1, libs
+    built = solver_build.part("library") is not None
+    assert ("casadi" in libs[0]) == built and mumps == ("5.8.2" if built else solver_build.wheel_mumps_version())

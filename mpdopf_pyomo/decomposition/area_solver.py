@@ -122,7 +122,7 @@ class AreaSolver:
     # ----------------------------------------------------------------------------------------------
     def _build_nlp(self) -> None:
         solvers._attach_pynumero()
-        import cyipopt  # noqa: F401  (load once, before PyNumero's interface checks for it)
+        solvers.import_cyipopt()  # the one libipopt of this process, before PyNumero checks for cyipopt
         from pyomo.contrib.pynumero.interfaces.cyipopt_interface import CyIpoptNLP
         from pyomo.contrib.pynumero.interfaces.pyomo_nlp import PyomoNLP
 
