@@ -167,6 +167,27 @@ def cases_show(case: str, hours: int | None) -> None:
     click.echo(describe_case(load_case(case, hours)))
 
 
+@cases.command("generate")
+@click.option("--buses", type=click.IntRange(129, 200_000), required=True,
+              help="At least this many buses: ceil((N-1)/128) ieee123 sections + the substation.")
+@click.option("--layout", type=click.Choice(["tree", "chain"]), default="tree", show_default=True,
+              help="Sections in a shallow tree (heap order, --fanout children each) or one chain.")
+@click.option("--fanout", type=click.IntRange(1, 100), default=4, show_default=True,
+              help="Tree layout: sections hanging from the substation and from each section's root.")
+@click.option("--joint-ohm", "joint_ohm", type=float, default=1e-4, show_default=True,
+              help="R = X of each joint line between sections, ohm per phase (> 0).")
+@click.option("--hours", type=click.IntRange(1, 24), default=None, help="The case's default_hours (default 5).")
+@click.option("--out", "out_dir", type=click.Path(), required=True,
+              help="New or empty folder (or one this program wrote) for master.dss ... and case.toml.")
+def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours: int | None,
+                   out_dir: str) -> None:
+    """Write a large radial test feeder (ieee123 copies joined at their roots, the study's DER recipe,
+    areas = sections) after a LinDistFlow check at the study's voltage limits (exit 2 if it fails)."""
+    from mpdopf_pyomo.network.generate import describe, generate
+
+    click.echo(describe(generate(buses, out_dir, layout, fanout, joint_ohm, hours)))
+
+
 @main.command()
 @click.option("--case", "case_spec", required=True, help="Bundled case name (see `cases`) or path to a case .toml.")
 @click.option("--hours", type=click.IntRange(1, None), default=None, help="Horizon in periods (default: the case's).")

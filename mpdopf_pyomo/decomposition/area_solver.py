@@ -209,7 +209,7 @@ class AreaSolver:
         else:
             x, info = prob.solve(x0)
         iters = self._counter["n"]
-        if info["status"] != 0:
+        if info["status"] not in solvers.IPOPT_SOLVED_STATUSES:  # 6: square area (no DERs, ports pinned)
             message = solvers.ipopt_status_message(info["status"], info["status_msg"])
             raise SolveFailed(solvers.failure_line(self.solver, message, iters, opts))
         self._x = x
