@@ -39,6 +39,17 @@ def one_line(text: str) -> str:
                   lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
+class AreasType(click.ParamType):
+    """``--areas``: an integer >= 2 or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, int) else "auto"
+        return click.IntRange(2, None).convert(value, param, ctx)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mpdopf_pyomo")
 def main() -> None:
@@ -210,8 +221,9 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
               help="Distributed runs: where area problems are solved (default: processes on a multi-core "
                    "machine, serial on one core; dask with --scheduler).")
 @click.option("--scheduler", default=None, help="Dask scheduler address to join (implies --executor dask).")
-@click.option("--areas", "n_areas", type=click.IntRange(2, None), default=None,
-              help="Distributed runs: partition the feeder automatically into N areas instead of the case's.")
+@click.option("--areas", "n_areas", type=AreasType(), default=None, metavar="N|auto",
+              help="Distributed runs: partition the feeder automatically into N >= 2 areas instead of the "
+                   "case's; auto: one per core, more if memory needs it.")
 @click.option("--rho", type=float, default=None,
               help="ADMM penalty, USD/pu^2, finite and > 0 (default: adaptive from 2e4).")
 @click.option("--tol", type=float, default=None,
@@ -223,7 +235,7 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
 @click.option("--keep-last", is_flag=True, help="Distributed runs: keep the last iterate when the cap is reached.")
 def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, solver: str,
           solver_options: tuple[str, ...], out_dir: str | None, as_json: bool, validate: bool, plots: bool,
-          tee: bool, executor: str | None, scheduler: str | None, n_areas: int | None, rho: float | None,
+          tee: bool, executor: str | None, scheduler: str | None, n_areas: int | str | None, rho: float | None,
           tol: float | None, max_iter: int | None, keep_last: bool) -> None:
     """Plan batteries and PV reactive power over the horizon at least energy cost; write results."""
     import time

@@ -73,7 +73,7 @@ def solve_distributed(
     *,
     executor: str | None = None,
     scheduler: str | None = None,
-    n_areas: int | None = None,
+    n_areas: int | str | None = None,
     n_workers: int | None = None,
     rho: float | None = None,
     tol: float = 1e-4,
