@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: setup run test bench docs doctor clean
+.PHONY: setup run test bench bench-large docs doctor clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,11 @@ docs: setup
 # run down by stage.
 bench: setup
 	$(PY) -m mpdopf_pyomo.benchmark --out bench/results
+
+# The large generated feeders (1,025 x 5 h, 2,561 x 24 h, 10,241 x 4 h buses x hours; central, ADMM, ENApp):
+# tables in bench/results/large.md and .csv. About 30-40 min on 2 cores (not part of `make bench`).
+bench-large: setup
+	$(PY) -m mpdopf_pyomo.benchmark --large --out bench/results
 
 doctor: setup
 	$(PY) -m mpdopf_pyomo doctor

@@ -138,6 +138,7 @@ def solve_distributed(
                 "raise --max-iter, or pass --keep-last to keep the last iterate. No result was written."
             )
         values = exe.map("values", {a: () for a in areas})
+        peak = exe.map("peak_mb", {a: () for a in areas})
     finally:
         exe.close()
     models = []
@@ -166,6 +167,9 @@ def solve_distributed(
         "per_iteration_s": (out.area_solve_s + out.coordination_s) / max(out.iterations, 1),
         **timing_summary(out, [float(info[a]["build_s"]) for a in areas], build_s, solve_s),
         "persistent_area_solvers": all(info[a]["persistent"] for a in areas),
+        # peak resident memory of each worker process holding areas, MB (the coordinator's own when serial)
+        "worker_peak_mb": {str(pid): max(peak[a] for a in areas if info[a]["pid"] == pid)
+                           for pid in sorted({info[a]["pid"] for a in areas})},
         **({"rho": out.extra.get("rho_final"), "rho_adaptive": out.extra.get("rho_adaptive"),
             "over_relaxation": relax, "warm_start_iterations": out.extra.get("warm_start_iterations")} if algorithm == "admm" else {"damping": damping}),
     }

@@ -271,6 +271,15 @@ class AreaSolver:
                 var.set_value(float(val), skip_validation=True)
         return model_values(self.model)
 
+    def peak_mb(self) -> float:
+        """Peak resident memory of this area's process so far, MB (ru_maxrss; every area of a worker
+        reports its worker's figure)."""
+        import resource
+        import sys
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
     def info(self) -> dict[str, Any]:
         """Route, version and build time of this area's solver."""
         import os
