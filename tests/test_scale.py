@@ -150,4 +150,20 @@ def test_cli_areas_auto(tmp_path) -> None:
     assert r.exit_code == 0, r.output
     import json
 
-    assert json.loads(r.output)["distributed"]["areas"] >= 2
+    d = json.loads(r.output)["distributed"]
+    assert d["areas"] >= 2
+    # honest timing: the parts add up, per iteration and in the summary
+    import pandas as pd
+
+    t = pd.read_csv(tmp_path / "run" / "timing.csv", index_col="iteration")
+    assert len(t) == d["iterations"]
+    assert (t["critical_s"] <= t["solve_total_s"] + 1e-9).all()
+    assert (t["critical_s"] + t["waiting_s"] <= t["solve_total_s"] + 1e-9).all()  # waiting = busiest - slowest
+    assert (t["critical_s"] + t["waiting_s"] + t["transfer_s"] <= t["wall_s"] + 1e-6).all()
+    assert (t["projected_s"] - (t["critical_s"] + t["transfer_s"] + t["coordinator_s"])).abs().max() < 1e-9
+    ts = d["timing_s"]
+    assert ts["critical_path"] == pytest.approx(t["critical_s"].sum())
+    assert ts["projected_one_core_per_area"] == pytest.approx(ts["area_build_max"] + t["projected_s"].sum())
+    assert ts["projected_one_core_per_area"] < ts["measured_build_and_iterations"] + 1e-6
+    assert d["coordination_s"] >= ts["waiting"] - 1e-6  # the old figure hid the waiting
+    assert all(mb > 50 for mb in d["worker_peak_mb"].values())
