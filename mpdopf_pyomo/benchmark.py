@@ -16,7 +16,8 @@ in a second table.
 generates the large feeders (``cases generate``) and runs central, ADMM and ENApp on each as fresh
 processes: build, solve, command and process wall time, IPOPT iterations, distributed iterations and gap
 to central, the critical path, waiting and transfer, the projected wall with one core per area, and the
-peak memory of the coordinator process and of the busiest worker (``large.md``, ``large.csv``).
+peak memory (ru_maxrss of the ``solve`` process from ``wait4``: the largest of it and the worker
+processes it reaped) and of the largest worker (``large.md``, ``large.csv``).
 
 ``python -m mpdopf_pyomo.benchmark --profile 24`` runs the same command once in a fresh process with
 timers wrapped around each stage -- imports, case load, model build, starting point, solver probe, NL
@@ -199,7 +200,7 @@ LARGE_COLUMNS = [
     ("waiting_s", "waiting s", "{:.1f}"),
     ("transfer_s", "transfer s", "{:.1f}"),
     ("projected_s", "projected 1 core/area s", "{:.1f}"),
-    ("peak_mb", "peak MB (coordinator)", "{:.0f}"),
+    ("peak_mb", "peak MB (largest process)", "{:.0f}"),
     ("worker_peak_mb", "peak MB per worker", "{:.0f}"),
     ("error", "error", "{}"),
 ]
