@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-done
 
-.PHONY: setup run test bench docs docs-check doctor paper clean
+.PHONY: setup run test bench bench-large docs docs-check doctor paper clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ docs-check: docs
 # run down by stage.
 bench: setup
 	$(PY) -m mpdopf_pyomo.benchmark --out bench/results
+
+# The large generated feeders (1,025 x 5 h, 2,561 x 24 h, 10,241 x 4 h buses x hours; central, ADMM, ENApp):
+# tables in bench/results/large.md and .csv. About 30-40 min on 2 cores (not part of `make bench`).
+bench-large: setup
+	$(PY) -m mpdopf_pyomo.benchmark --large --out bench/results
 
 doctor: setup
 	$(PY) -m mpdopf_pyomo doctor

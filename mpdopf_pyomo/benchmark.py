@@ -12,6 +12,13 @@ that child, from ``os.wait4``). Tables go to ``bench/results/`` (Markdown and CS
 distributed benchmark (``mpdopf_pyomo.decomposition.bench.benchmark_rows``) is importable, its rows follow
 in a second table.
 
+``python -m mpdopf_pyomo.benchmark --large [1025x5,2561x24,10241x4]`` (``make bench-large``) instead
+generates the large feeders (``cases generate``) and runs central, ADMM and ENApp on each as fresh
+processes: build, solve, command and process wall time, IPOPT iterations, distributed iterations and gap
+to central, the critical path, waiting and transfer, the projected wall with one core per area, and the
+peak memory (ru_maxrss of the ``solve`` process from ``wait4``: the largest of it and the worker
+processes it reaped) and of the largest worker (``large.md``, ``large.csv``).
+
 ``python -m mpdopf_pyomo.benchmark --profile 24`` runs the same command once in a fresh process with
 timers wrapped around each stage -- imports, case load, model build, starting point, solver probe, NL
 writing, PyNumero/ASL set-up, IPOPT itself, loading the solution, results tables, writing output -- and
@@ -120,6 +127,86 @@ def bench_central(case: str = "ieee123", hours: tuple[int, ...] = DEFAULT_HOURS,
 
 
 # --------------------------------------------------------------------------------------------------
+# Large generated feeders (``--large``, ``make bench-large``)
+# --------------------------------------------------------------------------------------------------
+
+#: (buses, hours) of the large rows: generated feeders (``cases generate``, tree layout), areas = sections
+#: (8, 20, 80) unless ``--areas`` is given.
+LARGE_ROWS = ((1025, 5), (2561, 24), (10241, 4))
+LARGE_ALGORITHMS = ("central", "admm", "enapp")
+
+
+def bench_large(rows: tuple[tuple[int, int], ...] = LARGE_ROWS, algorithms: tuple[str, ...] = LARGE_ALGORITHMS,
+                areas: str | None = None, max_iter: int = 100,
+                progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """One row per (feeder, algorithm): a fresh ``solve`` process on a generated feeder, with build, solve,
+    command and process wall time, IPOPT iterations, peak memory of the process and of each worker, and
+    for distributed runs iterations, gap to central, critical path and projected one-core-per-area wall.
+    A distributed run that fails (not converged, an area solve stopped) is a row with its error."""
+    from mpdopf_pyomo.network.generate import generate
+
+    out_rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="mpdopf-bench-large-") as tmp:
+        for n, T in rows:
+            g = generate(n, Path(tmp) / f"gen{n}", hours=T)
+            central_obj = None
+            for alg in algorithms:
+                extra = ["--algorithm", alg]
+                if alg != "central":
+                    extra += ["--max-iter", str(max_iter)] + (["--areas", areas] if areas else [])
+                run = run_process(solve_command(str(g.case_file), T, Path(tmp) / f"run{n}_{alg}", extra))
+                row: dict[str, Any] = {"buses": g.buses, "hours": T, "algorithm": alg, "wall_s": run["wall_s"],
+                                       "cpu_s": run["cpu_s"], "peak_mb": run["peak_mb"]}
+                if run["returncode"] != 0:
+                    row["error"] = (run["stderr"].strip().splitlines() or ["?"])[-1][:200]
+                else:
+                    s = json.loads(run["stdout"])
+                    tm = s["timings"]
+                    row.update(build_s=tm["build_s"], solve_s=tm["solve_s"], command_total_s=tm["total_s"],
+                               ipopt_iterations=s["solver_stats"].get("iterations"), objective_usd=s["objective_usd"])
+                    if alg == "central":
+                        central_obj = s["objective_usd"]
+                    else:
+                        d = s["distributed"]
+                        ts = d.get("timing_s", {})
+                        row.update(areas=d["areas"], iterations=d["iterations"], converged=d["converged"],
+                                   critical_path_s=ts.get("critical_path"), waiting_s=ts.get("waiting"),
+                                   transfer_s=ts.get("transfer"), area_solves_total_s=ts.get("area_solves_total"),
+                                   projected_s=ts.get("projected_one_core_per_area"),
+                                   worker_peak_mb=max(d.get("worker_peak_mb", {}).values(), default=None))
+                        if central_obj:
+                            row["gap"] = (s["objective_usd"] - central_obj) / central_obj
+                if progress:
+                    progress(f"  {g.buses} buses x {T} h {alg}: {run['wall_s']:.1f} s wall"
+                             + (f" ({row['error']})" if "error" in row else ""))
+                out_rows.append(row)
+    return out_rows
+
+
+LARGE_COLUMNS = [
+    ("buses", "buses", "{}"),
+    ("hours", "T (h)", "{}"),
+    ("algorithm", "algorithm", "{}"),
+    ("areas", "areas", "{}"),
+    ("iterations", "iterations", "{}"),
+    ("converged", "converged", "{}"),
+    ("gap", "gap to central", "{:+.1e}"),
+    ("ipopt_iterations", "IPOPT iterations", "{}"),
+    ("build_s", "build s", "{:.1f}"),
+    ("solve_s", "solve s", "{:.1f}"),
+    ("command_total_s", "command total s", "{:.1f}"),
+    ("wall_s", "process wall s", "{:.1f}"),
+    ("critical_path_s", "critical path s", "{:.1f}"),
+    ("waiting_s", "waiting s", "{:.1f}"),
+    ("transfer_s", "transfer s", "{:.1f}"),
+    ("projected_s", "projected 1 core/area s", "{:.1f}"),
+    ("peak_mb", "peak MB (largest process)", "{:.0f}"),
+    ("worker_peak_mb", "peak MB per worker", "{:.0f}"),
+    ("error", "error", "{}"),
+]
+
+
+# --------------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------------
 
@@ -188,6 +275,8 @@ DISTRIBUTED_COLUMNS = [
     ("iterations", "iterations", "{}"), ("converged", "converged", "{}"),
     ("objective_usd", "objective USD", "{:.4f}"), ("area_solve_s", "area solves s", "{:.2f}"),
     ("coordination_s", "coordination s", "{:.2f}"), ("per_iteration_s", "s/iteration", "{:.3f}"),
+    ("critical_path_s", "critical path s", "{:.2f}"), ("waiting_s", "waiting s", "{:.2f}"),
+    ("transfer_s", "transfer s", "{:.2f}"), ("projected_s", "projected 1 core/area s", "{:.2f}"),
     ("wall_s", "wall s (in-process)", "{:.2f}"),
 ]
 
@@ -378,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="horizons of the distributed rows (default: that module's own, 5,24: ~15 min here)")
     parser.add_argument("--profile", type=int, metavar="T", default=None,
                         help="instead: break the wall time of one T-hour solve down by stage")
+    parser.add_argument("--large", nargs="?", const="1025x5,2561x24,10241x4", default=None, metavar="NxT,...",
+                        help="instead: the large generated-feeder rows (central, ADMM, ENApp; default "
+                             "%(const)s: about 1 min, 15 min and 15 min on 2 cores)")
+    parser.add_argument("--areas", default=None, help="--large: areas of the distributed runs (default: sections)")
+    parser.add_argument("--algorithms", default=",".join(LARGE_ALGORITHMS), help="--large: algorithms")
     parser.add_argument("--_profile-child", nargs=3, metavar=("CASE", "T", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -407,6 +501,24 @@ def main(argv: list[str] | None = None) -> int:
 
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
+
+    if args.large is not None:
+        try:
+            large = tuple(tuple(int(v) for v in item.lower().split("x")) for item in args.large.split(",") if item)
+            if any(len(r) != 2 for r in large):
+                raise ValueError
+        except ValueError:
+            print(f"error: --large {args.large!r}: expected BUSESxHOURS[,...], e.g. 1025x5", file=sys.stderr)
+            return 2
+        algorithms = tuple(a for a in args.algorithms.split(",") if a)
+        progress(f"large feeders: {large}, {algorithms}")
+        rows = bench_large(large, algorithms, args.areas, progress=progress)  # type: ignore[arg-type]
+        text = (f"## Large generated feeders (`cases generate`, tree layout; fresh `solve` processes; "
+                f"{os.cpu_count()} CPUs)\n\n" + markdown_table(rows, LARGE_COLUMNS))
+        write_csv(rows, out_dir / "large.csv")
+        (out_dir / "large.md").write_text(text + "\n")
+        print(text)
+        return 0
 
     progress(f"benchmark: {args.case}, {args.formulation}, T = {hours}, {args.repeat} fresh processes each")
     rows = bench_central(args.case, hours, args.repeat, args.formulation, progress)

@@ -39,6 +39,17 @@ def one_line(text: str) -> str:
                   lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
+class AreasType(click.ParamType):
+    """``--areas``: an integer >= 2 or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, int) else "auto"
+        return click.IntRange(2, None).convert(value, param, ctx)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mpdopf_pyomo")
 def main() -> None:
@@ -167,6 +178,27 @@ def cases_show(case: str, hours: int | None) -> None:
     click.echo(describe_case(load_case(case, hours)))
 
 
+@cases.command("generate")
+@click.option("--buses", type=click.IntRange(129, 200_000), required=True,
+              help="At least this many buses: ceil((N-1)/128) ieee123 sections + the substation.")
+@click.option("--layout", type=click.Choice(["tree", "chain"]), default="tree", show_default=True,
+              help="Sections in a shallow tree (heap order, --fanout children each) or one chain.")
+@click.option("--fanout", type=click.IntRange(1, 100), default=4, show_default=True,
+              help="Tree layout: sections hanging from the substation and from each section's root.")
+@click.option("--joint-ohm", "joint_ohm", type=float, default=1e-4, show_default=True,
+              help="R = X of each joint line between sections, ohm per phase (> 0).")
+@click.option("--hours", type=click.IntRange(1, 24), default=None, help="The case's default_hours (default 5).")
+@click.option("--out", "out_dir", type=click.Path(), required=True,
+              help="New or empty folder (or one this program wrote) for master.dss ... and case.toml.")
+def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours: int | None,
+                   out_dir: str) -> None:
+    """Write a large radial test feeder (ieee123 copies joined at their roots, the study's DER recipe,
+    areas = sections) after a LinDistFlow check at the study's voltage limits (exit 2 if it fails)."""
+    from mpdopf_pyomo.network.generate import describe, generate
+
+    click.echo(describe(generate(buses, out_dir, layout, fanout, joint_ohm, hours)))
+
+
 @main.command()
 @click.option("--case", "case_spec", required=True, help="Bundled case name (see `cases`) or path to a case .toml.")
 @click.option("--hours", type=click.IntRange(1, None), default=None, help="Horizon in periods (default: the case's).")
@@ -189,8 +221,9 @@ def cases_show(case: str, hours: int | None) -> None:
               help="Distributed runs: where area problems are solved (default: processes on a multi-core "
                    "machine, serial on one core; dask with --scheduler).")
 @click.option("--scheduler", default=None, help="Dask scheduler address to join (implies --executor dask).")
-@click.option("--areas", "n_areas", type=click.IntRange(2, None), default=None,
-              help="Distributed runs: partition the feeder automatically into N areas instead of the case's.")
+@click.option("--areas", "n_areas", type=AreasType(), default=None, metavar="N|auto",
+              help="Distributed runs: partition the feeder automatically into N >= 2 areas instead of the "
+                   "case's; auto: one per core, more if memory needs it.")
 @click.option("--rho", type=float, default=None,
               help="ADMM penalty, USD/pu^2, finite and > 0 (default: adaptive from 2e4).")
 @click.option("--tol", type=float, default=None,
@@ -208,7 +241,7 @@ def cases_show(case: str, hours: int | None) -> None:
                    "default), or the LinDistFlow point at the substation price (none).")
 def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, solver: str,
           solver_options: tuple[str, ...], out_dir: str | None, as_json: bool, validate: bool, plots: bool,
-          tee: bool, executor: str | None, scheduler: str | None, n_areas: int | None, rho: float | None,
+          tee: bool, executor: str | None, scheduler: str | None, n_areas: int | str | None, rho: float | None,
           tol: float | None, max_iter: int | None, keep_last: bool, damping: float | None,
           warm_start: str | None) -> None:
     """Plan batteries and PV reactive power over the horizon at least energy cost; write results."""

@@ -742,7 +742,8 @@ def solve(
     if isinstance(message, bytes):  # cyipopt returns IPOPT's message as bytes
         message = message.decode(errors="replace")
     message = _clean_message(str(message))
-    if term not in (TC.optimal, TC.locallyOptimal, TC.globallyOptimal):
+    if term not in (TC.optimal, TC.locallyOptimal, TC.globallyOptimal) and not (
+            term == TC.feasible and is_square_solution(message)):
         bad = _INVALID_OPTION.search(log)
         if bad:  # a solver whose options are not checked beforehand rejected one: bad input
             raise MpdopfError(f"{name}: the solver rejected a --solver-option: {' '.join(bad.group(0).split())}")
@@ -850,6 +851,19 @@ def _name_wall_time_status() -> None:
         messages.setdefault(-5, text)
         names.setdefault(messages[-5], "Maximum_WallTime_Exceeded")
         terms.setdefault("Maximum_WallTime_Exceeded", TC.maxTimeLimit)
+
+
+#: IPOPT's return status "Feasible_Point_Found": a square problem (as many equations as free variables,
+#: e.g. an area without DERs whose boundary values are pinned) solved; its one point is the optimum.
+IPOPT_SQUARE_STATUS = 6
+#: IPOPT return statuses accepted as solved: Solve_Succeeded and Feasible_Point_Found.
+IPOPT_SOLVED_STATUSES = (0, IPOPT_SQUARE_STATUS)
+
+
+def is_square_solution(message: str) -> bool:
+    """Whether a solver's message is IPOPT's "Feasible point for square problem found" (a valid solve:
+    with no degrees of freedom the feasible point is the optimum). Pyomo reports it as ``feasible``."""
+    return "square problem" in message.lower()
 
 
 def ipopt_status_message(status: int, message: Any) -> str:

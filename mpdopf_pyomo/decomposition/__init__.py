@@ -19,7 +19,7 @@ import pandas as pd
 from mpdopf_pyomo import problem, solvers
 from mpdopf_pyomo.case import Case
 from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values
-from mpdopf_pyomo.decomposition.core import IterationCallback, initial_boundary, make_layout
+from mpdopf_pyomo.decomposition.core import TIMING_COLUMNS, IterationCallback, initial_boundary, make_layout
 from mpdopf_pyomo.decomposition.executors import default_executor, make_executor
 from mpdopf_pyomo.decomposition.partition import with_areas
 from mpdopf_pyomo.errors import CaseError, SolveFailed
@@ -78,7 +78,7 @@ def solve_distributed(
     *,
     executor: str | None = None,
     scheduler: str | None = None,
-    n_areas: int | None = None,
+    n_areas: int | str | None = None,
     n_workers: int | None = None,
     rho: float | None = None,
     tol: float = 1e-4,
@@ -149,6 +149,7 @@ def solve_distributed(
                 "raise --max-iter, or pass --keep-last to keep the last iterate. No result was written."
             )
         values = exe.map("values", {a: () for a in areas})
+        peak = exe.map("peak_mb", {a: () for a in areas})
     finally:
         exe.close()
     models = []
@@ -175,7 +176,11 @@ def solve_distributed(
         "area_solve_total_s": out.area_solve_total_s,
         "coordination_s": out.coordination_s,
         "per_iteration_s": (out.area_solve_s + out.coordination_s) / max(out.iterations, 1),
+        **timing_summary(out, [float(info[a]["build_s"]) for a in areas], build_s, solve_s),
         "persistent_area_solvers": all(info[a]["persistent"] for a in areas),
+        # peak resident memory of each worker process holding areas, MB (the coordinator's own when serial)
+        "worker_peak_mb": {str(pid): max(peak[a] for a in areas if info[a]["pid"] == pid)
+                           for pid in sorted({info[a]["pid"] for a in areas})},
         **({"rho": out.extra.get("rho_final"), "rho_adaptive": out.extra.get("rho_adaptive"),
             "over_relaxation": relax, "warm_start_iterations": out.extra.get("warm_start_iterations")} if algorithm == "admm" else {"damping": damping}),
     }
@@ -196,5 +201,26 @@ def solve_distributed(
     results.extra_tables["convergence"] = pd.DataFrame(
         out.history, columns=["iteration", "method", "primal_residual", "dual_residual", "objective_usd", "rho", "elapsed_s"]
     ).set_index("iteration")
+    results.extra_tables["timing"] = pd.DataFrame(out.timing, columns=list(TIMING_COLUMNS)).set_index("iteration")
     return results
+
+
+def timing_summary(out: Any, area_build_s: list[float], build_s: float, solve_s: float) -> dict[str, Any]:
+    """summary['distributed'] timing keys: the per-iteration terms of :data:`.core.TIMING_COLUMNS` summed
+    over the run, and the projected wall time with one core per area (the slowest area build, then every
+    iteration's critical path, transfer and coordinator time) beside the measured build + iterations."""
+    tot = {c: float(sum(r[c] for r in out.timing)) for c in TIMING_COLUMNS[1:]}
+    return {
+        "timing_s": {
+            "critical_path": tot["critical_s"],
+            "area_solves_total": tot["solve_total_s"],
+            "waiting": tot["waiting_s"],
+            "transfer": tot["transfer_s"],
+            "coordinator": tot["coordinator_s"],
+            "area_build_max": max(area_build_s, default=0.0),
+            "area_build_total": float(sum(area_build_s)),
+            "measured_build_and_iterations": build_s + solve_s,
+            "projected_one_core_per_area": max(area_build_s, default=0.0) + tot["projected_s"],
+        },
+    }
 

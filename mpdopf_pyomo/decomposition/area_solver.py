@@ -209,7 +209,7 @@ class AreaSolver:
         else:
             x, info = prob.solve(x0)
         iters = self._counter["n"]
-        if info["status"] != 0:
+        if info["status"] not in solvers.IPOPT_SOLVED_STATUSES:  # 6: square area (no DERs, ports pinned)
             message = solvers.ipopt_status_message(info["status"], info["status_msg"])
             raise SolveFailed(solvers.failure_line(self.solver, message, iters, opts))
         self._x = x
@@ -270,6 +270,15 @@ class AreaSolver:
             for var, val in zip(self._nlp.get_pyomo_variables(), self._x):
                 var.set_value(float(val), skip_validation=True)
         return model_values(self.model)
+
+    def peak_mb(self) -> float:
+        """Peak resident memory of this area's process so far, MB (ru_maxrss; every area of a worker
+        reports its worker's figure)."""
+        import resource
+        import sys
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
     def info(self) -> dict[str, Any]:
         """Route, version and build time of this area's solver."""

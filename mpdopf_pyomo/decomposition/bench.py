@@ -30,7 +30,10 @@ def benchmark_rows(
                     d = res.summary["distributed"]
                     row.update(iterations=d["iterations"], converged=d["converged"],
                                objective_usd=res.summary["objective_usd"], area_solve_s=d["area_solve_s"],
-                               coordination_s=d["coordination_s"], per_iteration_s=d["per_iteration_s"])
+                               coordination_s=d["coordination_s"], per_iteration_s=d["per_iteration_s"],
+                               critical_path_s=d["timing_s"]["critical_path"], waiting_s=d["timing_s"]["waiting"],
+                               transfer_s=d["timing_s"]["transfer"],
+                               projected_s=d["timing_s"]["projected_one_core_per_area"])
                 except MpdopfError as exc:
                     row.update(iterations=None, converged=False, error=str(exc))
                 row["wall_s"] = time.perf_counter() - t0

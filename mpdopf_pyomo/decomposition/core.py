@@ -109,6 +109,17 @@ class Outcome:
     exchanged_per_iteration: int
     exchanged_reals_per_iteration: int
     extra: dict[str, Any] = field(default_factory=dict)
+    timing: list[dict[str, Any]] = field(default_factory=list)  #: one row per iteration (:data:`TIMING_COLUMNS`)
+
+
+#: Per-iteration timing (seconds), see :class:`Tally`: ``critical_s`` the slowest area solve (the wall of
+#: the round with one core per area), ``solve_total_s`` the sum of the area solves (the CPU work),
+#: ``waiting_s`` the time the slowest worker spent on its other areas (workers solve their areas one after
+#: another: busiest worker's sum minus the slowest area), ``transfer_s`` the rest of the rounds' wall
+#: (sending arguments, pickling, receiving results), ``coordinator_s`` the coordinator's own update, and
+#: ``projected_s`` = critical + transfer + coordinator, the iteration's wall with one core per area.
+TIMING_COLUMNS = ("iteration", "critical_s", "solve_total_s", "waiting_s", "transfer_s", "coordinator_s",
+                  "projected_s", "wall_s")
 
 
 class Clock:
@@ -137,6 +148,13 @@ class Tally:
         self.solve_crit = self.solve_total = 0.0
         self.ipopt_iterations = 0
         self.history: list[dict[str, Any]] = []
+        self.timing: list[dict[str, Any]] = []
+        self._round = self._new_round()
+        self._last_elapsed = 0.0
+
+    @staticmethod
+    def _new_round() -> dict[str, float]:
+        return {"critical_s": 0.0, "solve_total_s": 0.0, "waiting_s": 0.0, "transfer_s": 0.0, "map_s": 0.0}
 
     @property
     def iterations(self) -> int:
@@ -144,11 +162,22 @@ class Tally:
 
     def solve(self, args: dict[int, tuple]) -> dict[int, dict[str, Any]]:
         """One round of area solves (``AreaSolver.solve(*args[a])`` for every area a)."""
+        t0 = time.perf_counter()
         out = self.executor.map("solve", args)
-        times = [o["solve_s"] for o in out.values()]
-        self.solve_crit += max(times) if self.executor.parallel else sum(times)
-        self.solve_total += sum(times)
+        wall = time.perf_counter() - t0
+        times = {a: o["solve_s"] for a, o in out.items()}
+        self.solve_crit += max(times.values()) if self.executor.parallel else sum(times.values())
+        self.solve_total += sum(times.values())
         self.ipopt_iterations += sum(int(o["iterations"]) for o in out.values())
+        groups = [g for g in (self.executor.groups() or [[a] for a in times]) if any(a in times for a in g)]
+        busiest = max(sum(times.get(a, 0.0) for a in g) for g in groups)
+        crit = max(times.values())
+        rnd = self._round
+        rnd["critical_s"] += crit
+        rnd["solve_total_s"] += sum(times.values())
+        rnd["waiting_s"] += busiest - crit
+        rnd["transfer_s"] += max(wall - busiest, 0.0)
+        rnd["map_s"] += wall
         return out
 
     def record(self, method: str, r: float, s: float, objective: float, rho: float = float("nan"),
@@ -157,6 +186,12 @@ class Tally:
         ``label`` or the method, test callback); return its number."""
         k = len(self.history) + 1
         elapsed = self.clock()
+        rnd, self._round = self._round, self._new_round()
+        wall = elapsed - self._last_elapsed
+        self._last_elapsed = elapsed
+        coord = max(wall - rnd.pop("map_s"), 0.0)
+        self.timing.append({"iteration": k, **rnd, "coordinator_s": coord,
+                            "projected_s": rnd["critical_s"] + rnd["transfer_s"] + coord, "wall_s": wall})
         self.history.append({"iteration": k, "method": method, "primal_residual": r, "dual_residual": s,
                              "objective_usd": objective, "rho": rho, "elapsed_s": elapsed})
         rho_text = "" if np.isnan(rho) else f"  rho {rho:.3g}"
@@ -190,4 +225,5 @@ class Tally:
             exchanged_per_iteration=exchanged,
             exchanged_reals_per_iteration=exchanged_reals,
             extra=extra,
+            timing=self.timing,
         )

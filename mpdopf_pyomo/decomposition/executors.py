@@ -57,6 +57,10 @@ class Executor(ABC):
     def worker_pids(self) -> list[int]:
         return [os.getpid()]
 
+    def groups(self) -> list[list[int]]:
+        """The areas of each worker (a worker solves its areas one after another)."""
+        return []
+
     def describe(self) -> str:
         return self.name
 
@@ -78,6 +82,9 @@ class SerialExecutor(Executor):
 
     def map(self, method: str, args_by_area: Mapping[int, tuple]) -> dict[int, Any]:
         return self.host.call(method, args_by_area)
+
+    def groups(self) -> list[list[int]]:
+        return [list(self.host.solvers)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -209,6 +216,9 @@ class ProcessExecutor(Executor):
     def worker_pids(self) -> list[int]:
         return [p.pid for p, _, _ in self.workers]
 
+    def groups(self) -> list[list[int]]:
+        return [list(areas) for _, _, areas in self.workers]
+
     def close(self) -> None:
         for proc, conn, _ in self.workers:
             try:
@@ -290,6 +300,9 @@ class DaskExecutor(Executor):
         for fut, w, areas in futures:
             self.actors.append((self._wait(fut, w, "start"), w, areas))
         return self.map("info", {a: () for _, _, areas in self.actors for a in areas})
+
+    def groups(self) -> list[list[int]]:
+        return [list(areas) for _, _, areas in self.actors]
 
     def _alive(self, address: str) -> bool | None:
         """Whether the scheduler lists the worker; None when the scheduler itself does not answer."""

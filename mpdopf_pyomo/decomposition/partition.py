@@ -1,20 +1,36 @@
 """Areas of a radial feeder: from the case's cut branches, or an automatic partition into N areas.
 
-Automatic partition (``--areas N``), greedy on subtree sizes (number of buses):
+Automatic partition (``--areas N``), balanced on the number of buses:
 
-1. start with one area (the whole tree, rooted at the substation);
-2. N - 1 times: in the largest area, among the branches inside it that do not leave the substation bus,
-   cut the one whose downstream part (within that area) has a size closest to total / N; the part below
-   it becomes a new area.
+1. *bounded cut* (Kundu and Misra, 1977): for a bound B, walk the tree from the leaves up; a bus's
+   residual is itself plus its children's residuals; while it exceeds B, cut the child with the largest
+   residual (that child's residual becomes an area). This gives the fewest connected areas of at most B
+   buses each. The bound is bisected for the smallest B that gives at most N areas;
+2. if that gives fewer than N areas (a tree whose parts cannot all be <= B), the largest area is split
+   by the cut whose part below is closest to total / N, until there are N.
 
-Every area is connected (a subtree minus subtrees), every bus is in exactly one area, the substation's
-area is area 1 and the others are numbered in cut order. The cut branches are then handed to
-:func:`mpdopf_pyomo.network.assign_areas`, as if they had been written in the case file.
+Cuts follow the tree (at a feeder's natural joints when its sections are of the target size, so the
+areas form a tree as shallow as the feeder's), every area is connected (a subtree minus subtrees), every
+bus is in exactly one area, and at least one branch from the substation bus stays inside area 1 (the
+substation's area). Area 1 holds the substation; the others are numbered top-down (by the depth of their
+head bus, then its breadth-first position). Step 1 gives the smallest possible largest area for N
+connected areas. Measured on generated feeders (``cases generate``, tree layout): the largest area is
+1.00-1.01 x total / N where N divides into sections (1,025 buses / 8 or 16, 2,561 / 20, 10,241 / 16 or 80),
+1.4-1.6 x otherwise (2,561 / 8, 16, 32: sections of 128 buses with 4 sections below each); under 0.4 s
+on 10,241 buses (``tests/test_scale.py`` asserts <= 1.7 x on 2,561 buses).
+The cut branches are then handed to :func:`mpdopf_pyomo.network.assign_areas`, as if they had been
+written in the case file.
+
+``--areas auto`` (:func:`auto_areas`) picks N for the machine: one area per core, more when the
+feeder's estimated memory (:data:`BYTES_PER_BUS_HOUR`) would not fit in the available memory per core,
+at most one area per :data:`MIN_AREA_BUSES` buses.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 
 import pandas as pd
 
@@ -22,26 +38,83 @@ from mpdopf_pyomo import network
 from mpdopf_pyomo.case import Case
 from mpdopf_pyomo.errors import CaseError
 
+#: Fewest buses per area ``--areas auto`` chooses.
+MIN_AREA_BUSES = 50
+#: Peak memory of a central solve per bus and hour, bytes (measured: 1,025 x 5 h 0.2 GB, 2,561 x 24 h 2 GB,
+#: 10,241 x 4 h 1.5 GB: 30-40 kB per bus-hour); an area's solve takes its share.
+BYTES_PER_BUS_HOUR = 40_000
 
-def auto_cut_branches(case: Case, n_areas: int) -> list[str]:
-    """Choose ``n_areas - 1`` cut branches by the greedy rule of the module docstring."""
+
+def auto_areas(case: Case, cores: int | None = None, memory_bytes: int | None = None) -> int:
+    """Number of areas for this machine: ``max(cores, memory need / (available memory per core))``,
+    at least 2 and at most ``buses // MIN_AREA_BUSES``."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if memory_bytes is None:
+        try:
+            memory_bytes = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            memory_bytes = 4 << 30
+    need = BYTES_PER_BUS_HOUR * len(case.buses) * case.hours
+    by_memory = math.ceil(need / max(memory_bytes / cores, 1))
+    most = max(2, len(case.buses) // MIN_AREA_BUSES)
+    return int(min(max(2, cores, by_memory), most))
+
+
+def _tree(case: Case) -> tuple[dict[str, list[str]], dict[str, str], list[str]]:
+    """Children of every bus, the branch into every bus, and the buses in breadth-first order."""
     br = case.branches
-    n_bus = len(case.buses)
-    if n_areas < 1 or n_areas > n_bus - 1:
-        raise CaseError(f"--areas {n_areas}: choose between 1 and {n_bus - 1} areas for {n_bus} buses")
     children: dict[str, list[str]] = {b: [] for b in case.buses.index}
     into: dict[str, str] = {}
     for e, i, j in zip(br.index, br["from_bus"], br["to_bus"]):
         children[i].append(j)
         into[j] = e
-    cuts: list[str] = []
-    cut_heads: set[str] = set()
+    order = [case.root]
+    for bus in order:
+        order.extend(children[bus])
+    return children, into, order
+
+
+def _bounded_cuts(root: str, children: dict[str, list[str]], order: list[str], bound: int) -> list[str]:
+    """Heads (to-buses of the cut branches) of the fewest areas of at most ``bound`` buses (step 1)."""
+    residual: dict[str, int] = {}
+    heads: list[str] = []
+    for bus in reversed(order):  # children before parents
+        kids = sorted(((residual[c], c) for c in children[bus]), reverse=True)
+        r = 1 + sum(k[0] for k in kids)
+        keep = 1 if bus == root else 0  # one branch from the substation stays in area 1
+        for rc, c in kids[: len(kids) - keep]:
+            if r <= bound:
+                break
+            heads.append(c)
+            r -= rc
+        residual[bus] = r
+    return heads
+
+
+def auto_cut_branches(case: Case, n_areas: int) -> list[str]:
+    """Choose ``n_areas - 1`` cut branches by the rule of the module docstring."""
+    br = case.branches
+    n_bus = len(case.buses)
+    if n_areas < 1 or n_areas > n_bus - 1:
+        raise CaseError(f"--areas {n_areas}: choose between 1 and {n_bus - 1} areas for {n_bus} buses")
+    children, into, order = _tree(case)
+    lo, hi = math.ceil(n_bus / n_areas), n_bus
+    while lo < hi:  # smallest bound with at most n_areas areas
+        mid = (lo + hi) // 2
+        if len(_bounded_cuts(case.root, children, order, mid)) + 1 <= n_areas:
+            hi = mid
+        else:
+            lo = mid + 1
+    heads = _bounded_cuts(case.root, children, order, lo)
+    depth = {b: i for i, b in enumerate(order)}  # breadth-first position: parents before children
+    cuts = [into[h] for h in sorted(heads, key=lambda h: depth[h])]
+    cut_heads = set(heads)
     target = n_bus / n_areas
-    for _ in range(n_areas - 1):
+    while len(cuts) < n_areas - 1:  # step 2
         area = network.assign_areas(br, case.root, cuts)
-        sizes = area.value_counts()
         best: tuple[float, str] | None = None
-        for a in sizes.sort_values(ascending=False).index:
+        for a in area.value_counts().sort_values(ascending=False).index:
             head = case.root if a == 1 else br.at[cuts[a - 2], "to_bus"]
             sub = _subtree_sizes(head, children, cut_heads)
             for bus, size in sub.items():
@@ -70,8 +143,9 @@ def _subtree_sizes(head: str, children: dict[str, list[str]], stop: set[str]) ->
     return size
 
 
-def with_areas(case: Case, n_areas: int | None = None) -> Case:
-    """The case itself (its own cut branches) or a copy partitioned automatically into ``n_areas`` areas."""
+def with_areas(case: Case, n_areas: int | str | None = None) -> Case:
+    """The case itself (its own cut branches) or a copy partitioned automatically into ``n_areas`` areas
+    (``'auto'``: :func:`auto_areas`)."""
     if n_areas is None:
         if not case.cut_branches:
             raise CaseError(
@@ -79,7 +153,9 @@ def with_areas(case: Case, n_areas: int | None = None) -> Case:
                 "partition the feeder automatically"
             )
         return case
-    cuts = auto_cut_branches(case, n_areas)
+    if n_areas == "auto":
+        n_areas = auto_areas(case)
+    cuts = auto_cut_branches(case, int(n_areas))
     area = network.assign_areas(case.branches, case.root, cuts)
     buses = case.buses.copy()
     buses["area"] = pd.Series(area).reindex(buses.index).astype(int).to_numpy()
