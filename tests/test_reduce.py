@@ -313,7 +313,7 @@ def test_zip_load_rated_off_the_bus_base():
     """A constant-Z load rated at 2.4 kV on a 2.5 kV-base bus draws (2.5/2.4)^2 of its kW at 1 pu."""
     ld = Load("z", "a", (1,), "wye", 100.0, 50.0, (1.0, 0.0, 0.0, 0.5, 0.0, 0.5))
     object.__setattr__(ld, "kv_rated", 2.4)  # the OpenDSS reader's field (model.py gains it with that reader)
-    net = _net([_br("l1", "s", "a")], [ld], buses={"a": 2.5})
+    net = _net([_br("l1", "s", "a")], [ld], buses={"s": 2.5, "a": 2.5})
     tables, _ = reduce_balanced(net, S_KVA)
     r2 = (2.5 / 2.4) ** 2
     b = tables.buses.loc["a"]

@@ -341,6 +341,24 @@ def _hourly(mult: np.ndarray, interval_h: float, hours: np.ndarray) -> tuple[np.
     return sums[keep] / counts[keep], True
 
 
+def solve_operating_point() -> bool:
+    """Solve the compiled circuit once with its controls on, at the model's own load multiplier (at least
+    100 power-flow and control iterations); return whether it converged.
+
+    The reader (``read_opendss(..., operating_point=True)``) and validation's check on the original feeder
+    both call this right after :func:`compile_model`, so the feeder's regulators and capacitors are at the
+    same state in both: the taps and steps the conversion read.
+    """
+    dss = engine()
+    dss.Solution.MaxIterations(max(int(dss.Solution.MaxIterations()), 100))
+    dss.Solution.MaxControlIterations(max(int(dss.Solution.MaxControlIterations()), 100))
+    try:
+        dss.Solution.Solve()
+        return bool(dss.Solution.Converged())
+    except Exception:  # a DSSException: the solve failed; the model's own taps are kept
+        return False
+
+
 def read_opendss(path: str | Path, operating_point: bool = False) -> Network:
     """Compile the OpenDSS model at ``path`` and read it into a phase-aware :class:`Network`.
 
@@ -383,13 +401,7 @@ class _Reader:
     def solve_operating_point(self) -> None:
         """Snapshot solve with controls on, so regulator taps and capacitor steps reach their set points."""
         dss = self.dss
-        dss.Solution.MaxIterations(max(int(dss.Solution.MaxIterations()), 100))
-        dss.Solution.MaxControlIterations(max(int(dss.Solution.MaxControlIterations()), 100))
-        try:
-            dss.Solution.Solve()
-            converged = bool(dss.Solution.Converged())
-        except Exception:  # a DSSException: the solve failed; the model's own taps are kept
-            converged = False
+        converged = solve_operating_point()
         if converged:
             self.notes.append(
                 f"regulator taps and capacitor steps at OpenDSS's snapshot operating point (controls on, load "

@@ -334,7 +334,14 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
         if (tap <= 0).any():
             errors.append(f"{label}: tap {tap.tolist()} must be positive")
             continue
-        zb = 3 * buses[br.bus2].kv_ln ** 2 * 1000.0 / s_kva  # ohm, the to-bus base
+        kv1, kv2 = buses[br.bus1].kv_ln, buses[br.bus2].kv_ln
+        if br.kind not in ("transformer", "regulator") and abs(kv1 - kv2) > 1e-6 * max(kv1, kv2):
+            # only a transformer changes the voltage level: per unit on two bases would be a silent ratio
+            errors.append(f"{label}: joins buses of different voltage bases ({br.bus1} {kv1 * math.sqrt(3):.4g} kV, "
+                          f"{br.bus2} {kv2 * math.sqrt(3):.4g} kV line-to-line); only a transformer changes the "
+                          "voltage level (check the model's VoltageBases / SetkVBase)")
+            continue
+        zb = 3 * kv2 ** 2 * 1000.0 / s_kva  # ohm, the to-bus base
         z_ph = phase_equivalent(z, br.phases)
         y_ph = phase_equivalent(y, br.phases)
         z_eq = 3 / n * z_ph
