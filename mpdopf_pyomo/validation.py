@@ -351,7 +351,8 @@ def _check_original(case: Case, results: Results, hours: list[int], devices: pd.
     PVSystem and Storage elements are disabled (the plan's PVs and batteries replace them); each plan
     device is one Generator (model=1) on all the phases of its bus, with the plan's three-phase P and Q.
     Per hour: the load multiplier, the source at ``v_sub_pu``, a snapshot solve; every phase voltage of
-    every bus of the plan is compared with that bus's balanced voltage. A feeder that does not solve is a
+    every bus of the plan (in per unit on the equivalent's base of that bus) is compared with that bus's
+    balanced voltage. A feeder that does not solve is a
     result (``converged`` false, the reason), not an error: check (1) already validated the plan.
     """
     from mpdopf_pyomo.network import bus_voltages_pu, compile_model, engine, substation_power_kw
@@ -399,6 +400,9 @@ def _check_original(case: Case, results: Results, hours: list[int], devices: pd.
     keep = [k for k, n in enumerate(node_names) if n.split(".", 1)[0] in opt_v.index]
     nodes = [node_names[k] for k in keep]
     node_bus = [n.split(".", 1)[0] for n in nodes]
+    # per unit on the equivalent's bus base (= OpenDSS's, unless the conversion relabelled a bus's base)
+    node_base_v = case.buses["v_base_kv_ln"].set_axis([str(b).lower() for b in case.buses.index]) \
+        .reindex(node_bus).to_numpy(float) * 1000.0
     by_t = {t: g for t, g in devices.groupby("t")}
     dv = np.empty((len(nodes), len(hours)))
     rows = []
@@ -416,7 +420,7 @@ def _check_original(case: Case, results: Results, hours: list[int], devices: pd.
             return failed(f"the power flow of hour {t} failed: {exc_message(exc)}")
         if not converged:
             return failed(f"the power flow of hour {t} does not converge in {dss.Solution.Iterations()} iterations")
-        mag = np.asarray(dss.Circuit.AllBusMagPu(), dtype=float)[keep]
+        mag = np.asarray(dss.Circuit.AllBusVMag(), dtype=float)[keep] / node_base_v
         dv[:, k] = mag - opt_v[t].reindex(node_bus).to_numpy(float)
         worst = int(np.argmax(np.abs(dv[:, k])))
         p_dss, q_dss = substation_power_kw()

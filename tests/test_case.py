@@ -355,13 +355,18 @@ def test_a_single_phase_load_is_spread_and_reported(tmp_path):
     assert entry.load_kw == pytest.approx(10.0) and "load x at bus 1" in entry.largest
 
 
-def test_a_line_between_two_voltage_bases_is_an_error(tmp_path):
-    """A second voltage level reached through a Line (not a transformer) cannot be in per unit on both ends:
-    the one error names both lines that touch the mislabelled bus."""
-    msg = _expect(tmp_path, BASE.replace(str(MASTER), str(_model(tmp_path, "SetkVBase bus=7 kVLL=12.47"))),
-                  "case.network", "2 element.* cannot be converted")
-    assert "line l3: joins buses of different voltage bases (1 4.16 kV, 7 12.47 kV" in msg
-    assert "line l7: joins buses" in msg
+def test_a_second_voltage_level_on_a_line_is_relabelled_and_reported(tmp_path):
+    """A bus labelled with another base but reached through Lines only (once "one voltage level only") takes
+    its line's base: only a transformer changes the voltage level. The report names it."""
+    from mpdopf_pyomo.network.reduce import REBASED
+
+    c = _converted(tmp_path, "SetkVBase bus=7 kVLL=12.47")
+    assert c.buses.at["7", "v_base_kv_ln"] == pytest.approx(4.16 / 3**0.5, rel=1e-9)
+    assert c.buses["v_base_kv_ln"].nunique() == 1
+    (entry,) = c.conversion.entries
+    assert entry.what == REBASED and entry.count == 1 and entry.largest.startswith("bus 7: 12.47 kV -> 4.16 kV")
+    plain = _converted(tmp_path, "")
+    assert c.branches[["r", "x"]].equals(plain.branches[["r", "x"]])
 
 
 def test_open_tie_is_absent(tmp_path):

@@ -150,7 +150,9 @@ def test_transformer_with_tap_and_per_phase_regulator_taps():
                 _br("reg", "a", "b", z=np.eye(3) * 1e-3, kind="regulator", tap=[1.0, 1.025, 1.05])],
                [Load("ld", "b", (1, 2, 3), "wye", 500.0, 200.0, PQ)], buses={"a": kv2, "b": kv2})
     tables, report = reduce_balanced(net, S_KVA)
-    e = _only(report, rd.TAPS)
+    assert [e.what for e in report.entries] == [rd.REGULATOR, rd.TAPS], report.format()
+    reg, e = report.entries
+    assert (reg.count, reg.load_kw, reg.largest) == (1, 500.0, "regulator reg: tap 1.025 (+2.50 %)")
     assert e.count == 1 and e.largest == "regulator reg: taps 1 1.025 1.05 -> mean 1.025 (spread 0.05)"
     assert e.load_kw == 500.0  # the load below the regulator
     t = tables.branches

@@ -191,8 +191,11 @@ def compile_model(path: str | Path) -> Path:
     try:
         # Build the admittance matrix once: OpenDSS recomputes a line's impedance matrices from its
         # sequence data only then, so lines defined or edited after the model's last solve read right;
-        # it also builds the bus list of a model that never solves nor calls CalcVoltageBases.
-        dss.Solution.BuildYMatrix(1, 1)
+        # it also builds the bus list of a model that never solves nor calls CalcVoltageBases. The WHOLE
+        # matrix (option 2): a series-only one (option 1) stays in place for the next solve when nothing
+        # changes in between, and that solve converges to a point without loads or shunts (the IEEE 13
+        # with controls off: -297 kW at the source while its loads draw 3580 kW).
+        dss.Solution.BuildYMatrix(2, 1)
     except Exception as exc:
         msg = " ".join(str(exc).split())
         raise CaseError(f"{path}: OpenDSS could not build the network admittance matrix: {msg}") from None
@@ -858,7 +861,8 @@ class _Reader:
             self.notes.append(
                 f"RegControl {', '.join(c[0] for c in ctrls)} on {where}: {'; '.join(settings)}; read at the "
                 f"present tap(s) {', '.join(str(c[2]) for c in ctrls)} (tap ratio |V1|/|V2| "
-                f"{', '.join(f'{c[3]:.5f}' for c in ctrls)}); a solve with controls on would move them")
+                f"{', '.join(f'{c[3]:.5f}' for c in ctrls)}); "
+                + ("the operating point's taps" if self.solved else "a solve with controls on would move them"))
         for name in _iterate(dss.CapControls):
             mode = dss.CapControls.Mode()
             self.notes.append(
