@@ -51,9 +51,12 @@ docs-check: docs
 
 # Speed of `solve --case ieee123` for T = 1, 5, 12, 24 h in fresh processes: tables in bench/results/
 # (Markdown and CSV, gitignored) and on stdout. `$(PY) -m mpdopf_pyomo.benchmark --profile 24` breaks one
-# run down by stage.
+# run down by stage. Then the public feeders from ../shared/reference/feeders (skipped when absent): the
+# base-case gap of the balanced conversion and 5-h central and ADMM solves (mpdopf_pyomo/feeders.py).
 bench: setup
 	$(PY) -m mpdopf_pyomo.benchmark --out bench/results
+	-$(PY) -m mpdopf_pyomo.feeders base --out bench/results
+	-$(PY) -m mpdopf_pyomo.feeders solve --hours 5 --out bench/results
 
 # The large generated feeders (1,025 x 5 h, 2,561 x 24 h, 10,241 x 4 h buses x hours; central, ADMM, ENApp):
 # tables in bench/results/large.md and .csv. About 30-40 min on 2 cores (not part of `make bench`).

@@ -95,7 +95,7 @@ class Case:
     cut_branches: list[str] = field(default_factory=list)  #: boundary branches between areas
     description: str = ""
     warnings: list[str] = field(default_factory=list)  #: unusual values the loader accepted (one line each)
-    conversion: Any = None  #: the ConversionReport of the reduction (None: the balanced OpenDSS reader)
+    conversion: Any = None  #: the ConversionReport of the reduction (None only for a Case built by hand)
 
     @property
     def hours(self) -> int:
@@ -879,40 +879,23 @@ def _profile(r: _Reader, hours: int | None, dt_h: float) -> pd.DataFrame:
 
 @dataclass
 class _NetworkPart:
-    """The network of a case before areas and DERs: tables in per unit (the reduction) or ohm (legacy)."""
+    """The network of a case before areas and DERs: the reduction's tables, per unit on each bus's base."""
 
     root: str
     source_kv_ll: float
     source_pu: float
     kv_ln: pd.Series  #: each bus's line-to-neutral base, kV
     buses: pd.DataFrame  #: p_load, q_load, q_cap, x, y (+ the reduction's columns), root first, breadth-first
-    branches: pd.DataFrame  #: from_bus, to_bus, r, x (legacy: ohm; reduction: pu, + tap, kind)
-    ders: pd.DataFrame  #: the network's own DERs (BalancedTables.ders; empty for the legacy reader)
-    conversion: Any = None  #: ConversionReport, None for the legacy reader
+    branches: pd.DataFrame  #: from_bus, to_bus, r, x (pu), tap, kind
+    ders: pd.DataFrame  #: the network's own DERs (BalancedTables.ders)
+    conversion: Any  #: the ConversionReport of the reduction
 
 
 def _read_network_part(model: Path, s_kva: float) -> _NetworkPart:
-    """Read ``model`` with the reader of its suffix (``network.NETWORK_READERS``).
+    """Read ``model`` with the reader of its suffix (``network.NETWORK_READERS``) and convert the
+    phase-aware Network to the balanced equivalent (:func:`network.reduce.reduce_balanced`)."""
+    from mpdopf_pyomo.network.reduce import reduce_balanced
 
-    ``None`` there (``.dss`` today) is the balanced OpenDSS reader: a single voltage level, no reduction.
-    Any other reader returns a phase-aware Network that :func:`network.reduce.reduce_balanced` converts.
-    """
-    from mpdopf_pyomo.network.reduce import DER_COLUMNS, reduce_balanced
-
-    if network.NETWORK_READERS.get(model.suffix.lower()) is None:
-        net = network.read_network(model, s_kva_hint=s_kva)
-        tree = network.build_tree(net.lines, list(net.buses.index), net.root, str(model))
-        branches = pd.DataFrame({"from_bus": tree["from_bus"], "to_bus": tree["to_bus"],
-                                 "r": tree["r_ohm"], "x": tree["x_ohm"]})
-        order = [net.root, *branches["to_bus"]]
-        buses = pd.DataFrame(index=pd.Index(order, name="bus"))
-        buses["p_load"] = (net.loads.groupby("bus")["kw"].sum() / s_kva).reindex(order, fill_value=0.0).to_numpy()
-        buses["q_load"] = (net.loads.groupby("bus")["kvar"].sum() / s_kva).reindex(order, fill_value=0.0).to_numpy()
-        buses["q_cap"] = (net.capacitors.groupby("bus")["kvar"].sum() / s_kva).reindex(order, fill_value=0.0).to_numpy()
-        buses["x"] = net.buses["x"].reindex(order).to_numpy()
-        buses["y"] = net.buses["y"].reindex(order).to_numpy()
-        return _NetworkPart(net.root, net.source_kv_ll, net.source_pu, net.buses["kv_base_ln"], buses, branches,
-                            pd.DataFrame(columns=list(DER_COLUMNS)))
     tables, report = reduce_balanced(network.read_network_file(model), s_kva)
     return _NetworkPart(tables.root, tables.source_kv_ll, tables.source_pu, tables.buses["v_base_kv_ln"],
                         tables.buses.copy(), tables.branches.copy(), tables.ders, report)
@@ -996,21 +979,11 @@ def load_case(spec: str | Path, hours: int | None = None,
             v_kv_ll = part.source_kv_ll
             if not v_kv_ll > 0:
                 raise r.fail("bases.v_kv_ll", f"the model's Vsource basekV must be positive, got {v_kv_ll}")
-        elif part.conversion is not None and abs(v_kv_ll - part.source_kv_ll) > 1e-6 * part.source_kv_ll:
+        elif abs(v_kv_ll - part.source_kv_ll) > 1e-6 * part.source_kv_ll:
             raise r.fail("bases.v_kv_ll", f"{v_kv_ll:g} kV, but the source bus of {model} has a base of "
                                           f"{part.source_kv_ll:g} kV (each bus is in per unit on its own base; "
                                           "leave v_kv_ll out or give the source's)")
         bases = Bases(v_kv_ll=v_kv_ll, s_kva=s_kva)
-        if part.conversion is None:  # the balanced OpenDSS reader: one voltage level, the case's
-            kv = part.kv_ln
-            off = kv.index[(kv - bases.v_kv_ln).abs() > 1e-6 * bases.v_kv_ln]
-            if len(off):
-                b = off[0]
-                raise r.fail(
-                    "bases.v_kv_ll",
-                    f"bus {b} of {model} has base {kv[b] * 3**0.5:.4g} kV, not {v_kv_ll:g} kV "
-                    "(one voltage level only)",
-                )
     except CaseError as exc:
         msg = str(exc)
         if msg.startswith(str(path)):
@@ -1020,8 +993,6 @@ def load_case(spec: str | Path, hours: int | None = None,
     root = part.root
     branches = part.branches
     buses = part.buses
-    if part.conversion is None:  # per unit on the case's single base
-        branches = branches.assign(r=branches["r"] / bases.z_ohm, x=branches["x"] / bases.z_ohm)
     order = list(buses.index)
     total_pu = float(np.hypot(buses["p_load"].sum(), buses["q_load"].sum()))
     if total_pu > 0 and not LOAD_PU_WARN[0] <= total_pu <= LOAD_PU_WARN[1]:

@@ -1,8 +1,19 @@
-"""Validation: push a solved plan into an OpenDSS power flow, hour by hour, and measure the mismatch.
+"""Validation: push a solved plan into OpenDSS power flows, hour by hour, and measure two things.
 
+Check (1), the same model: the case's balanced network (its own tables, every format, exported to an
+OpenDSS script by :mod:`mpdopf_pyomo.network.export`) runs the plan; the exact formulation and OpenDSS
+agree to solver tolerance (about 1e-8 pu). This check passes or fails (tolerances below).
+
+Check (2), the modelling gap (``summary["original"]``, OpenDSS feeders only): the plan on the ORIGINAL
+feeder, regulators at the converted taps, capacitors as converted, controls off, every PV and battery a
+Generator on all the phases of its bus (:func:`_check_original`); every phase voltage of every bus is
+compared with the balanced bus voltage, and the substation P and Q with the plan's. It shows what the
+balanced approximation costs and is a report, not a pass/fail.
+
+Check (1) in detail. For each hour t of the plan:
 For each hour t of the plan:
 
-1. the case's OpenDSS model (compiled ONCE per validation, with an absolute path, exceptions on and without
+1. the exported model (compiled ONCE per validation, with an absolute path, exceptions on and without
    letting OpenDSS change the working directory: :func:`mpdopf_pyomo.network.compile_model`) gets its loads
    scaled by the hour's ``load_mult`` through the global load multiplier (``Solution.LoadMult``: it scales
    the kW and kvar of every model=1 load, exactly what the optimisation does with p_L and q_L);
@@ -10,7 +21,7 @@ For each hour t of the plan:
    (element choice below); PV P and Q come from ``results.pv``, battery P = discharge - charge and Q from
    ``results.battery`` -- the plan's own numbers, never recomputed from the case;
 3. the source (the model's one ``Vsource``, a stiff source of 1e-8 ohm) is set to ``settings.v_sub_pu``;
-4. OpenDSS solves the snapshot power flow (tolerance 1e-10 from the model, at most 100 iterations);
+4. OpenDSS solves the snapshot power flow (tolerance :data:`DSS_TOLERANCE` set here, at most 100 iterations);
 5. we compare every bus voltage magnitude (the mean of the three phase magnitudes, pu), the substation P and
    Q (``Circuit.TotalPower``) and the total losses (``Circuit.Losses``) with the optimisation's.
 
@@ -33,11 +44,11 @@ One trap, handled here: OpenDSS's Generator kW setter recomputes kvar from the e
 so kW is always set before kvar. After every solve the P and Q each device element actually exchanged are
 read back and compared with the plan; a difference above 1e-6 kW/kvar raises :class:`ValidationFailed`
 instead of reporting a mismatch that the element, not the plan, caused. The validation elements exist only
-in OpenDSS's memory for the duration of the check (the model files are never written, and
-:func:`mpdopf_pyomo.network.read_network` compiles afresh, so it never sees them).
+in OpenDSS's memory for the duration of the check (the model files are never written, and every reader
+compiles afresh, so it never sees them).
 
 Tolerances (defaults, :data:`TOL_V_PU`, :data:`TOL_REL_P_SUB`): the exact formulation and OpenDSS solve the
-same balanced network (same series impedances, no shunts, constant-power loads, fixed capacitor injections,
+same balanced network (same series impedances, taps, shunt susceptances, ZIP loads, fixed injections,
 stiff source), so they agree to solver tolerance, about 1e-7 pu. The check passes when in every hour
 max |dV| <= 1e-4 pu and |dP_sub| <= 0.1 % of |P_sub| (of OpenDSS's substation power, floored at 1 % of the
 case's power base so that an hour with P_sub near zero does not demand an absurd absolute accuracy). A
@@ -74,8 +85,10 @@ TOL_REL_P_SUB = 1e-3
 P_SUB_FLOOR_OF_BASE = 0.01
 #: Largest accepted difference between a device element's power in OpenDSS and the plan (kW, kvar).
 _ELEMENT_TOL = 1e-6
-#: OpenDSS iteration cap per hour (the model sets Tolerance=1e-10; about 7 iterations are needed).
+#: OpenDSS iteration cap per hour (about 7 iterations are needed at DSS_TOLERANCE).
 _MAX_ITER = 100
+#: OpenDSS power-flow tolerance of both checks (set here, whatever the model sets).
+DSS_TOLERANCE = 1e-10
 _PREFIX = "mpdopf_"
 
 
@@ -98,6 +111,7 @@ class Validation:
     summary: dict[str, Any]
     by_hour: pd.DataFrame
     voltages: pd.DataFrame
+    original_dv: pd.DataFrame | None = None  #: check (2) per node and hour (None: the network is no .dss)
 
 
 def engine_version() -> str:
@@ -171,11 +185,7 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
     hours = _hours(case, results)
     devices = _devices(results)
     model = Path(case.network_model)
-    if case.conversion is None:  # the balanced OpenDSS model itself (read without reduction)
-        compile_model(model)  # CaseError with a clear message if OpenDSS cannot compile it
-        shown = str(model)
-    else:  # a reduced network (MATPOWER today): check (1) on the case's balanced network, exported to OpenDSS
-        shown = _compile_export(case)
+    shown = _compile_export(case)  # check (1): the case's balanced network, exported to OpenDSS
     dss = engine()
     where = f"{model}"
 
@@ -192,6 +202,7 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
         dss.Text.Command("Set Mode=Snapshot")
         dss.Text.Command("Set ControlMode=OFF")
         dss.Solution.MaxIterations(_MAX_ITER)
+        dss.Text.Command(f"Set Tolerance={DSS_TOLERANCE:g}")
         bus_names = {b.lower() for b in dss.Circuit.AllBusNames()}
     except ValidationFailed:
         raise
@@ -319,9 +330,128 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
         "source": f"Vsource.{source} at {case.settings.v_sub_pu:g} pu",
         "elements": "PV and battery: Generator model=1 (constant P and Q), vminpu=0.5, vmaxpu=1.5",
         "sign": "d = OpenDSS - optimisation",
-        "time_s": time.perf_counter() - t_start,
     }
-    return Validation(summary, by_hour, voltages)
+    original = None
+    if model.suffix.lower() == ".dss":  # check (2): the plan on the original feeder
+        original = _check_original(case, results, hours, devices)
+        summary["original"] = original.summary
+        by_hour = by_hour.join(original.by_hour)
+    summary["time_s"] = time.perf_counter() - t_start
+    return Validation(summary, by_hour, voltages, None if original is None else original.dv)
+
+
+@dataclass
+class _Original:
+    """Check (2): ``summary`` (summary.json["validation"]["original"]), ``by_hour`` (``orig_*`` columns of
+    validation_by_hour.csv) and ``dv`` (index node ``bus.phase``, one column per hour: OpenDSS's phase
+    voltage minus the balanced bus voltage of the plan, pu)."""
+
+    summary: dict[str, Any]
+    by_hour: pd.DataFrame
+    dv: pd.DataFrame
+
+
+def _check_original(case: Case, results: Results, hours: list[int], devices: pd.DataFrame) -> _Original:
+    """Run the plan on the case's ORIGINAL OpenDSS feeder and measure the balanced model's gap.
+
+    The feeder is compiled afresh and solved once with its controls on at its own load level
+    (:func:`network.opendss.solve_operating_point`, as the reader did), so its regulators and capacitors
+    are at the taps and steps the conversion read; then controls go off and stay off. The feeder's own
+    PVSystem and Storage elements are disabled (the plan's PVs and batteries replace them); each plan
+    device is one Generator (model=1) on all the phases of its bus, with the plan's three-phase P and Q.
+    Per hour: the load multiplier, the source at ``v_sub_pu``, a snapshot solve; every phase voltage of
+    every bus of the plan (in per unit on the equivalent's base of that bus) is compared with that bus's
+    balanced voltage. A feeder that does not solve is a
+    result (``converged`` false, the reason), not an error: check (1) already validated the plan.
+    """
+    from mpdopf_pyomo.network import bus_voltages_pu, compile_model, engine, substation_power_kw
+    from mpdopf_pyomo.network.opendss import solve_operating_point
+
+    model = compile_model(case.network_model)
+    dss = engine()
+    base = {"network_model": str(model), "sign": "d = OpenDSS (original feeder) - optimisation (balanced)",
+            "regulators": "fixed at the converted taps (OpenDSS operating point at the feeder's own load), "
+                          "capacitors as converted, controls off"}
+
+    def failed(why: str) -> _Original:
+        return _Original({**base, "converged": False, "reason": why}, pd.DataFrame(index=pd.Index(hours, name="t")),
+                         pd.DataFrame())
+
+    try:
+        if not solve_operating_point():
+            return failed("the feeder's own operating-point solve (controls on) does not converge in OpenDSS")
+        if dss.Vsources.Count() != 1:
+            return failed(f"the feeder has {dss.Vsources.Count()} Vsources; the check needs exactly one")
+        dss.Vsources.First()
+        dss.Vsources.PU(case.settings.v_sub_pu)
+        dss.Text.Command("Set Mode=Snapshot")
+        dss.Text.Command("Set ControlMode=OFF")
+        dss.Solution.MaxIterations(_MAX_ITER)
+        dss.Text.Command(f"Set Tolerance={DSS_TOLERANCE:g}")
+        for cls in ("PVSystem", "Storage"):
+            for name in [n for n in dss.Circuit.AllElementNames() if n.lower().startswith(cls.lower() + ".")]:
+                dss.Text.Command(f"{name}.enabled=no")
+        elements: dict[tuple[str, str], tuple[str, int]] = {}
+        for kind, bus in devices[["kind", "bus"]].drop_duplicates().itertuples(index=False):
+            dss.Circuit.SetActiveBus(bus)
+            nodes = [int(n) for n in dss.Bus.Nodes() if 1 <= int(n) <= 3]
+            kv = float(dss.Bus.kVBase()) * (3**0.5 if len(nodes) > 1 else 1.0)
+            name = f"{_PREFIX}{kind}_{bus}"
+            dss.Text.Command(f"New Generator.{name} bus1={bus}.{'.'.join(map(str, nodes))} phases={len(nodes)} "
+                             f"kV={kv:.12g} kW=0 kvar=0 model=1 vminpu=0.5 vmaxpu=1.5")
+            elements[kind, bus] = name, len(nodes)
+        node_names = [n.lower() for n in dss.Circuit.AllNodeNames()]
+    except Exception as exc:
+        raise ValidationFailed(f"{model}: OpenDSS could not prepare the original feeder: {exc_message(exc)}") from None
+
+    opt_v = results.voltages
+    opt_v = opt_v.set_axis([str(b).lower() for b in opt_v.index])
+    keep = [k for k, n in enumerate(node_names) if n.split(".", 1)[0] in opt_v.index]
+    nodes = [node_names[k] for k in keep]
+    node_bus = [n.split(".", 1)[0] for n in nodes]
+    # per unit on the equivalent's bus base (= OpenDSS's, unless the conversion relabelled a bus's base)
+    node_base_v = case.buses["v_base_kv_ln"].set_axis([str(b).lower() for b in case.buses.index]) \
+        .reindex(node_bus).to_numpy(float) * 1000.0
+    by_t = {t: g for t, g in devices.groupby("t")}
+    dv = np.empty((len(nodes), len(hours)))
+    rows = []
+    for k, t in enumerate(hours):
+        try:
+            dss.Solution.LoadMult(float(case.profile.at[t, "load_mult"]))
+            for kind, bus, p, q in (by_t[t][["kind", "bus", "p_kw", "q_kvar"]].itertuples(index=False)
+                                    if t in by_t else []):
+                dss.Generators.Name(elements[kind, bus][0])
+                dss.Generators.kW(float(p))  # kW first: the kW setter resets kvar from the last PF
+                dss.Generators.kvar(float(q))
+            dss.Solution.Solve()
+            converged = bool(dss.Solution.Converged())
+        except Exception as exc:
+            return failed(f"the power flow of hour {t} failed: {exc_message(exc)}")
+        if not converged:
+            return failed(f"the power flow of hour {t} does not converge in {dss.Solution.Iterations()} iterations")
+        mag = np.asarray(dss.Circuit.AllBusVMag(), dtype=float)[keep] / node_base_v
+        dv[:, k] = mag - opt_v[t].reindex(node_bus).to_numpy(float)
+        worst = int(np.argmax(np.abs(dv[:, k])))
+        p_dss, q_dss = substation_power_kw()
+        p_opt, q_opt = float(results.substation.at[t, "p_kw"]), float(results.substation.at[t, "q_kvar"])
+        rows.append({"t": t, "orig_max_abs_dv_pu": float(abs(dv[worst, k])), "orig_worst_node": nodes[worst],
+                     "orig_p_opendss_kw": p_dss, "orig_dp_sub_kw": p_dss - p_opt,
+                     "orig_q_opendss_kvar": q_dss, "orig_dq_sub_kvar": q_dss - q_opt})
+    by_hour = pd.DataFrame(rows).set_index("t")
+    worst_t = int(by_hour["orig_max_abs_dv_pu"].idxmax())
+    rel = (by_hour["orig_dp_sub_kw"].abs() / by_hour["orig_p_opendss_kw"].abs().clip(lower=1e-9)).max()
+    summary = {
+        **base, "converged": True,
+        "max_abs_dv_pu": float(by_hour["orig_max_abs_dv_pu"].max()),
+        "worst_node": str(by_hour.at[worst_t, "orig_worst_node"]), "worst_hour": worst_t,
+        "max_abs_dp_sub_kw": float(by_hour["orig_dp_sub_kw"].abs().max()),
+        "max_abs_dq_sub_kvar": float(by_hour["orig_dq_sub_kvar"].abs().max()),
+        "max_rel_dp_sub": float(rel),
+        "nodes": len(nodes),
+        "elements": "PV and battery: Generator model=1 on all phases of its bus; the feeder's PVSystem and "
+                    "Storage elements disabled",
+    }
+    return _Original(summary, by_hour, pd.DataFrame(dv, index=pd.Index(nodes, name="node"), columns=hours))
 
 
 def _compile_export(case: Case) -> str:
@@ -344,6 +474,8 @@ def attach_validation(case: Case, results: Results) -> None:
     results.summary["validation"] = val.summary
     results.extra_tables["validation_by_hour"] = val.by_hour
     results.extra_tables["validation_voltages"] = val.voltages
+    if val.original_dv is not None:
+        results.extra_tables["validation_original_dv"] = val.original_dv
 
 
 def format_validation(v: dict[str, Any]) -> list[str]:
@@ -361,6 +493,14 @@ def format_validation(v: dict[str, Any]) -> list[str]:
         lines.append(f"  OpenDSS cost     energy {v['energy_cost_opendss_usd']:.4f} USD three-phase = "
                      f"{v['energy_cost_opendss_per_phase_usd']:.4f} USD per phase "
                      "(the power flow's substation P x price)")
+    o = v.get("original")
+    if o and o.get("converged"):
+        lines.append(
+            f"  original feeder  max |dV| {o['max_abs_dv_pu']:.2e} pu (node {o['worst_node']}, hour {o['worst_hour']}), "
+            f"max |dP_sub| {o['max_abs_dp_sub_kw']:.4f} kW ({100 * o['max_rel_dp_sub']:.4f} %), "
+            f"max |dQ_sub| {o['max_abs_dq_sub_kvar']:.4f} kvar: the balanced approximation's gap")
+    elif o:
+        lines.append(f"  original feeder  not checked: {o.get('reason', '?')}")
     for h in v.get("by_hour", []):
         mark = "" if (h['max_abs_dv_pu'] <= tol and h['rel_dp_sub'] <= tol_p) else "  <-- above tolerance"
         lines.append(
@@ -534,7 +674,7 @@ def revalidate_folder(folder: str | Path, figures: bool = False,
 
     folder = Path(folder)
     case, results = load_saved(folder)
-    tables = ("validation_by_hour", "validation_voltages")
+    tables = ("validation_by_hour", "validation_voltages", "validation_original_dv")
     check_rewritable(folder, ["summary.json", *(f"{n}.csv" for n in tables)])  # before minutes of OpenDSS
     attach_validation(case, results)
     figs: dict[str, Any] = {}
@@ -553,12 +693,12 @@ def revalidate_folder(folder: str | Path, figures: bool = False,
     on_disk["validation"] = results.summary["validation"]
     text = json.dumps(jsonable(on_disk), indent=2) + "\n"
     check_rewritable(folder, [f"{n}.png" for n in figs])
-    for name in tables:
+    for name in [n for n in tables if n in results.extra_tables]:
         table = results.extra_tables[name]
         _write_atomic(folder / f"{name}.csv", lambda p, table=table: table.to_csv(p))
     for name, fig in figs.items():
         _write_atomic(folder / f"{name}.png",
                       lambda p, fig=fig: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
     _write_atomic(summary_file, lambda p: p.write_text(text))
-    record_files(folder, [*(f"{n}.csv" for n in tables), *(f"{n}.png" for n in figs)])
+    record_files(folder, [*(f"{n}.csv" for n in tables if n in results.extra_tables), *(f"{n}.png" for n in figs)])
     return results

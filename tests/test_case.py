@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from pathlib import Path
@@ -315,34 +316,63 @@ def test_meshed_network(tmp_path):
 
 
 def test_disconnected_network(tmp_path):
+    """An island cannot be converted: still an error, naming the buses the source does not reach."""
     m = _model(tmp_path, "New Line.island phases=3 bus1=998 bus2=999 r1=0.1 x1=0.1 r0=0.1 x0=0.1 c1=0 c0=0")
     _expect(tmp_path, BASE.replace(str(MASTER), str(m)), "case.network", r"disconnected network: 2 bus\(es\).*998, 999")
 
 
-def test_unsupported_element(tmp_path):
-    m = _model(tmp_path, "New Capacitor.c1 bus1=83 phases=3 kvar=600 kV=4.16")
-    _expect(tmp_path, BASE.replace(str(MASTER), str(m)), "case.network", "Capacitor.c1: class Capacitor is not supported")
+def _converted(tmp_path: Path, extra: str):
+    """The test case on the IEEE 123 model plus ``extra`` OpenDSS lines, loaded (no warnings)."""
+    return load_case(_write(tmp_path, BASE.replace(str(MASTER), str(_model(tmp_path, extra)))), warn=None)
 
 
-def test_line_with_shunt_capacitance(tmp_path):
-    m = _model(tmp_path, "Edit Line.l1 c1=3.4 c0=1.6 length=2 units=kft")
-    _expect(tmp_path, BASE.replace(str(MASTER), str(m)), "case.network", "line l1: shunt capacitance")
+def test_a_capacitor_is_a_shunt_susceptance(tmp_path):
+    """A three-phase Capacitor (once refused) is exact in the balanced model: b = kvar / s_kva at its bus."""
+    c = _converted(tmp_path, "New Capacitor.c1 bus1=83 phases=3 kvar=600 kV=4.16")
+    assert c.buses.at["83", "b_shunt"] == pytest.approx(600 / c.bases.s_kva, rel=1e-12)
+    assert (c.buses.drop(index="83")["b_shunt"] == 0).all()
+    assert c.conversion.entries == [] and "exact: nothing approximated" in c.conversion.format()
 
 
-def test_single_phase_load(tmp_path):
-    m = _model(tmp_path, "New Load.x bus1=1.1 phases=1 kV=2.4 kW=10 kvar=5 model=1")
-    _expect(tmp_path, BASE.replace(str(MASTER), str(m)), "case.network", "load x: 1 phase")
+def test_line_charging_is_half_at_each_end(tmp_path):
+    """Line charging (once refused): half of the line's positive-sequence susceptance at each end, exact."""
+    c = _converted(tmp_path, "Edit Line.l1 c1=3.4 c0=1.6 length=2 units=kft")
+    b_pu = 2 * math.pi * 60 * 3.4e-9 * 2 * c.bases.z_ohm  # c1 nF/kft x 2 kft, on the 4.16 kV base
+    assert c.buses.loc[["1", "2"], "b_shunt"].tolist() == pytest.approx([b_pu / 2, b_pu / 2], rel=1e-9)
+    assert c.buses["b_shunt"].abs().sum() == pytest.approx(b_pu, rel=1e-9)
+    assert c.conversion.entries == []
+
+
+def test_a_single_phase_load_is_spread_and_reported(tmp_path):
+    """A one-phase load (once refused) keeps its total P and Q at its bus; the report lists it."""
+    base = _converted(tmp_path, "")
+    c = _converted(tmp_path, "New Load.x bus1=1.1 phases=1 kV=2.4 kW=10 kvar=5 model=1")
+    s = c.bases.s_kva
+    assert (c.buses.at["1", "p_load"] - base.buses.at["1", "p_load"]) * s == pytest.approx(10.0)
+    assert (c.buses.at["1", "q_load"] - base.buses.at["1", "q_load"]) * s == pytest.approx(5.0)
+    (entry,) = c.conversion.entries
+    assert entry.what.startswith("one- and two-phase loads") and entry.count == 1
+    assert entry.load_kw == pytest.approx(10.0) and "load x at bus 1" in entry.largest
+
+
+def test_a_second_voltage_level_on_a_line_is_relabelled_and_reported(tmp_path):
+    """A bus labelled with another base but reached through Lines only (once "one voltage level only") takes
+    its line's base: only a transformer changes the voltage level. The report names it."""
+    from mpdopf_pyomo.network.reduce import REBASED
+
+    c = _converted(tmp_path, "SetkVBase bus=7 kVLL=12.47")
+    assert c.buses.at["7", "v_base_kv_ln"] == pytest.approx(4.16 / 3**0.5, rel=1e-9)
+    assert c.buses["v_base_kv_ln"].nunique() == 1
+    (entry,) = c.conversion.entries
+    assert entry.what == REBASED and entry.count == 1 and entry.largest.startswith("bus 7: 12.47 kV -> 4.16 kV")
+    plain = _converted(tmp_path, "")
+    assert c.branches[["r", "x"]].equals(plain.branches[["r", "x"]])
 
 
 def test_open_tie_is_absent(tmp_path):
     m = _model(tmp_path, "New Line.sw7 phases=3 bus1=151 bus2=300 r1=0.001 x1=0 r0=0.001 x0=0 c1=0 c0=0\nOpen Line.sw7 term=1")
     c = load_case(_write(tmp_path, BASE.replace(str(MASTER), str(m))))
     assert len(c.branches) == 127 and "sw7" not in c.branches.index
-
-
-def test_a_second_voltage_level(tmp_path):
-    m = _model(tmp_path, "SetkVBase bus=7 kVLL=12.47")
-    _expect(tmp_path, BASE.replace(str(MASTER), str(m)), "bases.v_kv_ll", "bus 7 .* has base 12.47 kV, not 4.16 kV")
 
 
 def test_missing_model_file(tmp_path):

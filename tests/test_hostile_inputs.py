@@ -123,10 +123,10 @@ def test_a_model_name_that_is_not_utf8_is_one_line(tmp_path):
     model = tmp_path / "master.dss"
     tail = "Set VoltageBases=[4.16]\nCalcVoltageBases\n"
     model.write_bytes((CIRCUIT + "! caf\xe9\n" + LINE.format("l1", "a", "b") + tail).encode("latin-1"))
-    assert list(network.read_network(model).lines.index) == ["l1"]
+    assert [b.name for b in network.read_opendss(model).branches] == ["l1"]
     model.write_bytes((CIRCUIT + LINE.format("l\xe9", "a", "b") + tail).encode("latin-1"))
     with pytest.raises(CaseError, match=r"an element or bus name of the model is not UTF-8 text"):
-        network.read_network(model)
+        network.read_opendss(model)
 
 
 def test_opendss_leaves_the_working_directory_alone(tmp_path, monkeypatch):

@@ -203,7 +203,7 @@ def test_replacing_our_previous_run_leaves_no_siblings(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "summary.json").read_text())["hours"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no .run.old-*, .run.tmp-*, lock
-    assert sorted(p.name for p in out.iterdir()) == sorted([".mpdopf-run", "battery.csv", "branches.csv",
+    assert sorted(p.name for p in out.iterdir()) == sorted([".mpdopf-run", "battery.csv", "branches.csv", "conversion_report.csv",
                                                            "pv.csv", "substation.csv", "summary.json",
                                                            "voltages.csv"])
     # a file of the user's in our folder makes it not ours to replace

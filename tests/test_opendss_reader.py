@@ -264,26 +264,30 @@ def test_ieee9500_reads_from_any_working_directory(tmp_path, monkeypatch):
     assert Counter(b.kind for b in net.branches)["regulator"] == 6
 
 
-def test_bundled_ieee123_same_as_read_network():
-    """The hand-made balanced model: positive-sequence r, x of every line and the loads as read_network."""
+def test_bundled_ieee123_converts_exactly():
+    """The hand-made balanced model goes through the reduction unchanged: nothing approximated, every branch
+    the positive-sequence r, x of its line on the 4.16 kV base, no taps, no shunts, constant-power loads,
+    the kW=0 generators' kvar as the fixed capacitor injections (the old strict reader's tables)."""
+    from mpdopf_pyomo.case import load_case
+
     model = REPO / "models" / "ieee123" / "master.dss"
-    old = network.read_network(model)
+    case = load_case("ieee123", warn=None)
     net = read_opendss(model)
+    assert case.conversion.entries == []
     lines = {b.name: b for b in net.branches}
-    assert set(lines) == set(old.lines.index)
-    for name, row in old.lines.iterrows():
+    assert set(case.branches.index) == set(lines)
+    for name, row in case.branches.iterrows():
         z = lines[name].z_ohm
-        z1 = np.trace(z) / 3 - (z.sum() - np.trace(z)) / 6
-        assert (z1.real, z1.imag) == pytest.approx((row["r_ohm"], row["x_ohm"]), rel=1e-12)
-        assert (lines[name].bus1, lines[name].bus2) == (row["bus1"], row["bus2"])
-    loads = {ld.name: ld for ld in net.loads}
-    for name, row in old.loads.iterrows():
-        assert (loads[name].kw, loads[name].kvar, loads[name].bus) == (row["kw"], row["kvar"], row["bus"])
-    gens = {d.name: d for d in net.ders}
-    assert {n: (gens[n].bus, gens[n].kvar) for n in old.capacitors.index} == {
-        n: (r["bus"], r["kvar"]) for n, r in old.capacitors.iterrows()}
-    assert net.source.bus == old.root and net.source.kv_ll == old.source_kv_ll
-    assert {b: net.buses[b].kv_ln for b in old.buses.index} == pytest.approx(old.buses["kv_base_ln"].to_dict())
+        z1 = (np.trace(z) / 3 - (z.sum() - np.trace(z)) / 6) / case.bases.z_ohm
+        assert (row["r"], row["x"]) == pytest.approx((z1.real, z1.imag), rel=1e-12)
+        assert {row["from_bus"], row["to_bus"]} == {lines[name].bus1, lines[name].bus2}
+    assert (case.branches["tap"] == 1.0).all() and (case.buses["b_shunt"] == 0).all()
+    assert (case.buses[["p_zip_p", "q_zip_p"]] == 1.0).all().all()
+    s = case.bases.s_kva
+    assert case.buses["p_load"].sum() * s == pytest.approx(sum(ld.kw for ld in net.loads), rel=1e-12)
+    assert case.buses["q_load"].sum() * s == pytest.approx(sum(ld.kvar for ld in net.loads), rel=1e-12)
+    caps = {d.bus: d.kvar for d in net.ders}
+    assert {b: q * s for b, q in case.buses["q_cap"].items() if q} == pytest.approx(caps, rel=1e-12)
 
 
 def _write(tmp_path: Path, body: str) -> Path:

@@ -150,7 +150,9 @@ def test_transformer_with_tap_and_per_phase_regulator_taps():
                 _br("reg", "a", "b", z=np.eye(3) * 1e-3, kind="regulator", tap=[1.0, 1.025, 1.05])],
                [Load("ld", "b", (1, 2, 3), "wye", 500.0, 200.0, PQ)], buses={"a": kv2, "b": kv2})
     tables, report = reduce_balanced(net, S_KVA)
-    e = _only(report, rd.TAPS)
+    assert [e.what for e in report.entries] == [rd.REGULATOR, rd.TAPS], report.format()
+    reg, e = report.entries
+    assert (reg.count, reg.load_kw, reg.largest) == (1, 500.0, "regulator reg: tap 1.025 (+2.50 %)")
     assert e.count == 1 and e.largest == "regulator reg: taps 1 1.025 1.05 -> mean 1.025 (spread 0.05)"
     assert e.load_kw == 500.0  # the load below the regulator
     t = tables.branches
@@ -313,7 +315,7 @@ def test_zip_load_rated_off_the_bus_base():
     """A constant-Z load rated at 2.4 kV on a 2.5 kV-base bus draws (2.5/2.4)^2 of its kW at 1 pu."""
     ld = Load("z", "a", (1,), "wye", 100.0, 50.0, (1.0, 0.0, 0.0, 0.5, 0.0, 0.5))
     object.__setattr__(ld, "kv_rated", 2.4)  # the OpenDSS reader's field (model.py gains it with that reader)
-    net = _net([_br("l1", "s", "a")], [ld], buses={"a": 2.5})
+    net = _net([_br("l1", "s", "a")], [ld], buses={"s": 2.5, "a": 2.5})
     tables, _ = reduce_balanced(net, S_KVA)
     r2 = (2.5 / 2.4) ** 2
     b = tables.buses.loc["a"]

@@ -191,8 +191,11 @@ def compile_model(path: str | Path) -> Path:
     try:
         # Build the admittance matrix once: OpenDSS recomputes a line's impedance matrices from its
         # sequence data only then, so lines defined or edited after the model's last solve read right;
-        # it also builds the bus list of a model that never solves nor calls CalcVoltageBases.
-        dss.Solution.BuildYMatrix(1, 1)
+        # it also builds the bus list of a model that never solves nor calls CalcVoltageBases. The WHOLE
+        # matrix (option 2): a series-only one (option 1) stays in place for the next solve when nothing
+        # changes in between, and that solve converges to a point without loads or shunts (the IEEE 13
+        # with controls off: -297 kW at the source while its loads draw 3580 kW).
+        dss.Solution.BuildYMatrix(2, 1)
     except Exception as exc:
         msg = " ".join(str(exc).split())
         raise CaseError(f"{path}: OpenDSS could not build the network admittance matrix: {msg}") from None
@@ -341,6 +344,24 @@ def _hourly(mult: np.ndarray, interval_h: float, hours: np.ndarray) -> tuple[np.
     return sums[keep] / counts[keep], True
 
 
+def solve_operating_point() -> bool:
+    """Solve the compiled circuit once with its controls on, at the model's own load multiplier (at least
+    100 power-flow and control iterations); return whether it converged.
+
+    The reader (``read_opendss(..., operating_point=True)``) and validation's check on the original feeder
+    both call this right after :func:`compile_model`, so the feeder's regulators and capacitors are at the
+    same state in both: the taps and steps the conversion read.
+    """
+    dss = engine()
+    dss.Solution.MaxIterations(max(int(dss.Solution.MaxIterations()), 100))
+    dss.Solution.MaxControlIterations(max(int(dss.Solution.MaxControlIterations()), 100))
+    try:
+        dss.Solution.Solve()
+        return bool(dss.Solution.Converged())
+    except Exception:  # a DSSException: the solve failed; the model's own taps are kept
+        return False
+
+
 def read_opendss(path: str | Path, operating_point: bool = False) -> Network:
     """Compile the OpenDSS model at ``path`` and read it into a phase-aware :class:`Network`.
 
@@ -383,13 +404,7 @@ class _Reader:
     def solve_operating_point(self) -> None:
         """Snapshot solve with controls on, so regulator taps and capacitor steps reach their set points."""
         dss = self.dss
-        dss.Solution.MaxIterations(max(int(dss.Solution.MaxIterations()), 100))
-        dss.Solution.MaxControlIterations(max(int(dss.Solution.MaxControlIterations()), 100))
-        try:
-            dss.Solution.Solve()
-            converged = bool(dss.Solution.Converged())
-        except Exception:  # a DSSException: the solve failed; the model's own taps are kept
-            converged = False
+        converged = solve_operating_point()
         if converged:
             self.notes.append(
                 f"regulator taps and capacitor steps at OpenDSS's snapshot operating point (controls on, load "
@@ -846,7 +861,8 @@ class _Reader:
             self.notes.append(
                 f"RegControl {', '.join(c[0] for c in ctrls)} on {where}: {'; '.join(settings)}; read at the "
                 f"present tap(s) {', '.join(str(c[2]) for c in ctrls)} (tap ratio |V1|/|V2| "
-                f"{', '.join(f'{c[3]:.5f}' for c in ctrls)}); a solve with controls on would move them")
+                f"{', '.join(f'{c[3]:.5f}' for c in ctrls)}); "
+                + ("the operating point's taps" if self.solved else "a solve with controls on would move them"))
         for name in _iterate(dss.CapControls):
             mode = dss.CapControls.Mode()
             self.notes.append(

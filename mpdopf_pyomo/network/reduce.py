@@ -46,7 +46,8 @@ voltage of its own phase(s) at the end of a one- or two-phase lateral):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections import defaultdict, deque
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -144,11 +145,14 @@ OPEN = "normally-open branches dropped"
 UNTRANSPOSED = "untransposed three-phase elements: positive-sequence impedance, sequence coupling dropped"
 LATERAL = "one- and two-phase branches: balanced equivalent z_eq = (3/n) z_phase"
 TAPS = "per-phase taps that differ: mean tap"
+REGULATOR = "voltage regulators at fixed taps, as read (the feeder's OpenDSS operating point), held during the OPF"
 SWITCH = f"closed switches: series branches of their own impedance (at least {SWITCH_MIN_OHM:g} ohm)"
 UNBAL_LOAD = "one- and two-phase loads (wye or delta): spread over three phases"
 UNBAL_SHUNT = "one- and two-phase shunts: spread over three phases"
 UNBAL_DER = "one- and two-phase DERs: spread over three phases"
 SERVICE = "centre-tap service transformers and secondaries: loads collapsed onto the primary bus"
+REBASED = ("bus voltage bases relabelled: a bus reached through lines takes its upstream bus's base "
+           "(OpenDSS's CalcVoltageBases gave it another)")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -271,6 +275,32 @@ def _element_errors(net: Network) -> list[str]:
     return out
 
 
+def _line_bases(net: Network, closed: list[Branch]) -> tuple[dict[str, Bus], dict[str, tuple[float, float]]]:
+    """Bus bases as the source and the transformers set them: breadth-first from the source, a bus reached
+    through a line, switch or reactor takes the base of the bus it is reached from, whatever OpenDSS's
+    ``CalcVoltageBases`` labelled it (the 9500 has two tie buses between 12.47 kV laterals labelled 115 kV:
+    the README's "nodes at 0.11 pu"). Returns the buses and ``{bus: (old kV, new kV)}`` (line-to-neutral)."""
+    adj: dict[str, list[tuple[str, Branch]]] = defaultdict(list)
+    for br in closed:
+        adj[br.bus1].append((br.bus2, br))
+        adj[br.bus2].append((br.bus1, br))
+    kv = {b: bus.kv_ln for b, bus in net.buses.items()}
+    changed: dict[str, tuple[float, float]] = {}
+    seen = {net.source.bus}
+    queue = deque([net.source.bus])
+    while queue:
+        b = queue.popleft()
+        for nb, br in adj[b]:
+            if nb in seen or nb not in kv:
+                continue
+            seen.add(nb)
+            queue.append(nb)
+            if br.kind not in ("transformer", "regulator") and abs(kv[nb] - kv[b]) > 1e-6 * max(kv[nb], kv[b]):
+                changed[nb] = (kv[nb], kv[b])
+                kv[nb] = kv[b]
+    return {b: replace(bus, kv_ln=kv[b]) if b in changed else bus for b, bus in net.buses.items()}, changed
+
+
 def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, ConversionReport]:
     """Reduce ``net`` to the balanced single-phase equivalent in per unit on ``s_kva`` (three-phase, kVA).
 
@@ -287,6 +317,9 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
     report.total_load_kw = float(sum(ld.kw for ld in net.loads))
     errors: list[str] = []
     buses = net.buses
+    load_at_bus: dict[str, float] = defaultdict(float)
+    for ld in net.loads:
+        load_at_bus[ld.bus] += ld.kw
 
     closed: list[Branch] = []
     dropped: list[str] = []
@@ -303,6 +336,11 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
     if dropped:
         report.get(OPEN).largest = "dropped: " + ", ".join(dropped[:10]) + (" ..." if len(dropped) > 10 else "")
 
+    buses, rebased = _line_bases(net, closed)
+    for bus, (old, new) in rebased.items():
+        report.entry(REBASED).add(load_at_bus.get(bus, 0.0), abs(old - new),
+                                  f"bus {bus}: {old * math.sqrt(3):.4g} kV -> {new * math.sqrt(3):.4g} kV (line-to-line)")
+    net = replace(net, buses=buses)
     moved, gone = _service_subtrees(net, closed)
     home = {b: moved.get(b, b) for b in buses}
 
@@ -334,7 +372,14 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
         if (tap <= 0).any():
             errors.append(f"{label}: tap {tap.tolist()} must be positive")
             continue
-        zb = 3 * buses[br.bus2].kv_ln ** 2 * 1000.0 / s_kva  # ohm, the to-bus base
+        kv1, kv2 = buses[br.bus1].kv_ln, buses[br.bus2].kv_ln
+        if br.kind not in ("transformer", "regulator") and abs(kv1 - kv2) > 1e-6 * max(kv1, kv2):
+            # only a transformer changes the voltage level: per unit on two bases would be a silent ratio
+            errors.append(f"{label}: joins buses of different voltage bases ({br.bus1} {kv1 * math.sqrt(3):.4g} kV, "
+                          f"{br.bus2} {kv2 * math.sqrt(3):.4g} kV line-to-line); only a transformer changes the "
+                          "voltage level (check the model's VoltageBases / SetkVBase)")
+            continue
+        zb = 3 * kv2 ** 2 * 1000.0 / s_kva  # ohm, the to-bus base
         z_ph = phase_equivalent(z, br.phases)
         y_ph = phase_equivalent(y, br.phases)
         z_eq = 3 / n * z_ph
@@ -355,6 +400,9 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
                           "must have R >= 0 and a positive magnitude")
             continue
         t = float(tap.mean())
+        if br.kind == "regulator":
+            affected.setdefault(REGULATOR, []).append(br.name)
+            report.entry(REGULATOR).add(0.0, abs(t - 1.0), f"{label}: tap {t:.5g} ({100 * (t - 1):+.2f} %)")
         if tap.size > 1 and np.ptp(tap) > 1e-12:
             affected.setdefault(TAPS, []).append(br.name)
             report.entry(TAPS).add(0.0, float(np.ptp(tap)),

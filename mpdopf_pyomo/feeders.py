@@ -1,0 +1,239 @@
+"""The public feeders' figures (issue 11): the base-case gap of the balanced conversion, and timed solves.
+
+``python -m mpdopf_pyomo.feeders base [FEEDER.dss ...]`` compares, for each OpenDSS feeder (default: the
+IEEE 13, 34, 123, 8500 and 9500 of ``../shared/reference/feeders``), the converted balanced model with the
+original feeder in OpenDSS at the base case -- no DERs, one hour, the feeder's own load:
+
+* **original**: the feeder compiled and solved once with its controls on at its own load level
+  (:func:`network.opendss.solve_operating_point`, exactly what the reader does before it reads the taps),
+  then its PVSystem and Storage elements disabled (no DERs) and solved again with the controls off, so the
+  regulators and capacitors stay where the conversion read them;
+* **converted**: the case's balanced tables (``load_case(FEEDER.dss, 1)``, every approximation of the
+  conversion report included) exported to OpenDSS (:func:`network.export.write_opendss`) and solved:
+  check (1) of the validation shows that this is the optimisation's own power flow to about 1e-8 pu.
+
+Figures: substation P and Q of both and their relative gaps (target: within 1 %), and the largest
+``|V_converted - mean phase voltage of the original|`` over the three-phase buses of the converted model
+(the backbone; target 0.02 pu), with the bus where it occurs. ``python -m mpdopf_pyomo.feeders solve``
+runs ``solve --hours 5`` central and ``--algorithm admm --areas 4`` on each feeder in fresh processes and
+tabulates wall time, convergence and both validation figures. Tables go to ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The public feeders, relative to the shared reference folder (``../shared/reference/feeders``).
+FEEDERS = {
+    "ieee13": "ieee13/opendss/IEEE13Nodeckt.dss",
+    "ieee34": "ieee34/opendss/ieee34Mod1.dss",
+    "ieee123": "ieee123/opendss/IEEE123Master.dss",
+    "ieee8500": "ieee8500/opendss/Master.dss",
+    "ieee9500": "ieee9500/opendss/ieee9500_base.dss",
+}
+
+
+def _reference() -> Path:
+    """``shared/reference/feeders`` in the nearest parent folder of the repository that has it (a checkout
+    beside ``shared``, or a worktree one level deeper); the sibling path when none has it."""
+    repo = Path(__file__).resolve().parents[1]
+    for parent in repo.parents:
+        cand = parent / "shared" / "reference" / "feeders"
+        if cand.is_dir():
+            return cand
+    return repo.parent / "shared" / "reference" / "feeders"
+
+
+#: Where the public reference feeders are (:func:`_reference`).
+REFERENCE = _reference()
+#: The issue's targets: substation P and Q within 1 %, backbone voltages within 0.02 pu.
+TARGET_REL_PQ = 0.01
+TARGET_DV_PU = 0.02
+
+
+def feeder_path(name: str, reference: Path = REFERENCE) -> Path:
+    """The master file of a public feeder by its short name (``ieee13`` ...)."""
+    return reference / FEEDERS[name]
+
+
+def _original_base_case(path: Path) -> dict[str, Any]:
+    """Solve the original feeder at its operating point without DERs; substation P, Q and node voltages."""
+    from mpdopf_pyomo.network import compile_model, engine, substation_power_kw
+    from mpdopf_pyomo.network.opendss import solve_operating_point
+
+    compile_model(path)
+    dss = engine()
+    op_converged = solve_operating_point()
+    dss.Text.Command("Set ControlMode=OFF")
+    dss.Text.Command("Set Tolerance=1e-10")
+    for name in dss.Circuit.AllElementNames():
+        if name.lower().split(".", 1)[0] in ("pvsystem", "storage"):
+            dss.Text.Command(f"{name}.enabled=no")
+    try:
+        dss.Solution.Solve()
+        converged = bool(dss.Solution.Converged())
+    except Exception:
+        converged = False
+    p, q = substation_power_kw()
+    nodes = [n.lower() for n in dss.Circuit.AllNodeNames()]
+    mag = np.asarray(dss.Circuit.AllBusVMag(), dtype=float) / 1000.0  # kV; per unit on the equivalent's base below
+    return {"operating_point_converged": op_converged, "converged": converged, "p_kw": p, "q_kvar": q,
+            "loads": int(dss.Loads.Count()),
+            "nodes": dict(zip(nodes, mag))}
+
+
+def _converted_base_case(path: Path) -> dict[str, Any]:
+    """The converted case (one hour, no DERs) as its exported balanced OpenDSS model, solved."""
+    from mpdopf_pyomo.case import load_case
+    from mpdopf_pyomo.network import bus_voltages_pu, compile_model, engine, substation_power_kw
+    from mpdopf_pyomo.network.export import write_opendss
+    from mpdopf_pyomo.network.reduce import balanced_network
+
+    t0 = time.perf_counter()
+    case = load_case(path, 1, warn=None)
+    t_load = time.perf_counter() - t0
+    net = balanced_network(case.buses, case.branches, case.root, case.bases.s_kva, case.settings.v_sub_pu,
+                           name=case.name, path=case.network_model)
+    dss = engine()
+    with tempfile.TemporaryDirectory(prefix="mpdopf_base_") as tmp:
+        compile_model(write_opendss(net, Path(tmp) / "balanced"))
+    dss.Text.Command("Set ControlMode=OFF")
+    dss.Text.Command("Set Tolerance=1e-10")
+    dss.Solution.LoadMult(float(case.profile["load_mult"].iloc[0]))
+    dss.Solution.Solve()
+    p, q = substation_power_kw()
+    return {"case": case, "converged": bool(dss.Solution.Converged()), "p_kw": p, "q_kvar": q,
+            "v": bus_voltages_pu(), "load_s": t_load}
+
+
+def base_case_gap(path: str | Path) -> dict[str, Any]:
+    """The base-case comparison of one feeder (module docstring): a flat dict, one benchmark row."""
+    path = Path(path).resolve()
+    conv = _converted_base_case(path)
+    orig = _original_base_case(path)
+    case = conv["case"]
+    report = case.conversion
+    backbone = []  # (|dV|, bus): three-phase buses of the converted model
+    for bus in case.buses.index:
+        base = float(case.buses.at[bus, "v_base_kv_ln"])
+        phases = [orig["nodes"][f"{bus}.{k}"] / base if f"{bus}.{k}" in orig["nodes"] else None for k in (1, 2, 3)]
+        if all(v is not None for v in phases):
+            backbone.append((abs(float(conv["v"][bus]) - float(np.mean(phases))), bus))
+    dv, worst = max(backbone) if backbone else (math.nan, "")
+
+    def rel(a: float, b: float) -> float:
+        return abs(a - b) / abs(b) if b else math.nan
+
+    row = {
+        "feeder": case.name, "path": str(path),
+        "buses": len(case.buses), "branches": len(case.branches),
+        "loads": orig["loads"], "load_buses": int((case.buses["p_load"] != 0).sum()),
+        "load_kw": report.total_load_kw,
+        "approximations": len(report.entries),
+        "report": "; ".join(f"{e.what.split(':')[0]} ({e.count})" for e in report.entries) or "exact",
+        "original_converged": orig["converged"] and orig["operating_point_converged"],
+        "p_orig_kw": orig["p_kw"], "q_orig_kvar": orig["q_kvar"],
+        "p_conv_kw": conv["p_kw"], "q_conv_kvar": conv["q_kvar"],
+        "rel_dp": rel(conv["p_kw"], orig["p_kw"]), "rel_dq": rel(conv["q_kvar"], orig["q_kvar"]),
+        "backbone_buses": len(backbone), "backbone_max_dv_pu": dv, "backbone_worst_bus": worst,
+        "load_case_s": conv["load_s"],
+    }
+    row["within_target"] = bool(row["original_converged"] and row["rel_dp"] <= TARGET_REL_PQ
+                                and row["rel_dq"] <= TARGET_REL_PQ and dv <= TARGET_DV_PU)
+    return row
+
+
+BASE_COLUMNS = [
+    ("feeder", "feeder", "{}"), ("buses", "buses", "{:d}"), ("branches", "branches", "{:d}"), ("loads", "loads", "{:d}"),
+    ("load_kw", "load kW", "{:.1f}"), ("approximations", "approx.", "{:d}"),
+    ("original_converged", "OpenDSS converged", "{}"),
+    ("p_orig_kw", "P orig kW", "{:.1f}"), ("p_conv_kw", "P conv kW", "{:.1f}"), ("rel_dp", "dP", "{:.2%}"),
+    ("q_orig_kvar", "Q orig kvar", "{:.1f}"), ("q_conv_kvar", "Q conv kvar", "{:.1f}"), ("rel_dq", "dQ", "{:.2%}"),
+    ("backbone_max_dv_pu", "backbone max |dV| pu", "{:.4f}"), ("backbone_worst_bus", "at bus", "{}"),
+    ("within_target", "within 1 % / 0.02 pu", "{}"),
+]
+
+
+def solve_row(path: Path, hours: int = 5, algorithm: str = "central", areas: int = 4,
+              out: Path | None = None) -> dict[str, Any]:
+    """``solve --case PATH --hours H`` (central, or ADMM on ``areas`` areas) in a fresh process: wall time,
+    exit code, and the validation's two figures from summary.json."""
+    cmd = [sys.executable, "-m", "mpdopf_pyomo", "solve", "--case", str(path), "--hours", str(hours),
+           "--no-plots", "--algorithm", algorithm]
+    if algorithm != "central":
+        cmd += ["--areas", str(areas), "--executor", "serial"]
+    with tempfile.TemporaryDirectory(prefix="mpdopf_feeder_") as tmp:
+        folder = out or Path(tmp) / "run"
+        t0 = time.perf_counter()
+        proc = subprocess.run([*cmd, "--out", str(folder)], capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        row: dict[str, Any] = {"feeder": path.stem, "algorithm": algorithm, "hours": hours, "exit": proc.returncode,
+                               "wall_s": wall, "error": (proc.stderr.strip().splitlines() or [""])[-1]
+                               if proc.returncode else ""}
+        summary = folder / "summary.json"
+        if summary.is_file():
+            s = json.loads(summary.read_text())
+            v = s.get("validation", {})
+            o = v.get("original", {})
+            row.update({"objective_usd": s.get("objective_usd"), "check1_max_dv_pu": v.get("max_abs_dv_pu"),
+                        "check1_passed": v.get("passed"), "check2_max_dv_pu": o.get("max_abs_dv_pu"),
+                        "check2_worst_node": o.get("worst_node"), "check2_max_rel_dp": o.get("max_rel_dp_sub"),
+                        "check2_max_dq_kvar": o.get("max_abs_dq_sub_kvar"),
+                        "check2": "ok" if o.get("converged") else o.get("reason", "")})
+    return row
+
+
+SOLVE_COLUMNS = [
+    ("feeder", "feeder", "{}"), ("algorithm", "algorithm", "{}"), ("exit", "exit", "{:d}"), ("wall_s", "wall s", "{:.1f}"),
+    ("objective_usd", "objective USD", "{:.4f}"), ("check1_max_dv_pu", "check (1) max |dV| pu", "{:.2e}"),
+    ("check1_passed", "passed", "{}"), ("check2_max_dv_pu", "check (2) max |dV| pu", "{:.4f}"),
+    ("check2_worst_node", "at node", "{}"), ("check2_max_rel_dp", "check (2) dP_sub", "{:.2%}"),
+    ("check2_max_dq_kvar", "check (2) |dQ_sub| kvar", "{:.1f}"), ("error", "error", "{}"),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``base`` or ``solve`` over the given feeders (paths or short names; default all five)."""
+    from mpdopf_pyomo.benchmark import markdown_table, write_csv
+
+    ap = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.feeders", description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=["base", "solve"])
+    ap.add_argument("feeders", nargs="*", help="master .dss paths or short names (default: all five)")
+    ap.add_argument("--hours", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = ap.parse_args(argv)
+    paths = [feeder_path(f) if f in FEEDERS else Path(f) for f in (args.feeders or FEEDERS)]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"error: feeder file(s) not found: {', '.join(missing)} (the shared reference folder is "
+              f"{REFERENCE})", file=sys.stderr)
+        return 2
+    rows = []
+    for p in paths:
+        if args.what == "base":
+            rows.append(base_case_gap(p))
+        else:
+            rows += [solve_row(p, args.hours, "central"), solve_row(p, args.hours, "admm")]
+        print(json.dumps({k: v for k, v in rows[-1].items()}, default=str), file=sys.stderr)
+    cols = BASE_COLUMNS if args.what == "base" else SOLVE_COLUMNS
+    table = markdown_table(rows, cols)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "feeders_base_case" if args.what == "base" else f"feeders_solve_{args.hours}h"
+    (args.out / f"{name}.md").write_text(table + "\n")
+    write_csv(rows, args.out / f"{name}.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
