@@ -89,13 +89,32 @@ def _depth(par: list[int]) -> int:
 
 
 def _section_model() -> tuple[Any, dict[str, Any]]:
-    """The bundled ieee123 network tables and case TOML (the source of every section)."""
-    from mpdopf_pyomo import network
-    from mpdopf_pyomo.case import CASES_DIR
+    """The bundled ieee123 network in physical units (one section) and its case TOML.
+
+    Read through the case loader, so a section is exactly what the optimisation sees of ieee123: branches
+    (from_bus, to_bus, r_ohm, x_ohm), per-bus loads (kW, kvar, three-phase) and fixed capacitor kvar.
+    """
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from mpdopf_pyomo.case import CASES_DIR, load_case
 
     case_file = CASES_DIR / "ieee123.toml"
     spec = tomllib.loads(case_file.read_text(encoding="utf-8"))
-    tables = network.read_network((case_file.parent / spec["case"]["network"]).resolve())
+    case = load_case(case_file, 1, warn=None)
+    z, s_kva = case.bases.z_ohm, case.bases.s_kva
+    br, b = case.branches, case.buses
+    lines = pd.DataFrame({"bus1": br["from_bus"], "bus2": br["to_bus"], "r_ohm": br["r"] * z, "x_ohm": br["x"] * z})
+    loaded = b[(b["p_load"] != 0) | (b["q_load"] != 0)]
+    loads = pd.DataFrame({"bus": loaded.index, "kw": loaded["p_load"].to_numpy() * s_kva,
+                          "kvar": loaded["q_load"].to_numpy() * s_kva},
+                         index=pd.Index([f"ld_{x}" for x in loaded.index], name="name"))
+    capped = b[b["q_cap"] != 0]
+    caps = pd.DataFrame({"bus": capped.index, "kvar": capped["q_cap"].to_numpy() * s_kva},
+                        index=pd.Index([f"cap_{x}" for x in capped.index], name="name"))
+    tables = SimpleNamespace(root=case.root, source_kv_ll=case.bases.v_kv_ll, source_pu=case.settings.v_sub_pu,
+                             buses=b[["x", "y"]], lines=lines, loads=loads, capacitors=caps)
     return tables, spec
 
 
@@ -162,15 +181,15 @@ def generate(n_buses: int, out: str | Path, layout: str = "tree", fanout: int = 
             cuts.append([up, name(s, root)])
         for ln, row in tables.lines.iterrows():
             lines.append(f"New Line.{name(s, ln)} phases=3 bus1={name(s, row['bus1'])} bus2={name(s, row['bus2'])} "
-                         f"r1={row['r_ohm']!r} x1={row['x_ohm']!r} r0={row['r_ohm']!r} x0={row['x_ohm']!r} "
+                         f"r1={float(row['r_ohm'])!r} x1={float(row['x_ohm'])!r} r0={float(row['r_ohm'])!r} x0={float(row['x_ohm'])!r} "
                          "c1=0 c0=0 length=1 units=none")
         for ld, row in tables.loads.iterrows():
             loads.append(f"New Load.{name(s, ld)} bus1={name(s, row['bus'])} phases=3 conn=wye kV={kv:g} "
-                         f"kW={row['kw']!r} kvar={row['kvar']!r} model=1 vminpu=0.5 vmaxpu=1.5")
+                         f"kW={float(row['kw'])!r} kvar={float(row['kvar'])!r} model=1 vminpu=0.5 vmaxpu=1.5")
             load_rows.append((-float(row["kw"]), order[row["bus"]], s, name(s, row["bus"])))
         for cp, row in tables.capacitors.iterrows():
             caps.append(f"New Generator.{name(s, cp)} bus1={name(s, row['bus'])} phases=3 kV={kv:g} kW=0 "
-                        f"kvar={row['kvar']!r} model=1 vminpu=0.5 vmaxpu=1.5")
+                        f"kvar={float(row['kvar'])!r} model=1 vminpu=0.5 vmaxpu=1.5")
         ox, oy = ((s - 1) % side) * span_x, ((s - 1) // side) * span_y
         coords.extend(f"SetBusXY bus={name(s, b)} x={x + ox:.1f} y={y + oy:.1f}" for b, x, y in zip(xs.index, xs, ys))
 

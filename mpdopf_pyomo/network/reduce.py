@@ -56,6 +56,9 @@ import pandas as pd
 from mpdopf_pyomo.errors import CaseError
 from mpdopf_pyomo.network.model import Branch, Bus, Der, Load, Network, Shunt, Source
 
+#: Problems named one by one in a conversion error (all are counted; a line stays readable).
+MAX_LISTED = 12
+
 #: Smallest resistance and reactance (ohm) of a closed switch in the equivalent.
 SWITCH_MIN_OHM = 1e-6
 #: Secondary base (line-to-neutral kV) below which a one- or two-phase transformer is a service transformer.
@@ -419,8 +422,9 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
         rows.append((br.name, br.bus1, br.bus2, z_eq.real / zb, z_eq.imag / zb, t, br.kind))
     errors += _element_errors(net)
     if errors:
-        raise CaseError(f"{where}: {len(errors)} element(s) cannot be converted to the balanced model: "
-                        + "; ".join(errors))
+        shown = "; ".join(errors[:MAX_LISTED]) + (f"; ... and {len(errors) - MAX_LISTED} more"
+                                                  if len(errors) > MAX_LISTED else "")
+        raise CaseError(f"{where}: {len(errors)} element(s) cannot be converted to the balanced model: {shown}")
 
     lines = pd.DataFrame(rows, columns=["name", "bus1", "bus2", "r", "x", "tap", "kind"]).set_index("name")
     keep = [b for b in buses if b not in moved]
