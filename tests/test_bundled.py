@@ -165,17 +165,7 @@ CASES = {"ieee13": (16, 2, 3), "ieee34": (37, 6, 8), "ieee123-opendss": (132, 17
 OLD_READER = "is not supported (a network model holds one Vsource"
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_bundled_case_loads(name):
-    """cases/<name>.toml loads: buses, DERs and areas as its comments say."""
-    from mpdopf_pyomo.case import load_case
-
-    try:
-        case = load_case(REPO / "cases" / f"{name}.toml")
-    except CaseError as exc:
-        if OLD_READER in str(exc):
-            pytest.skip("needs the .dss switch (issue 11, switch branch)")
-        raise
+def _check_case(case, name: str) -> None:
     n_buses, n_pv, n_bat = CASES[name]
     assert len(case.buses) == n_buses
     assert len(case.pvs) == n_pv
@@ -200,3 +190,33 @@ def test_export_command_bad_input(tmp_path, capsys):
     assert main(["--from", str(REPO / "models" / "ieee13" / "master.dss"), "--to", str(foreign)]) == 2
     assert "not written by the OpenDSS export" in capsys.readouterr().err
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bundled_case_loads(name):
+    """cases/<name>.toml loads: buses, DERs and areas as its comments say."""
+    from mpdopf_pyomo.case import load_case
+
+    try:
+        case = load_case(REPO / "cases" / f"{name}.toml")
+    except CaseError as exc:
+        if OLD_READER in str(exc):
+            pytest.skip("needs the .dss switch (issue 11, switch branch)")
+        raise
+    _check_case(case, name)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bundled_case_loads_through_the_phase_aware_reader(name, monkeypatch):
+    """The same, with .dss read by read_opendss + the reduction as the switch will do (NETWORK_CONTRACT.md:
+    ``NETWORK_READERS[".dss"] = read_opendss``), so the case files are checked before that lands."""
+    from mpdopf_pyomo.case import load_case
+
+    monkeypatch.setitem(network.NETWORK_READERS, ".dss", read_opendss)
+    case = load_case(REPO / "cases" / f"{name}.toml")
+    _check_case(case, name)
+    want = {"ieee13": (["671", "675"], ["634", "671", "675"]),
+            "ieee34": (["820", "834", "844", "848", "860", "890"],
+                       ["820", "822", "834", "836", "844", "848", "860", "890"])}
+    if name in want:  # the placement by fraction the case comments state
+        assert (sorted(case.pvs.index), sorted(case.batteries.index)) == want[name]
