@@ -34,7 +34,8 @@ def ieee123():
 
 def test_list_cases():
     names = [n for n, _ in list_cases()]
-    assert names == ["case141", "case33bw", "case69", "ieee123", "ieee123-published"]
+    assert names == ["case141", "case33bw", "case69", "ieee123", "ieee123-opendss", "ieee123-published", "ieee13",
+                     "ieee34"]
     assert all(desc for _, desc in list_cases())
 
 

@@ -38,7 +38,7 @@ def test_compile_then_solve_with_controls_off_is_the_feeders_power_flow():
 
 #: feeder -> (largest relative P gap, largest relative Q gap) measured; the Q of the 13 and 34 miss 1 %
 #: (the unbalanced feeders' extra reactive losses, docs/src/opendss.md).
-BASE_GAPS = {"ieee13": (0.0011, 0.0182), "ieee34": (0.0031, 0.0115), "ieee123": (0.0006, 0.0074)}
+BASE_GAPS = {"ieee13": (0.0011, 0.0182), "ieee34": (0.0031, 0.0120), "ieee123": (0.0006, 0.0074)}
 
 
 @pytest.mark.parametrize("name", list(BASE_GAPS))
@@ -53,11 +53,14 @@ def test_base_case_gap_to_the_original_feeder(name):
 
 
 #: Each bundled feeder's report: entry -> element count (and, for the laterals and loads, the load they carry).
+#: The untransposed elements are three-phase lines plus one regulator bank on each feeder whose units sit at
+#: different taps: a unit's impedance is referred to its tapped winding-2 voltage (as OpenDSS does), so the
+#: bank's per-phase impedances differ.
 REPORTS = {
-    "ieee13": {rd.UNTRANSPOSED: 6, rd.SWITCH: 1, rd.REGULATOR: 1, rd.TAPS: 1, rd.LATERAL: 5, rd.UNBAL_LOAD: 14,
+    "ieee13": {rd.UNTRANSPOSED: 7, rd.SWITCH: 1, rd.REGULATOR: 1, rd.TAPS: 1, rd.LATERAL: 5, rd.UNBAL_LOAD: 14,
                rd.UNBAL_SHUNT: 1},
-    "ieee34": {rd.UNTRANSPOSED: 24, rd.REGULATOR: 2, rd.TAPS: 1, rd.LATERAL: 8, rd.UNBAL_LOAD: 63},
-    "ieee123": {rd.UNTRANSPOSED: 60, rd.SWITCH: 8, rd.REGULATOR: 4, rd.TAPS: 2, rd.LATERAL: 61,
+    "ieee34": {rd.UNTRANSPOSED: 25, rd.REGULATOR: 2, rd.TAPS: 1, rd.LATERAL: 8, rd.UNBAL_LOAD: 63},
+    "ieee123": {rd.UNTRANSPOSED: 61, rd.SWITCH: 8, rd.REGULATOR: 4, rd.TAPS: 2, rd.LATERAL: 61,
                 rd.UNBAL_LOAD: 89, rd.UNBAL_SHUNT: 3},
 }
 LOADS = {"ieee13": {rd.LATERAL: 698.0, rd.UNBAL_LOAD: 2311.0}, "ieee34": {rd.LATERAL: 214.0, rd.UNBAL_LOAD: 767.0},

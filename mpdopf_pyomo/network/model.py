@@ -4,7 +4,9 @@ Physical units, each bus on its own voltage base. Phases are 1, 2, 3 (a, b, c), 
 Written by the MATPOWER helper as the contract gives it; the OpenDSS reader added, each with a default
 that keeps the contract's meaning: ``Branch.phases2`` and ``Branch.center_tap`` (centre-tap service
 transformers, whose secondary nodes 1 and 2 are the two 120 V halves, not phases), ``Branch.elements``
-(the OpenDSS elements of a bank of single-phase units merged into one branch) and ``Load.kv_rated``.
+(the OpenDSS elements of a bank of single-phase units merged into one branch) and ``Load.kv_rated``;
+the faithful OpenDSS export added ``Source.z_ohm`` (the source impedance; None = stiff) and
+``Branch.ppm_antifloat``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class Branch:
     center_tap: bool = False
     #: the source elements merged into this branch (a bank of single-phase units); () = just ``name``.
     elements: tuple[str, ...] = ()
+    #: OpenDSS's anti-floating admittance of a transformer (``ppm_antifloat``: parts per million added to
+    #: the imaginary part of each terminal's self-admittance; OpenDSS's default is 1). It changes a flow by
+    #: about 1e-6; the balanced reduction ignores it, the faithful export writes it back. 0 elsewhere.
+    ppm_antifloat: float = 0.0
 
 
 @dataclass
@@ -109,6 +115,9 @@ class Source:
     kv_ll: float
     pu: float
     angle_deg: float = 0.0
+    #: the source's own series impedance (3 x 3, complex, ohm; OpenDSS's Vsource short-circuit impedance);
+    #: None = stiff (what the balanced model and MATPOWER cases assume).
+    z_ohm: np.ndarray | None = None
 
 
 @dataclass

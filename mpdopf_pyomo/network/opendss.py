@@ -487,9 +487,15 @@ class _Reader:
         dss = self.dss
         sources = []
         for name in _iterate(dss.Vsources):
+            y = _yprim()
+            n = int(dss.CktElement.NumPhases())
+            try:  # the short-circuit impedance: the series block of the Vsource's primitive admittance
+                z = np.linalg.inv(y[:n, :n]) if n == 3 else None
+            except np.linalg.LinAlgError:
+                z = None
             sources.append((name, Source(bus=_bus_name(dss.CktElement.BusNames()[0]),
                                          kv_ll=float(dss.Vsources.BasekV()), pu=float(dss.Vsources.PU()),
-                                         angle_deg=float(dss.Vsources.AngleDeg()))))
+                                         angle_deg=float(dss.Vsources.AngleDeg()), z_ohm=z)))
         if not sources:
             raise CaseError(f"{self.path}: the model has no Vsource (the substation)")
         for name, _ in sources[1:]:
@@ -567,6 +573,7 @@ class _Reader:
             if _float_prop(f"transformer.{name}", "%imag", 0.0) or _float_prop(f"transformer.{name}", "%noloadloss", 0.0):
                 self.magnetising.append(name)
             out.append(dict(name=name, nph=nph, buses=buses, nodes=nodes, wdg=wdg, xhl=xhl, xht=xht, xlt=xlt,
+                            ppm=_float_prop(f"transformer.{name}", "ppm_antifloat", 0.0),
                             center_tap=center_tap, regulator=name in controlled,
                             is_open=any(dss.CktElement.IsOpen(t, 0) for t in (1, 2))))
         self.note_disabled("transformer", enabled)
@@ -597,7 +604,9 @@ class _Reader:
                 z_pct = zh + (zl + zt) / 4
             else:
                 z_pct = complex(w1["r_pct"] + w2["r_pct"], t["xhl"])
-            z = z_pct / 100 * w2["kv"] ** 2 * 1000.0 / w1["kva"]
+            # OpenDSS scales a winding's impedance base with its tap: referred to bus2, the series impedance
+            # is at winding 2's tapped voltage (a regulator's tap is usually on winding 2).
+            z = z_pct / 100 * (w2["kv"] * w2["tap"]) ** 2 * 1000.0 / w1["kva"]
             ph = _phases(t["nodes"][0], nph)
             ph2 = _phases(t["nodes"][1] + (t["nodes"][2] if t["center_tap"] else []))
             b1, b2 = t["buses"][0], t["buses"][1]
@@ -609,7 +618,7 @@ class _Reader:
                 phases=ph, z_ohm=np.eye(n) * z, y_shunt_s=np.zeros((n, n), complex), tap=np.full(n, v1 / v2),
                 conn=("delta" if w1["delta"] else "wye", "delta" if w2["delta"] else "wye"), kva=w1["kva"],
                 normally_open=t["is_open"], phases2=ph2 if (t["center_tap"] or ph2 != ph) else None,
-                center_tap=t["center_tap"]))
+                center_tap=t["center_tap"], ppm_antifloat=t["ppm"]))
         n_ct = sum(b.center_tap for b in singles)
         if n_ct:
             self.notes.append(
@@ -652,7 +661,8 @@ class _Reader:
                 name=group[0].name, kind=b.kind, bus1=b.bus1, bus2=b.bus2,
                 phases=tuple(p for g in group for p in g.phases), z_ohm=z, y_shunt_s=y,
                 tap=np.concatenate([g.tap for g in group]), conn=group[0].conn, kva=sum(g.kva for g in group),
-                normally_open=b.normally_open, elements=tuple(g.name for g in group)))
+                normally_open=b.normally_open, elements=tuple(g.name for g in group),
+                ppm_antifloat=b.ppm_antifloat))
             merged.append(f"{'+'.join(g.name for g in group)} ({b.kind} {b.bus1}-{b.bus2})")
         if merged:
             self.notes.append(f"{len(merged)} bank(s) of single-phase elements between the same two buses merged "
