@@ -160,16 +160,22 @@ def cases(ctx: click.Context) -> None:
 @cases.command("show")
 @click.argument("case")
 @click.option("--hours", type=int, default=None, help="Horizon in periods (default: the case's default_hours).")
-def cases_show(case: str, hours: int | None) -> None:
+@click.option("--start", type=int, default=None, metavar="HH",
+              help="Clock hour of the first period, 0..23 for a 24-period day (default: the case's exact "
+                   "horizon table, else the middle of the day); the window must end within the day.")
+def cases_show(case: str, hours: int | None, start: int | None) -> None:
     """Load CASE (a bundled name or a path to a .toml) and print its buses, branches, loads, DERs, areas."""
     from mpdopf_pyomo.case import describe_case, load_case
 
-    click.echo(describe_case(load_case(case, hours)))
+    click.echo(describe_case(load_case(case, hours, start=start)))
 
 
 @main.command()
 @click.option("--case", "case_spec", required=True, help="Bundled case name (see `cases`) or path to a case .toml.")
 @click.option("--hours", type=click.IntRange(1, None), default=None, help="Horizon in periods (default: the case's).")
+@click.option("--start", type=int, default=None, metavar="HH",
+              help="Clock hour of the first period, 0..23 for a 24-period day (default: the case's exact "
+                   "horizon table, else the middle of the day); the window must end within the day.")
 @click.option("--algorithm", type=click.Choice(["central", "admm", "enapp"]), default="central", show_default=True)
 @click.option("--formulation", type=click.Choice(["exact", "socp", "linear"]), default="exact", show_default=True,
               help="Branch-flow relation: exact, second-order-cone relaxation, or LinDistFlow.")
@@ -206,7 +212,7 @@ def cases_show(case: str, hours: int | None) -> None:
 @click.option("--warm-start", "warm_start", type=click.Choice(["enapp", "none"]), default=None,
               help="ADMM starting point: a few re-priced ENApp iterations and their duals (enapp, the "
                    "default), or the LinDistFlow point at the substation price (none).")
-def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, solver: str,
+def solve(case_spec: str, hours: int | None, start: int | None, algorithm: str, formulation: str, solver: str,
           solver_options: tuple[str, ...], out_dir: str | None, as_json: bool, validate: bool, plots: bool,
           tee: bool, executor: str | None, scheduler: str | None, n_areas: int | None, rho: float | None,
           tol: float | None, max_iter: int | None, keep_last: bool, damping: float | None,
@@ -239,7 +245,7 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
     from mpdopf_pyomo import pipeline  # heavy imports (pandas, Pyomo) after the quick checks
     from mpdopf_pyomo.case import load_case
 
-    case = load_case(case_spec, hours)
+    case = load_case(case_spec, hours, start=start)
     distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_areas=n_areas, rho=rho,
                                          tol=tol, max_iter=max_iter, keep_last=keep_last or None,
                                          damping=damping, warm_start=warm_start).items()
