@@ -150,7 +150,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("case", "network", "path", _REQUIRED,
         "Network file, relative to the case file: an OpenDSS master (`.dss`) or a MATPOWER case (`.m`).", "str"),
     Key("case", "default_hours", "periods", _Derived("length of profiles.daily"),
-        "Horizon used when no --hours is given.", "int"),
+        "Horizon used when no hours (`--hours`) is given.", "int"),
     Key("bases", "v_kv_ll", "kV", _Derived("the Vsource's basekV"),
         "Line-to-line base voltage; every bus must have it.",
         "float"),

@@ -22,7 +22,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MpdopfError as exc:
-            click.echo(f"error: {one_line(str(exc))}", err=True)
+            click.echo(f"error: {one_line(exc.cli_message or str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM via mpdopf_pyomo.interrupts: cleaned up by now
             from mpdopf_pyomo import interrupts

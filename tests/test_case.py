@@ -298,7 +298,7 @@ def test_horizon_override_is_used(tmp_path):
 
 
 def test_zero_hours(tmp_path):
-    _expect(tmp_path, BASE, "--hours", "at least 1", hours=0)
+    _expect(tmp_path, BASE, "hours", "at least 1", hours=0)
 
 
 def _model(tmp_path: Path, extra: str) -> Path:

@@ -178,7 +178,7 @@ def test_impossible_values_are_rejected_naming_file_and_key(tmp_path, old, new, 
 
 @pytest.mark.parametrize("text,hours,needle", [
     ("default_hours = 1" + "0" * 400, None, r"case.default_hours: must be <= 8784, got 10000000\.\.\. \(401 digits\)"),
-    ("default_hours = 5", 10**400, r"--hours: the horizon must be at most 8784 periods, got 10000000\.\.\."),
+    ("default_hours = 5", 10**400, r"hours: the horizon must be at most 8784 periods, got 10000000\.\.\."),
     ("default_hours = 5\n[profiles.horizon.99999]", None, r"profiles.horizon.99999: N must be at most 8784"),
 ])
 def test_huge_whole_numbers_are_one_short_line(tmp_path, text, hours, needle):

@@ -20,7 +20,7 @@ import pandas as pd
 
 from mpdopf_pyomo import network
 from mpdopf_pyomo.case import Case
-from mpdopf_pyomo.errors import CaseError
+from mpdopf_pyomo.errors import CaseError, bad_setting
 
 
 def auto_cut_branches(case: Case, n_areas: int) -> list[str]:
@@ -28,7 +28,7 @@ def auto_cut_branches(case: Case, n_areas: int) -> list[str]:
     br = case.branches
     n_bus = len(case.buses)
     if n_areas < 1 or n_areas > n_bus - 1:
-        raise CaseError(f"--areas {n_areas}: choose between 1 and {n_bus - 1} areas for {n_bus} buses")
+        raise bad_setting("n_areas", "--areas", str(n_areas), f"choose between 1 and {n_bus - 1} areas for {n_bus} buses")
     children: dict[str, list[str]] = {b: [] for b in case.buses.index}
     into: dict[str, str] = {}
     for e, i, j in zip(br.index, br["from_bus"], br["to_bus"]):
@@ -53,7 +53,7 @@ def auto_cut_branches(case: Case, n_areas: int) -> list[str]:
             if best is not None:
                 break
         if best is None:
-            raise CaseError(f"--areas {n_areas}: the feeder cannot be split into {n_areas} areas")
+            raise bad_setting("n_areas", "--areas", str(n_areas), f"the feeder cannot be split into {n_areas} areas")
         cuts.append(best[1])
         cut_heads.add(br.at[best[1], "to_bus"])
     return cuts
@@ -74,10 +74,9 @@ def with_areas(case: Case, n_areas: int | None = None) -> Case:
     """The case itself (its own cut branches) or a copy partitioned automatically into ``n_areas`` areas."""
     if n_areas is None:
         if not case.cut_branches:
-            raise CaseError(
-                f"{case.source}: the case defines no areas ([areas] cut_branches); pass --areas N to "
-                "partition the feeder automatically"
-            )
+            what = f"{case.source}: the case defines no areas ([areas] cut_branches); "
+            raise CaseError(what + "set n_areas = N to partition the feeder automatically",
+                            cli_message=what + "pass --areas N to partition the feeder automatically")
         return case
     cuts = auto_cut_branches(case, n_areas)
     area = network.assign_areas(case.branches, case.root, cuts)
