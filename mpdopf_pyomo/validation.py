@@ -346,8 +346,9 @@ def attach_validation(case: Case, results: Results) -> None:
     results.extra_tables["validation_voltages"] = val.voltages
 
 
-def format_validation(v: dict[str, Any]) -> list[str]:
-    """Terminal lines of a validation summary: the overall line, then one line per hour."""
+def format_validation(v: dict[str, Any], verbose: bool = False) -> list[str]:
+    """Terminal lines of a validation summary: the overall line, then one line per hour with ``verbose``,
+    else only the hours above tolerance and one worst-hour line (a 24-hour run stays readable)."""
     verdict = "passed" if v.get("passed") else "MISMATCH above tolerance"
     tol = v.get("tolerance_pu", TOL_V_PU)
     tol_p = v.get("tolerance_rel_p_sub", TOL_REL_P_SUB)
@@ -361,7 +362,15 @@ def format_validation(v: dict[str, Any]) -> list[str]:
         lines.append(f"  OpenDSS cost     energy {v['energy_cost_opendss_usd']:.4f} USD three-phase = "
                      f"{v['energy_cost_opendss_per_phase_usd']:.4f} USD per phase "
                      "(the power flow's substation P x price)")
-    for h in v.get("by_hour", []):
+    hours = v.get("by_hour", [])
+    failed = [h for h in hours if not (h["max_abs_dv_pu"] <= tol and h["rel_dp_sub"] <= tol_p)]
+    if hours and not verbose:
+        worst = max(hours, key=lambda h: h["max_abs_dv_pu"])
+        lines.append(f"    worst hour {worst['t']:>2}  |dV| {worst['max_abs_dv_pu']:.2e} pu"
+                     + (f" at bus {v['worst_bus']}" if v.get("worst_bus") and v.get("worst_hour") == worst["t"] else "")
+                     + f", {len(hours) - len(failed)} of {len(hours)} hours within tolerance"
+                     + ("" if len(hours) == 1 else " (-v: every hour)"))
+    for h in hours if verbose else failed:
         mark = "" if (h['max_abs_dv_pu'] <= tol and h['rel_dp_sub'] <= tol_p) else "  <-- above tolerance"
         lines.append(
             f"    hour {h['t']:>2}        |dV| {h['max_abs_dv_pu']:.2e} pu, dP_sub {h['dp_sub_kw']:+.4f} kW "
