@@ -843,20 +843,21 @@ def _profile(r: _Reader, hours: int | None, dt_h: float, start: float | None = N
         raise r.stop(key, f"the horizon must be at least 1 period, got {_num(hours)}")
     if hours > MAX_PERIODS:
         raise r.stop(key, f"the horizon must be at most {MAX_PERIODS} periods, got {_num(hours)}")
+    exact = overrides.get(str(hours)) if str(hours) in overrides else None
     start_idx = None
-    if start is not None:
+    if exact is not None and start is not None and isinstance(exact, dict):
+        own = exact.get("clock_hour")
+        own_start = (own[0] if isinstance(own, list) and own else ((length - hours) // 2 if hours <= length else 0) * dt_h)
+        number = isinstance(start, (int, float)) and not isinstance(start, bool)
+        if not (number and isinstance(own_start, (int, float)) and float(own_start) == float(start)):
+            exact = None  # another window of the day: cut from profiles.daily
+    if exact is None and start is not None:
         idx = float(start) / dt_h if isinstance(start, (int, float)) and not isinstance(start, bool) else math.nan
         if not (math.isfinite(idx) and idx.is_integer() and 0 <= idx < length):
             raise r.stop("start", f"{start!r}: the first period's clock hour must be a multiple of "
                                   f"dt_h = {dt_h:g} h from 0 to {_num((length - 1) * dt_h)} "
                                   f"(profiles.daily has {length} periods)")
         start_idx = int(idx)
-    exact = overrides.get(str(hours)) if str(hours) in overrides else None
-    if exact is not None and start_idx is not None and isinstance(exact, dict):
-        own = exact.get("clock_hour")
-        own_start = (own[0] if isinstance(own, list) and own else ((length - hours) // 2 if hours <= length else 0) * dt_h)
-        if not (isinstance(own_start, (int, float)) and float(own_start) == float(start)):
-            exact = None  # another window of the day: cut from profiles.daily
     if exact is not None:
         where = f"profiles.horizon.{hours}"
         tbl = exact

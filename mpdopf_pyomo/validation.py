@@ -519,7 +519,9 @@ def load_saved(folder: str | Path) -> tuple[Case, Results]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CaseError(one_line(f"{folder}: not a readable results folder: {exc_message(exc)}")) from None
     case_file, hours = _check_summary(folder / "summary.json", results.summary, len(results.substation))
-    case = load_case(case_file, hours)
+    clock = results.substation.get("clock_hour")
+    start = float(clock.iloc[0]) if clock is not None and len(clock) else None  # the run's window of the day
+    case = load_case(case_file, hours, start=start)
     _check_against_case(folder, case, results)
     return case, results
 
@@ -562,9 +564,12 @@ def revalidate_folder(folder: str | Path, figures: bool = False,
     on_disk["validation"] = results.summary["validation"]
     text = json.dumps(jsonable(on_disk), indent=2) + "\n"
     check_rewritable(folder, [f"{n}.png" for n in figs])
+    from mpdopf_pyomo.results import clock_times, file_table
+
+    clock = clock_times(results.substation)
     for name in tables:
-        table = results.extra_tables[name]
-        _write_atomic(folder / f"{name}.csv", lambda p, table=table: table.to_csv(p))
+        table = file_table(name, results.extra_tables[name], clock)  # the layout Results.save writes
+        _write_atomic(folder / f"{name}.csv", lambda p, table=table: table.to_csv(p, index=False))
     for name, fig in figs.items():
         _write_atomic(folder / f"{name}.png",
                       lambda p, fig=fig: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
