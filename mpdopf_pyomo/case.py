@@ -202,7 +202,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("profiles.daily", "price_usd_per_kwh", "USD/kWh", _REQUIRED, "Price of substation energy per period.",
         "price_list"),
     Key("profiles.horizon.N", "clock_hour", "h", _Derived("the middle N periods of the day"),
-        "Clock hour of each of the N periods (for reports).", "hour_list"),
+        "Clock hour of each of the N periods (for reports); its first is the table's start: "
+        "a run with another `start` (`--start`) cuts profiles.daily instead.", "hour_list"),
     Key("profiles.horizon.N", "load_mult", "-", _REQUIRED, "Exact load multipliers for an N-period run.",
         "mult_list"),
     Key("profiles.horizon.N", "pv_mult", "-", _REQUIRED, "Exact PV multipliers for an N-period run.", "mult_list"),
