@@ -253,7 +253,7 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
                                          damping=damping, warm_start=warm_start).items()
                    if v is not None}
     if target is None:
-        target = claim(default_folder(case.name, case.hours, algorithm))
+        target = claim(default_folder(case.name, case.hours, algorithm, start))
     results = pipeline.solve(case, algorithm=algorithm, formulation=formulation, solver=solver, options=options,
                              validate=validate, tee=tee, progress=progress, **distributed)
     figures = {}

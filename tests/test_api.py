@@ -86,3 +86,12 @@ def test_api_errors_of_the_horizon_and_the_iteration_cap(one_hour):
         mp.solve(one_hour, algorithm="enapp", max_iter=1, executor="serial", validate=False)
     assert "raise max_iter, or set keep_last=True" in str(info.value) and "--" not in str(info.value)
     assert "--max-iter" in info.value.cli_message  # what the CLI prints instead
+
+
+def test_solve_with_start_plans_that_window():
+    """mp.solve(start=18) passes the window to load_case: the evening hours and their prices."""
+    res = mp.solve("ieee123", hours=1, start=18, validate=False)
+    sub = res.substation
+    assert sub["clock_hour"].tolist() == [18]
+    assert sub["price_usd_per_kwh"].tolist() == pytest.approx([0.19593546])
+    assert res.summary["energy_cost_usd"] == pytest.approx(float(sub["p_kw"].iloc[0] * 0.19593546), rel=1e-9)
