@@ -150,7 +150,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("case", "network", "path", _REQUIRED,
         "Network file, relative to the case file: an OpenDSS master (`.dss`) or a MATPOWER case (`.m`).", "str"),
     Key("case", "default_hours", "periods", _Derived("length of profiles.daily"),
-        "Horizon used when no --hours is given.", "int"),
+        "Horizon used when no hours (`--hours`) is given.", "int"),
     Key("bases", "v_kv_ll", "kV", _Derived("the Vsource's basekV"),
         "Line-to-line base voltage; every bus must have it.",
         "float"),
@@ -202,7 +202,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("profiles.daily", "price_usd_per_kwh", "USD/kWh", _REQUIRED, "Price of substation energy per period.",
         "price_list"),
     Key("profiles.horizon.N", "clock_hour", "h", _Derived("the middle N periods of the day"),
-        "Clock hour of each of the N periods (for reports).", "hour_list"),
+        "Clock hour of each of the N periods (for reports); its first is the table's start: "
+        "a run with another `start` (`--start`) cuts profiles.daily instead.", "hour_list"),
     Key("profiles.horizon.N", "load_mult", "-", _REQUIRED, "Exact load multipliers for an N-period run.",
         "mult_list"),
     Key("profiles.horizon.N", "pv_mult", "-", _REQUIRED, "Exact PV multipliers for an N-period run.", "mult_list"),
@@ -810,8 +811,11 @@ def _batteries(r: _Reader, buses: pd.DataFrame, root: str, s_kva: float,
     return table
 
 
-def _profile(r: _Reader, hours: int | None, dt_h: float) -> pd.DataFrame:
-    """The horizon's profile: an exact [profiles.horizon.N] if the file has one, else the middle N periods."""
+def _profile(r: _Reader, hours: int | None, dt_h: float, start: float | None = None) -> pd.DataFrame:
+    """The horizon's profile: ``hours`` periods of ``profiles.daily`` from clock hour ``start`` (None: the
+    middle of the day), or an exact [profiles.horizon.N] when the file has one for N = ``hours`` and
+    ``start`` is None or that table's own first clock hour. A window past the profile's end is refused
+    (no wrap-around midnight: the clock hours, the battery's start and the plots stay in one day)."""
     prof = r.data.get("profiles", {})
     if not isinstance(prof, dict):
         raise _Reported()  # recorded by check_unknown
@@ -835,14 +839,29 @@ def _profile(r: _Reader, hours: int | None, dt_h: float) -> pd.DataFrame:
             hours = length
         key = "case.default_hours"
     else:
-        key = "--hours"
+        key = "hours"
     if hours < 1:
         raise r.stop(key, f"the horizon must be at least 1 period, got {_num(hours)}")
     if hours > MAX_PERIODS:
         raise r.stop(key, f"the horizon must be at most {MAX_PERIODS} periods, got {_num(hours)}")
-    if str(hours) in overrides:
+    exact = overrides.get(str(hours)) if str(hours) in overrides else None
+    start_idx = None
+    if exact is not None and start is not None and isinstance(exact, dict):
+        own = exact.get("clock_hour")
+        own_start = (own[0] if isinstance(own, list) and own else ((length - hours) // 2 if hours <= length else 0) * dt_h)
+        number = isinstance(start, (int, float)) and not isinstance(start, bool)
+        if not (number and isinstance(own_start, (int, float)) and float(own_start) == float(start)):
+            exact = None  # another window of the day: cut from profiles.daily
+    if exact is None and start is not None:
+        idx = float(start) / dt_h if isinstance(start, (int, float)) and not isinstance(start, bool) else math.nan
+        if not (math.isfinite(idx) and idx.is_integer() and 0 <= idx < length):
+            raise r.stop("start", f"{start!r}: the first period's clock hour must be a multiple of "
+                                  f"dt_h = {dt_h:g} h from 0 to {_num((length - 1) * dt_h)} "
+                                  f"(profiles.daily has {length} periods)")
+        start_idx = int(idx)
+    if exact is not None:
         where = f"profiles.horizon.{hours}"
-        tbl = overrides[str(hours)]
+        tbl = exact
         vals = {c: r.run(r.get, "profiles.horizon.N", c, tbl, where) for c in cols}
         if any(v is None for v in vals.values()):
             raise _Reported()
@@ -862,9 +881,13 @@ def _profile(r: _Reader, hours: int | None, dt_h: float) -> pd.DataFrame:
                 "profiles.daily",
                 f"{length} periods, shorter than the horizon of {hours} (and no [profiles.horizon.{hours}])",
             )
-        start = (length - hours) // 2
-        vals = {c: daily[c][start : start + hours] for c in cols}
-        clock = [(start + k) * dt_h for k in range(hours)]
+        if start_idx is not None and start_idx + hours > length:
+            raise r.stop("start", f"{hours} periods from clock hour {_num(start)} run past "
+                                  f"the end of the {length}-period profiles.daily (latest start for this horizon: "
+                                  f"{_num((length - hours) * dt_h)}; the window does not wrap around midnight)")
+        first = (length - hours) // 2 if start_idx is None else start_idx
+        vals = {c: daily[c][first : first + hours] for c in cols}
+        clock = [(first + k) * dt_h for k in range(hours)]
     clock_col: list[float] | list[int] = [int(c) for c in clock] if all(float(c).is_integer() for c in clock) else clock
     return pd.DataFrame(
         {
@@ -936,12 +959,13 @@ def _print_warning(msg: str) -> None:
 
 
 def load_case(spec: str | Path, hours: int | None = None,
-              warn: Callable[[str], None] | None = _print_warning) -> Case:
+              warn: Callable[[str], None] | None = _print_warning, start: float | None = None) -> Case:
     """Load a case (bundled name such as ``"ieee123"`` or a path to a ``.toml``) over ``hours`` periods.
 
     Reads and checks the TOML, compiles the OpenDSS model it names, builds the radial tree in per unit on
     the case's bases, maps loads and capacitors to buses, assigns areas and cuts the profile to the horizon
-    (``hours=None``: the case's ``default_hours``). Bad input raises one :class:`CaseError` naming the
+    (``hours=None``: the case's ``default_hours``; ``start``: clock hour of the first period, None for the
+    middle of the day, see :func:`_profile`). Bad input raises one :class:`CaseError` naming the
     file and the key -- every problem of the TOML that can be found before the network is read, then every
     problem of the DERs and areas. Values that are accepted but unusual (:data:`BOUNDS`) are passed, one
     line each (``FILE: KEY: ...``), to ``warn`` (default: ``warning: ...`` on stderr; None: silent) and
@@ -966,7 +990,7 @@ def load_case(spec: str | Path, hours: int | None = None,
     for section in ("pv", "battery"):
         r.run(_der_keys, r, section)
     r.run(r.get, "areas", "cut_branches")
-    profile = r.run(_profile, r, hours, settings.dt_h if settings else Settings.dt_h)
+    profile = r.run(_profile, r, hours, settings.dt_h if settings else Settings.dt_h, start)
     r.raise_problems()
     if keys is None or settings is None or profile is None or s_kva is None:  # every stop records a problem
         raise CaseError(f"{path}: cannot be read as a case file")  # pragma: no cover

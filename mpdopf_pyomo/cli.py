@@ -22,7 +22,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except MpdopfError as exc:
-            click.echo(f"error: {one_line(str(exc))}", err=True)
+            click.echo(f"error: {one_line(exc.cli_message or str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM via mpdopf_pyomo.interrupts: cleaned up by now
             from mpdopf_pyomo import interrupts
@@ -171,11 +171,14 @@ def cases(ctx: click.Context) -> None:
 @cases.command("show")
 @click.argument("case")
 @click.option("--hours", type=int, default=None, help="Horizon in periods (default: the case's default_hours).")
-def cases_show(case: str, hours: int | None) -> None:
+@click.option("--start", type=int, default=None, metavar="HH",
+              help="Clock hour of the first period, 0..23 for a 24-period day (default: the case's exact "
+                   "horizon table, else the middle of the day); the window must end within the day.")
+def cases_show(case: str, hours: int | None, start: int | None) -> None:
     """Load CASE (a bundled name or a path to a .toml) and print its buses, branches, loads, DERs, areas."""
     from mpdopf_pyomo.case import describe_case, load_case
 
-    click.echo(describe_case(load_case(case, hours)))
+    click.echo(describe_case(load_case(case, hours, start=start)))
 
 
 @cases.command("generate")
@@ -202,6 +205,11 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
 @main.command()
 @click.option("--case", "case_spec", required=True, help="Bundled case name (see `cases`) or path to a case .toml.")
 @click.option("--hours", type=click.IntRange(1, None), default=None, help="Horizon in periods (default: the case's).")
+@click.option("--start", type=int, default=None, metavar="HH",
+              help="Clock hour of the first period, 0..23 for a 24-period day (default: the case's exact "
+                   "horizon table, else the middle of the day); the window must end within the day.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Print the OpenDSS check hour by hour (default: the worst hour and any hour above tolerance).")
 @click.option("--algorithm", type=click.Choice(["central", "admm", "enapp"]), default="central", show_default=True)
 @click.option("--formulation", type=click.Choice(["exact", "socp", "linear"]), default="exact", show_default=True,
               help="Branch-flow relation: exact, second-order-cone relaxation, or LinDistFlow.")
@@ -239,8 +247,8 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
 @click.option("--warm-start", "warm_start", type=click.Choice(["enapp", "none"]), default=None,
               help="ADMM starting point: a few re-priced ENApp iterations and their duals (enapp, the "
                    "default), or the LinDistFlow point at the substation price (none).")
-def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, solver: str,
-          solver_options: tuple[str, ...], out_dir: str | None, as_json: bool, validate: bool, plots: bool,
+def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, algorithm: str, formulation: str,
+          solver: str, solver_options: tuple[str, ...], out_dir: str | None, as_json: bool, validate: bool, plots: bool,
           tee: bool, executor: str | None, scheduler: str | None, n_areas: int | str | None, rho: float | None,
           tol: float | None, max_iter: int | None, keep_last: bool, damping: float | None,
           warm_start: str | None) -> None:
@@ -272,13 +280,13 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
     from mpdopf_pyomo import pipeline  # heavy imports (pandas, Pyomo) after the quick checks
     from mpdopf_pyomo.case import load_case
 
-    case = load_case(case_spec, hours)
+    case = load_case(case_spec, hours, start=start)
     distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_areas=n_areas, rho=rho,
                                          tol=tol, max_iter=max_iter, keep_last=keep_last or None,
                                          damping=damping, warm_start=warm_start).items()
                    if v is not None}
     if target is None:
-        target = claim(default_folder(case.name, case.hours, algorithm))
+        target = claim(default_folder(case.name, case.hours, algorithm, start))
     results = pipeline.solve(case, algorithm=algorithm, formulation=formulation, solver=solver, options=options,
                              validate=validate, tee=tee, progress=progress, **distributed)
     figures = {}
@@ -293,7 +301,7 @@ def solve(case_spec: str, hours: int | None, algorithm: str, formulation: str, s
     if as_json:
         click.echo(json.dumps(json.loads((folder / "summary.json").read_text()), indent=2))
     else:
-        click.echo(format_summary(results.summary, folder))
+        click.echo(format_summary(results.summary, folder, verbose))
 
 
 @main.command()
@@ -331,7 +339,9 @@ def reproduce(out_dir: str | None, executor: str | None) -> None:
               help="Redraw the figures (PNG) in FOLDER after the check.")
 @click.option("--strict", is_flag=True, help="Exit with code 1 when the mismatch is above tolerance.")
 @click.option("--json", "as_json", is_flag=True, help="Print the validation summary as JSON.")
-def validate_cmd(folder: str, plots: bool, strict: bool, as_json: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True,
+              help="Print the OpenDSS check hour by hour (default: the worst hour and any hour above tolerance).")
+def validate_cmd(folder: str, plots: bool, strict: bool, as_json: bool, verbose: bool) -> None:
     """Check the plan saved in FOLDER in OpenDSS again; rewrite its validation CSVs and summary entry."""
     from mpdopf_pyomo.validation import format_validation, revalidate_folder
 
@@ -345,14 +355,14 @@ def validate_cmd(folder: str, plots: bool, strict: bool, as_json: bool) -> None:
         s = results.summary
         click.echo(f"{s.get('case')}  {s.get('hours')} h  {s.get('algorithm')}  {s.get('formulation')}  "
                    f"(engine: {v['engine']}; {v['time_s']:.3f} s)")
-        click.echo("\n".join(format_validation(v)))
+        click.echo("\n".join(format_validation(v, verbose)))
         click.echo(f"  written to       {folder}")
     if strict and not v["passed"]:
         sys.exit(1)
 
 
-def format_summary(s: dict[str, Any], folder: Any) -> str:
-    """The short terminal summary of a run."""
+def format_summary(s: dict[str, Any], folder: Any, verbose: bool = False) -> str:
+    """The short terminal summary of a run (``verbose``: the OpenDSS check hour by hour)."""
     from mpdopf_pyomo.case import both_conventions
 
     t = s["timings"]
@@ -388,7 +398,7 @@ def format_summary(s: dict[str, Any], folder: Any) -> str:
     if "validation" in s:
         from mpdopf_pyomo.validation import format_validation
 
-        lines += format_validation(s["validation"])
+        lines += format_validation(s["validation"], verbose)
     lines.append(
         f"  timings          build {t['build_s']:.2f} s, solve {t['solve_s']:.2f} s, total {t['total_s']:.2f} s"
     )

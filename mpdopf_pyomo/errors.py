@@ -2,9 +2,22 @@
 
 
 class MpdopfError(Exception):
-    """Base class of every error the CLI reports as one line instead of a traceback."""
+    """Base class of every error the CLI reports as one line instead of a traceback.
+
+    The message names settings as the Python API does (``tol = 1e+09: ...``); ``cli_message``, when given,
+    is the same error in the command line's words (``--tol 1e+09: ...``), which the CLI prints instead.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str = "", cli_message: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_message = cli_message
+
+
+def bad_setting(name: str, flag: str, shown: str, what: str, cls: type[MpdopfError] | None = None) -> MpdopfError:
+    """A bad value of a setting: ``NAME = VALUE: WHAT`` for the API, ``--FLAG VALUE: WHAT`` for the CLI."""
+    return (cls or CaseError)(f"{name} = {shown}: {what}", cli_message=f"{flag} {shown}: {what}")
 
 
 class CaseError(MpdopfError):

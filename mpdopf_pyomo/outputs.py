@@ -66,9 +66,11 @@ def safe_label(text: str, fallback: str = "case", max_len: int = 80) -> str:
     return label or fallback
 
 
-def default_folder(case_name: str, hours: int, algorithm: str) -> Path:
-    """The default ``--out``: ``runs/<case>_<hours>h_<algorithm>``, always directly under ``runs/``."""
-    return Path("runs") / f"{safe_label(case_name)}_{int(hours)}h_{safe_label(algorithm)}"
+def default_folder(case_name: str, hours: int, algorithm: str, start: int | None = None) -> Path:
+    """The default ``--out``: ``runs/<case>_<hours>h_<algorithm>`` (``<case>_<hours>h_from<HH>_<algorithm>``
+    with ``--start``, so another window does not replace it), always directly under ``runs/``."""
+    window = f"_from{int(start):02d}" if start is not None else ""
+    return Path("runs") / f"{safe_label(case_name)}_{int(hours)}h{window}_{safe_label(algorithm)}"
 
 
 def current_umask() -> int:

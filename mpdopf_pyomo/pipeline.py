@@ -100,6 +100,7 @@ def solve(
     validate: bool = True,
     tee: bool = False,
     progress: Progress = quiet,
+    start: float | None = None,
     **distributed: Any,
 ) -> Results:
     """Load ``case`` (a bundled name, a case or network file, or a loaded :class:`Case`), solve and check it.
@@ -107,14 +108,18 @@ def solve(
     The same steps as ``python -m mpdopf_pyomo solve``, without files: solver options are checked first,
     then the case is solved (``algorithm`` central, admm or enapp; ``distributed`` keywords such as
     ``n_areas``, ``executor``, ``tol`` go to the decomposition) and, with ``validate``, every hour is
-    checked in OpenDSS (``results.summary["validation"]``). ``hours`` applies when ``case`` is not loaded.
+    checked in OpenDSS (``results.summary["validation"]``). ``hours`` and ``start`` (clock hour of the
+    first period; None: the middle of the day) apply when ``case`` is not loaded.
     """
     options = solvers.check_options(solver, options)
     if not isinstance(case, Case):
-        case = load_case(case, hours)
+        case = load_case(case, hours, start=start)
     elif hours is not None and hours != case.hours:
         raise CaseError(f"{case.source}: hours = {hours}, but the loaded case has {case.hours} periods; "
                         "load it with load_case(name, hours)")
+    elif start is not None and float(start) != float(case.profile["clock_hour"].iloc[0]):
+        raise CaseError(f"{case.source}: start = {start}, but the loaded case starts at clock hour "
+                        f"{case.profile['clock_hour'].iloc[0]}; load it with load_case(name, hours, start=start)")
     results = solve_case(case, algorithm, formulation, solver, options, tee=tee, progress=progress, **distributed)
     results.summary["case_file"] = str(case.source)
     if validate:

@@ -2,11 +2,15 @@
 
 Tables (kW, kvar, kWh are three-phase totals of the balanced feeder, i.e. per-unit x ``bases.s_kva``):
 
-* ``voltages``: index bus, one column per hour, voltage magnitude in pu
+* ``voltages``: index bus, one column per hour, voltage magnitude in pu (in memory; voltages.csv is long:
+  bus, t, clock_time, v_pu)
 * ``branches``: rows (branch, t): from_bus, to_bus, p_kw, q_kvar (sending end), loss_kw, current_sq_pu
 * ``pv``: rows (bus, t): p_kw, q_kvar, q_max_kvar
-* ``battery``: rows (bus, t): charge_kw, discharge_kw, q_kvar, energy_kwh, soc
-* ``substation``: rows t: p_kw, q_kvar, price_usd_per_kwh, cost_usd, load_mult, pv_mult
+* ``battery``: rows (bus, t): charge_kw, discharge_kw, q_kvar, energy_kwh, soc (fraction of the energy rating)
+* ``substation``: rows t: p_kw, q_kvar, price_usd_per_kwh, cost_usd, load_mult, pv_mult, clock_hour
+
+Every file with a period column ``t`` also has ``clock_time`` (HH:MM of the period's start, see
+:func:`clock_times`), so the tables join on ``t`` (and ``bus``/``branch``) without reshaping.
 
 ``summary`` follows the output contract (DESIGN.md section 7). :meth:`Results.save` writes everything into a
 temporary folder beside the target and renames it into place (``mpdopf_pyomo.outputs``), so a failure never
@@ -212,8 +216,9 @@ class Results:
             tmp = target.staging
             written: list[str] = []
             try:
+                clock = clock_times(self.substation)
                 for name, table in [*((n, getattr(self, n)) for n in TABLES), *self.extra_tables.items()]:
-                    table.to_csv(tmp / f"{name}.csv")
+                    file_table(name, table, clock).to_csv(tmp / f"{name}.csv", index=False)
                     written.append(f"{name}.csv")
                 for name, fig in (figures or {}).items():
                     fig.savefig(tmp / f"{name}.png", dpi=110)
@@ -250,7 +255,7 @@ class Results:
         if list(hours) != list(range(1, len(hours) + 1)):
             raise CaseError(one_line(f"{folder / 'substation.csv'}: column t: periods must be 1..{len(hours)} in "
                                      "order, one row each"))
-        substation = sub.set_index("t")
+        substation = sub.set_index("t").drop(columns="clock_time", errors="ignore")  # derived from clock_hour
         voltages = _voltage_table(folder / "voltages.csv", tables["voltages"], hours)
         indexed = {}
         for name in ("branches", "pv", "battery"):
@@ -259,7 +264,7 @@ class Results:
             unit = frame.columns[0]
             frame["t"] = _periods(file, frame["t"], allowed=set(hours))
             _complete(file, frame, unit, hours)
-            indexed[name] = frame.set_index([unit, "t"])
+            indexed[name] = frame.set_index([unit, "t"]).drop(columns="clock_time", errors="ignore")
         extra = {}
         for p in sorted(folder.glob("*.csv")):
             if p.stem in TABLES:
@@ -273,6 +278,9 @@ class Results:
             for col in extra[p.stem].columns:
                 if col in _EXTRA_NUMERIC.get(p.stem, ()) and not pd.api.types.is_numeric_dtype(extra[p.stem][col]):
                     raise CaseError(one_line(f"{p}: column {col}: expected numbers"))
+            extra[p.stem] = extra[p.stem].drop(columns="clock_time", errors="ignore")
+            if p.stem == "validation_voltages" and "v_pu" in extra[p.stem].columns:  # long on disk, wide in memory
+                extra[p.stem] = _voltage_table(p, pd.read_csv(p, dtype=str, keep_default_na=False), hours)
         return cls(summary, voltages, indexed["branches"], indexed["pv"], indexed["battery"], substation, extra)
 
 
@@ -365,10 +373,54 @@ def _complete(file: Path, frame: pd.DataFrame, unit: str, hours: pd.Series) -> N
                                  "(cut file?)"))
 
 
+def clock_times(substation: pd.DataFrame) -> pd.Series | None:
+    """``HH:MM`` of each period's start (index ``t``) from substation's ``clock_hour``; a period past the
+    first day is written ``D+HH:MM`` (day offset D). None when the table has no clock hours."""
+    if "clock_hour" not in substation.columns:
+        return None
+
+    def text(h: float) -> str:
+        minutes = int(round(float(h) * 60))
+        day, rest = divmod(minutes, 24 * 60)
+        return (f"{day}+" if day else "") + f"{rest // 60:02d}:{rest % 60:02d}"
+
+    return pd.Series([text(h) for h in substation["clock_hour"]], index=substation.index, name="clock_time")
+
+
+def file_table(name: str, table: pd.DataFrame, clock: pd.Series | None) -> pd.DataFrame:
+    """A table as its CSV file holds it: keys as columns, voltage tables (bus x t) long as ``bus, t, v_pu``,
+    and ``clock_time`` after ``t`` when the clock is known (what :meth:`Results.save` and the ``validate``
+    command write; :meth:`Results.load` reads it back)."""
+    wide = table.set_index("bus") if "bus" in table.columns else table
+    if name in ("voltages", "validation_voltages") and all(str(c).isdigit() for c in wide.columns):
+        long = wide.copy()
+        long.index = long.index.astype(str).rename("bus")
+        long.columns = pd.Index([int(c) for c in long.columns], name="t")
+        out = long.stack().rename("v_pu").reset_index()
+    else:
+        named = [n for n in table.index.names if n is not None]
+        out = table.reset_index() if named else table.copy()
+    if clock is not None and "t" in out.columns:
+        out = out.drop(columns="clock_time", errors="ignore")
+        out.insert(out.columns.get_loc("t") + 1, "clock_time", out["t"].map(clock))
+    return out
+
+
 def _voltage_table(file: Path, frame: pd.DataFrame, hours: pd.Series) -> pd.DataFrame:
-    """voltages.csv: index ``bus``, one column per period 1..T, finite non-negative magnitudes (pu)."""
+    """voltages.csv as bus x period (pu): long (bus, t, v_pu; every bus at every period 1..T once) or the
+    wide layout of earlier versions (bus, one column per period); finite non-negative magnitudes."""
     if "bus" not in frame.columns:
         raise CaseError(one_line(f"{file}: missing column bus"))
+    if "v_pu" in frame.columns or "t" in frame.columns:
+        long = _checked(file, frame, (("bus",), ("t", "v_pu")))
+        long["t"] = _periods(file, long["t"], allowed=set(hours))
+        _complete(file, long, "bus", hours)
+        if (long["v_pu"].to_numpy() < 0).any():
+            raise CaseError(one_line(f"{file}: negative voltage magnitude"))
+        out = long.pivot(index="bus", columns="t", values="v_pu").reindex(index=long["bus"].unique(), columns=list(hours))
+        out.index.name = "bus"
+        out.columns = [int(c) for c in out.columns]
+        return out
     periods = [c for c in frame.columns if c != "bus"]
     if periods != [str(t) for t in hours]:
         raise CaseError(one_line(f"{file}: period columns {', '.join(periods[:8]) or 'none'} do not match the "

@@ -478,8 +478,9 @@ def attach_validation(case: Case, results: Results) -> None:
         results.extra_tables["validation_original_dv"] = val.original_dv
 
 
-def format_validation(v: dict[str, Any]) -> list[str]:
-    """Terminal lines of a validation summary: the overall line, then one line per hour."""
+def format_validation(v: dict[str, Any], verbose: bool = False) -> list[str]:
+    """Terminal lines of a validation summary: the overall line, then one line per hour with ``verbose``,
+    else only the hours above tolerance and one worst-hour line (a 24-hour run stays readable)."""
     verdict = "passed" if v.get("passed") else "MISMATCH above tolerance"
     tol = v.get("tolerance_pu", TOL_V_PU)
     tol_p = v.get("tolerance_rel_p_sub", TOL_REL_P_SUB)
@@ -501,7 +502,15 @@ def format_validation(v: dict[str, Any]) -> list[str]:
             f"max |dQ_sub| {o['max_abs_dq_sub_kvar']:.4f} kvar: the balanced approximation's gap")
     elif o:
         lines.append(f"  original feeder  not checked: {o.get('reason', '?')}")
-    for h in v.get("by_hour", []):
+    hours = v.get("by_hour", [])
+    failed = [h for h in hours if not (h["max_abs_dv_pu"] <= tol and h["rel_dp_sub"] <= tol_p)]
+    if hours and not verbose:
+        worst = max(hours, key=lambda h: h["max_abs_dv_pu"])
+        lines.append(f"    worst hour {worst['t']:>2}  |dV| {worst['max_abs_dv_pu']:.2e} pu"
+                     + (f" at bus {v['worst_bus']}" if v.get("worst_bus") and v.get("worst_hour") == worst["t"] else "")
+                     + f", {len(hours) - len(failed)} of {len(hours)} hours within tolerance"
+                     + ("" if len(hours) == 1 else " (-v: every hour)"))
+    for h in hours if verbose else failed:
         mark = "" if (h['max_abs_dv_pu'] <= tol and h['rel_dp_sub'] <= tol_p) else "  <-- above tolerance"
         lines.append(
             f"    hour {h['t']:>2}        |dV| {h['max_abs_dv_pu']:.2e} pu, dP_sub {h['dp_sub_kw']:+.4f} kW "
@@ -650,7 +659,9 @@ def load_saved(folder: str | Path) -> tuple[Case, Results]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CaseError(one_line(f"{folder}: not a readable results folder: {exc_message(exc)}")) from None
     case_file, hours = _check_summary(folder / "summary.json", results.summary, len(results.substation))
-    case = load_case(case_file, hours)
+    clock = results.substation.get("clock_hour")
+    start = float(clock.iloc[0]) if clock is not None and len(clock) else None  # the run's window of the day
+    case = load_case(case_file, hours, start=start)
     _check_against_case(folder, case, results)
     return case, results
 
@@ -693,9 +704,12 @@ def revalidate_folder(folder: str | Path, figures: bool = False,
     on_disk["validation"] = results.summary["validation"]
     text = json.dumps(jsonable(on_disk), indent=2) + "\n"
     check_rewritable(folder, [f"{n}.png" for n in figs])
-    for name in [n for n in tables if n in results.extra_tables]:
-        table = results.extra_tables[name]
-        _write_atomic(folder / f"{name}.csv", lambda p, table=table: table.to_csv(p))
+    from mpdopf_pyomo.results import clock_times, file_table
+
+    clock = clock_times(results.substation)
+    for name in [n for n in tables if n in results.extra_tables]:  # check (2)'s table only for OpenDSS feeders
+        table = file_table(name, results.extra_tables[name], clock)  # the layout Results.save writes
+        _write_atomic(folder / f"{name}.csv", lambda p, table=table: table.to_csv(p, index=False))
     for name, fig in figs.items():
         _write_atomic(folder / f"{name}.png",
                       lambda p, fig=fig: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))

@@ -300,7 +300,7 @@ def test_horizon_override_is_used(tmp_path):
 
 
 def test_zero_hours(tmp_path):
-    _expect(tmp_path, BASE, "--hours", "at least 1", hours=0)
+    _expect(tmp_path, BASE, "hours", "at least 1", hours=0)
 
 
 def _model(tmp_path: Path, extra: str) -> Path:
@@ -444,3 +444,43 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, make, args_tail, needle):
 def test_cli_missing_case_exits_2():
     result = CliRunner().invoke(main, ["cases", "show", "nope"])
     assert result.exit_code == 2 and result.stderr.startswith("error: nope: no such case")
+
+
+def test_start_chooses_the_window_of_the_day():
+    """--start HH cuts profiles.daily from that clock hour; the exact 5-h table applies only at its own start."""
+    daily = load_case("ieee123", 24).profile
+    exact = load_case("ieee123", 5, start=9).profile
+    assert exact["load_mult"].tolist() == STUDY_5H["load_mult"]  # start == the table's own first clock hour
+    early = load_case("ieee123", 5, start=6).profile
+    assert early["clock_hour"].tolist() == [6, 7, 8, 9, 10]
+    assert early["load_mult"].tolist() == daily["load_mult"].iloc[6:11].tolist()
+    assert early["price"].tolist() == daily["price"].iloc[6:11].tolist()
+    assert load_case("ieee123", 24, start=0).profile["clock_hour"].tolist() == list(range(24))
+    last = load_case("ieee123", 3, start=21).profile
+    assert last["clock_hour"].tolist() == [21, 22, 23]
+
+
+@pytest.mark.parametrize("hours, start, what", [
+    (5, 20, r"start: 5 periods from clock hour 20 run past the end of the 24-period profiles.daily "
+            r"\(latest start for this horizon: 19"),
+    (1, 24, r"start: 24: the first period's clock hour must be .* from 0 to 23"),
+    (1, -1, r"start: -1: "),
+    (1, 2.5, r"start: 2.5: "),
+    (1, "9", r"start: '9': "),
+])
+def test_start_outside_the_day_is_refused(hours, start, what):
+    with pytest.raises(CaseError) as info:
+        load_case("ieee123", hours, start=start)
+    assert re.search(what, str(info.value)), str(info.value)
+    assert "--" not in str(info.value)
+
+
+def test_start_from_the_cli(tmp_path):
+    r = CliRunner().invoke(main, ["cases", "show", "ieee123", "--hours", "4", "--start", "7"])
+    assert r.exit_code == 0, r.output
+    assert "clock hours 7..10" in r.output
+    r = CliRunner().invoke(main, ["solve", "--case", "ieee123", "--hours", "5", "--start", "22",
+                                  "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2
+    assert "start: 5 periods from clock hour 22 run past the end" in r.output
+    assert not (tmp_path / "run").exists()  # nothing half-written

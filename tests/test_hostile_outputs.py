@@ -428,3 +428,10 @@ def test_concurrent_runs_to_one_folder(tmp_path):
     assert first.wait(timeout=120) == 0
     assert json.loads((out / "summary.json").read_text())["hours"] == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_default_folder_names_the_window():
+    from mpdopf_pyomo.outputs import default_folder
+
+    assert str(default_folder("ieee123", 5, "central")) == "runs/ieee123_5h_central"
+    assert str(default_folder("ieee123", 5, "central", 6)) == "runs/ieee123_5h_from06_central"

@@ -141,3 +141,30 @@ def test_cli_validate_bad_folder_is_one_line_exit_2(tmp_path, exact5, make):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and str(folder) in lines[0]
+
+
+def _hourly(n, bad=()):
+    hours = [{"t": t, "max_abs_dv_pu": (2e-3 if t in bad else 1e-8 * t), "dp_sub_kw": 0.001, "dq_sub_kvar": 0.0,
+              "dloss_kw": 0.0, "rel_dp_sub": 1e-6} for t in range(1, n + 1)]
+    worst = max(hours, key=lambda h: h["max_abs_dv_pu"])["t"]
+    return {"max_abs_dv_pu": max(h["max_abs_dv_pu"] for h in hours), "max_abs_dp_sub_kw": 0.001,
+            "max_rel_dp_sub": 1e-6, "max_abs_dq_sub_kvar": 0.0, "max_abs_dloss_kw": 0.0, "passed": not bad,
+            "worst_hour": worst, "worst_bus": "65", "by_hour": hours}
+
+
+def test_24_hours_print_one_worst_hour_line_unless_verbose():
+    """A 24-hour run prints its worst hour, not 24 lines; -v (verbose) lists every hour; failing hours always show."""
+    from mpdopf_pyomo.validation import format_validation
+
+    quiet = format_validation(_hourly(24))
+    assert not any(line.lstrip().startswith("hour ") for line in quiet)
+    assert [line for line in quiet if "worst hour" in line] == [
+        "    worst hour 24  |dV| 2.40e-07 pu at bus 65, 24 of 24 hours within tolerance (-v: every hour)"]
+    assert len(quiet) == 2
+    loud = format_validation(_hourly(24), verbose=True)
+    assert sum(line.lstrip().startswith("hour ") for line in loud) == 24
+    failing = format_validation(_hourly(24, bad={3, 17}))
+    shown = [line for line in failing if line.lstrip().startswith("hour ")]
+    assert len(shown) == 2 and all("<-- above tolerance" in line for line in shown)
+    assert "hour  3" in shown[0] and "hour 17" in shown[1]
+    assert "22 of 24 hours within tolerance" in failing[1]

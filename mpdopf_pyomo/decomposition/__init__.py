@@ -22,7 +22,7 @@ from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, l
 from mpdopf_pyomo.decomposition.core import TIMING_COLUMNS, IterationCallback, initial_boundary, make_layout
 from mpdopf_pyomo.decomposition.executors import default_executor, make_executor
 from mpdopf_pyomo.decomposition.partition import with_areas
-from mpdopf_pyomo.errors import CaseError, SolveFailed
+from mpdopf_pyomo.errors import CaseError, SolveFailed, bad_setting
 from mpdopf_pyomo.results import Results
 from mpdopf_pyomo.progress import Progress, quiet
 
@@ -49,19 +49,21 @@ def check_settings(tol: float | None = None, rho: float | None = None, scheduler
 
     lo, hi = TOL_RANGE
     if tol is not None and not (isinstance(tol, (int, float)) and lo <= tol <= hi):
-        raise CaseError(f"--tol {_shown(tol)}: the stopping tolerance must be a number with {lo:g} <= tol <= {hi:g} pu "
-                        "(looser lets the areas disagree; tighter is below the area solves' accuracy)")
+        raise bad_setting("tol", "--tol", _shown(tol), f"the stopping tolerance must be a number with {lo:g} <= tol "
+                          f"<= {hi:g} pu (looser lets the areas disagree; tighter is below the area solves' "
+                          "accuracy)")
     if rho is not None and not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho > 0):
-        raise CaseError(f"--rho {_shown(rho)}: the ADMM penalty must be a finite number > 0 (USD/pu^2)")
+        raise bad_setting("rho", "--rho", _shown(rho), "the ADMM penalty must be a finite number > 0 (USD/pu^2)")
     if max_iter is not None and not (isinstance(max_iter, int) and max_iter >= 1):
-        raise CaseError(f"--max-iter {max_iter}: the distributed iteration cap must be an integer >= 1")
+        raise bad_setting("max_iter", "--max-iter", _shown(max_iter),
+                          "the distributed iteration cap must be an integer >= 1")
     if damping is not None and not (isinstance(damping, (int, float)) and 0 < damping <= 1):
-        raise CaseError(f"--damping {_shown(damping)}: the ENApp damping must be a number with 0 < damping <= 1 "
-                        "(1 = undamped, as the study ran it)")
+        raise bad_setting("damping", "--damping", _shown(damping), "the ENApp damping must be a number with "
+                          "0 < damping <= 1 (1 = undamped, as the study ran it)")
     if relax is not None and not (isinstance(relax, (int, float)) and 0 < relax < 2):
-        raise CaseError(f"relax {relax}: the ADMM over-relaxation must be in (0, 2)")
+        raise CaseError(f"relax = {_shown(relax)}: the ADMM over-relaxation must be in (0, 2)")
     if warm_start is not None and warm_start not in WARM_STARTS:
-        raise CaseError(f"--warm-start {warm_start!r}: choose one of {', '.join(WARM_STARTS)}")
+        raise bad_setting("warm_start", "--warm-start", repr(warm_start), f"choose one of {', '.join(WARM_STARTS)}")
     if scheduler is not None:
         from mpdopf_pyomo.decomposition.executors import check_scheduler_address
 
@@ -143,10 +145,12 @@ def solve_distributed(
                             progress=progress, callback=callback)
         solve_s = time.perf_counter() - t1
         if not out.converged and not keep_last:
+            what = (f"{algorithm} did not converge in {out.iterations} iterations: primal residual "
+                    f"{out.primal_residual:.2e} pu, dual residual {out.dual_residual:.2e} pu (tolerance {tol:g}); ")
             raise SolveFailed(
-                f"{algorithm} did not converge in {out.iterations} iterations: primal residual "
-                f"{out.primal_residual:.2e} pu, dual residual {out.dual_residual:.2e} pu (tolerance {tol:g}); "
-                "raise --max-iter, or pass --keep-last to keep the last iterate. No result was written."
+                what + "raise max_iter, or set keep_last=True to keep the last iterate. No result was returned.",
+                cli_message=what + "raise --max-iter, or pass --keep-last to keep the last iterate. "
+                                   "No result was written.",
             )
         values = exe.map("values", {a: () for a in areas})
         peak = exe.map("peak_mb", {a: () for a in areas})

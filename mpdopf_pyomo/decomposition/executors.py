@@ -22,7 +22,7 @@ from multiprocessing.connection import wait as mp_wait
 from typing import Any, Mapping
 
 from mpdopf_pyomo.decomposition.area_solver import AreaHost, AreaSpec
-from mpdopf_pyomo.errors import MpdopfError, WorkerDied
+from mpdopf_pyomo.errors import MpdopfError, WorkerDied, bad_setting
 
 EXECUTORS = ("serial", "processes", "dask")
 
@@ -267,7 +267,8 @@ class DaskExecutor(Executor):
         try:
             from distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover
-            raise MpdopfError(f"--executor dask needs the 'distributed' package: {exc}") from None
+            raise bad_setting("executor", "--executor", "'dask'", f"needs the 'distributed' package: {exc}",
+                              MpdopfError) from None
         # Dask logs a lost worker or scheduler as several ERROR/WARNING lines on stderr; the run reports it
         # as one line (WorkerDied), so keep its own logging to CRITICAL while this executor runs.
         import logging
@@ -405,7 +406,8 @@ def check_scheduler_address(address: str) -> None:
     except ImportError:  # pragma: no cover - reported when the executor starts
         return
     except (ValueError, TypeError) as exc:
-        raise CaseError(f"--scheduler '{address}' is not a Dask scheduler address (tcp://HOST:PORT): {exc}") from None
+        raise bad_setting("scheduler", "--scheduler", repr(address),
+                          f"not a Dask scheduler address (tcp://HOST:PORT): {exc}") from None
 
 
 def _reachable(address: str) -> None:
@@ -462,7 +464,8 @@ def default_executor(scheduler: str | None = None) -> str:
 def make_executor(name: str = "serial", scheduler: str | None = None, n_workers: int | None = None) -> Executor:
     """An executor by name: 'serial', 'processes' or 'dask' (``scheduler`` only with dask)."""
     if scheduler and name != "dask":
-        raise MpdopfError("--scheduler needs --executor dask")
+        raise MpdopfError(f"scheduler = {scheduler!r} needs executor = 'dask', got {name!r}",
+                          cli_message="--scheduler needs --executor dask")
     if name == "serial":
         return SerialExecutor()
     if name == "processes":

@@ -36,7 +36,7 @@ import pandas as pd
 
 from mpdopf_pyomo import network
 from mpdopf_pyomo.case import Case
-from mpdopf_pyomo.errors import CaseError
+from mpdopf_pyomo.errors import CaseError, bad_setting
 
 #: Fewest buses per area ``--areas auto`` chooses.
 MIN_AREA_BUSES = 50
@@ -97,7 +97,7 @@ def auto_cut_branches(case: Case, n_areas: int) -> list[str]:
     br = case.branches
     n_bus = len(case.buses)
     if n_areas < 1 or n_areas > n_bus - 1:
-        raise CaseError(f"--areas {n_areas}: choose between 1 and {n_bus - 1} areas for {n_bus} buses")
+        raise bad_setting("n_areas", "--areas", str(n_areas), f"choose between 1 and {n_bus - 1} areas for {n_bus} buses")
     children, into, order = _tree(case)
     lo, hi = math.ceil(n_bus / n_areas), n_bus
     while lo < hi:  # smallest bound with at most n_areas areas
@@ -126,7 +126,7 @@ def auto_cut_branches(case: Case, n_areas: int) -> list[str]:
             if best is not None:
                 break
         if best is None:
-            raise CaseError(f"--areas {n_areas}: the feeder cannot be split into {n_areas} areas")
+            raise bad_setting("n_areas", "--areas", str(n_areas), f"the feeder cannot be split into {n_areas} areas")
         cuts.append(best[1])
         cut_heads.add(br.at[best[1], "to_bus"])
     return cuts
@@ -148,10 +148,9 @@ def with_areas(case: Case, n_areas: int | str | None = None) -> Case:
     (``'auto'``: :func:`auto_areas`)."""
     if n_areas is None:
         if not case.cut_branches:
-            raise CaseError(
-                f"{case.source}: the case defines no areas ([areas] cut_branches); pass --areas N to "
-                "partition the feeder automatically"
-            )
+            what = f"{case.source}: the case defines no areas ([areas] cut_branches); "
+            raise CaseError(what + "set n_areas = N to partition the feeder automatically",
+                            cli_message=what + "pass --areas N to partition the feeder automatically")
         return case
     if n_areas == "auto":
         n_areas = auto_areas(case)
