@@ -1,7 +1,7 @@
 """A phase-aware :class:`Network` -> the balanced single-phase equivalent the formulations consume.
 
 :func:`reduce_balanced` returns :class:`BalancedTables` (per unit on ``s_kva`` and each bus's own voltage
-base; the columns of NETWORK_CONTRACT.md) and a :class:`ConversionReport` that lists every approximation:
+base; its columns are listed on the class) and a :class:`ConversionReport` that lists every approximation:
 what, how many elements, how much load they carry and the largest effect. Nothing is approximated silently;
 only what cannot be converted at all is an error, and then every such element is named at once.
 
@@ -163,7 +163,19 @@ REBASED = ("bus voltage bases relabelled: a bus reached through lines takes its 
 # ------------------------------------------------------------------------------------------------------
 @dataclass
 class BalancedTables:
-    """The balanced equivalent (see NETWORK_CONTRACT.md, section BalancedTables)."""
+    """The balanced equivalent: per unit on ``s_kva`` and each bus's own voltage base.
+
+    * ``buses`` (root first, breadth-first; :data:`BUS_COLUMNS`): ``v_base_kv_ln``; ``p_load``, ``q_load``
+      (nominal, three-phase total); ``p_zip_z/i/p``, ``q_zip_z/i/p`` (load-weighted ZIP fractions, default
+      0, 0, 1); ``q_cap`` (a fixed injection); ``b_shunt`` (susceptance at v = 1: capacitors and half of each
+      adjacent line's charging; reactive injection ``b_shunt * v``, v the squared magnitude); ``x``, ``y``.
+    * ``branches`` (oriented from the root; :data:`BRANCH_COLUMNS`): ``r``, ``x`` on the to-bus base,
+      ``tap`` (ideal transformer at the from side: ``v_to = v_from / tap**2 - 2 (r P + x Q) + |z|^2 l``),
+      ``kind`` (the :class:`~mpdopf_pyomo.network.model.Branch` kind it came from).
+    * ``ders`` (index ``der``; :data:`DER_COLUMNS`): ``kind`` pv/battery/generator, ``bus`` in the
+      equivalent, ``p_rated``, ``s_rated``, ``e_rated``/``e_stored`` (pu h, batteries), ``q_fixed``
+      (generators' kvar), ``shape`` (not used yet).
+    """
 
     root: str
     source_kv_ll: float
