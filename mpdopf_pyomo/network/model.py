@@ -1,10 +1,10 @@
 """The phase-aware, format-neutral network model that every reader (OpenDSS, MATPOWER) produces.
 
-Physical units, each bus on its own voltage base. Phases are 1, 2, 3 (a, b, c), a tuple of ints.
-Fields added after the first version each have a default that keeps the original meaning: ``Branch.phases2`` and ``Branch.center_tap`` (centre-tap service
-transformers, whose secondary nodes 1 and 2 are the two 120 V halves, not phases), ``Branch.elements``
-(the OpenDSS elements of a bank of single-phase units merged into one branch) and ``Load.kv_rated``;
-the faithful OpenDSS export added ``Source.z_ohm`` (the source impedance; None = stiff) and
+Physical units, each bus on its own voltage base. Phases are 1, 2, 3 (a, b, c), a tuple of ints. Fields
+added after the first version each have a default that keeps the original meaning: ``Branch.phases2`` and
+``Branch.center_tap`` (centre-tap service transformers, whose secondary nodes 1 and 2 are the two 120 V
+halves, not phases), ``Branch.elements`` (the OpenDSS elements of a bank of single-phase units merged into
+one branch), ``Load.kv_rated``, ``Source.z_ohm`` (the source impedance; None = stiff) and
 ``Branch.ppm_antifloat``.
 """
 
