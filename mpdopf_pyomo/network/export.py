@@ -220,32 +220,8 @@ def write_opendss(
         )
 
     # --- shunts and DERs ----------------------------------------------------------------------------
-    shunts: list[str] = []
-    for sh in network.shunts:
-        _check_name("shunt", sh.name)
-        n = len(sh.phases)
-        kv = sh.kv_ln_rated if (n == 1 and sh.conn == "wye") else sh.kv_ln_rated * math.sqrt(3)
-        cls = "Capacitor" if sh.kvar >= 0 else "Reactor"
-        shunts.append(
-            f"New {cls}.{sh.name} bus1={_nodes(sh.bus, sh.phases)} phases={n} conn={sh.conn} "
-            f"kvar={_num(abs(sh.kvar))} kV={_num(kv)}"
-        )
-    ders: list[str] = []
-    for d in network.ders:
-        _check_name("DER", d.name)
-        if d.name in dispatch:
-            p, q = dispatch[d.name]
-        elif d.kind == "generator":
-            p, q = d.kw, d.kvar
-        else:
-            ders.append(f"! {d.kind} {d.name} at bus {d.bus}: no dispatch given, not written")
-            continue
-        n = len(d.phases)
-        kv = buses[d.bus].kv_ln if n == 1 else kv_ll(d.bus)
-        ders.append(
-            f"New Generator.{d.name} bus1={_nodes(d.bus, d.phases)} phases={n} kV={_num(kv)} kW={_num(p)} "
-            f"kvar={_num(q)} model=1 vminpu={vminpu} vmaxpu={VMAXPU}"
-        )
+    shunts = _shunt_lines(network)
+    ders = _der_lines(network, dispatch, f" vminpu={vminpu} vmaxpu={VMAXPU}")
 
     coords = [(b, bus.x, bus.y) for b, bus in buses.items() if math.isfinite(bus.x) and math.isfinite(bus.y)]
     kv_bases = sorted({round(kv_ll(b), 6) for b in buses})
@@ -310,6 +286,39 @@ def _source_line(network: Network) -> list[str]:
             f"New Circuit.{name} phases=3 bus1={src.bus} basekV={_num(src.kv_ll)} pu={_num(src.pu)} "
             f"angle={_num(src.angle_deg)} R1={_num(z1.real)} X1={_num(z1.imag)} R0={_num(z0.real)} "
             f"X0={_num(z0.imag)}"]
+
+
+def _shunt_lines(network: Network) -> list[str]:
+    """``Capacitor`` (kvar > 0) and shunt ``Reactor`` (kvar < 0) lines at their rated voltage."""
+    out = []
+    for sh in network.shunts:
+        _check_name("shunt", sh.name)
+        n = _n_phases(sh.phases, sh.conn)
+        kv = sh.kv_ln_rated if (n == 1 and sh.conn == "wye") else sh.kv_ln_rated * math.sqrt(3)
+        cls = "Capacitor" if sh.kvar >= 0 else "Reactor"
+        out.append(f"New {cls}.{sh.name} bus1={_nodes(sh.bus, sh.phases)} phases={n} conn={sh.conn} "
+                   f"kvar={_num(abs(sh.kvar))} kV={_num(kv)}")
+    return out
+
+
+def _der_lines(network: Network, dispatch: dict[str, tuple[float, float]], extra: str = "") -> list[str]:
+    """A ``Generator`` (model 1) per DER at its dispatched (kW, kvar); generators default to their own
+    (kw, kvar), PVs and batteries without a dispatch are left out (a comment says so)."""
+    out = []
+    for d in network.ders:
+        _check_name("DER", d.name)
+        if d.name in dispatch:
+            p, q = dispatch[d.name]
+        elif d.kind == "generator":
+            p, q = d.kw, d.kvar
+        else:
+            out.append(f"! {d.kind} {d.name} at bus {d.bus}: no dispatch given, not written")
+            continue
+        n = len(d.phases)
+        kv = network.buses[d.bus].kv_ln * (1.0 if n == 1 else math.sqrt(3))
+        out.append(f"New Generator.{d.name} bus1={_nodes(d.bus, d.phases)} phases={n} kV={_num(kv)} kW={_num(p)} "
+                   f"kvar={_num(q)} model=1{extra}")
+    return out
 
 
 def _n_phases(phases: tuple[int, ...], conn: str) -> int:
@@ -420,28 +429,8 @@ def _write_faithful(network: Network, folder: Path, dispatch: dict, origin: list
             f"New Load.{ld.name} bus1={_nodes(ld.bus, ld.phases)} phases={n} conn={ld.conn} kV={_num(kv)} "
             f"kW={_num(ld.kw)} kvar={_num(ld.kvar)} {_load_model(ld.zip)} vminpu={_num(ld.vminpu)} "
             f"vmaxpu={_num(ld.vmaxpu)}")
-    caps: list[str] = []
-    for sh in network.shunts:
-        _check_name("capacitor", sh.name)
-        n = _n_phases(sh.phases, sh.conn)
-        kv = sh.kv_ln_rated if (n == 1 and sh.conn == "wye") else sh.kv_ln_rated * math.sqrt(3)
-        cls = "Capacitor" if sh.kvar >= 0 else "Reactor"
-        caps.append(f"New {cls}.{sh.name} bus1={_nodes(sh.bus, sh.phases)} phases={n} conn={sh.conn} "
-                    f"kvar={_num(abs(sh.kvar))} kV={_num(kv)}")
-    ders: list[str] = []
-    for d in network.ders:
-        _check_name("DER", d.name)
-        if d.name in dispatch:
-            p, q = dispatch[d.name]
-        elif d.kind == "generator":
-            p, q = d.kw, d.kvar
-        else:
-            ders.append(f"! {d.kind} {d.name} at bus {d.bus}: no dispatch given, not written")
-            continue
-        n = len(d.phases)
-        kv = buses[d.bus].kv_ln if n == 1 else buses[d.bus].kv_ln * math.sqrt(3)
-        ders.append(f"New Generator.{d.name} bus1={_nodes(d.bus, d.phases)} phases={n} kV={_num(kv)} kW={_num(p)} "
-                    f"kvar={_num(q)} model=1")
+    caps = _shunt_lines(network)
+    ders = _der_lines(network, dispatch)
 
     head = [f"! {line}" for line in origin]
     head.append("! The numbers were re-keyed by mpdopf_pyomo.network.export (write_opendss, faithful=True) from the "
