@@ -164,10 +164,7 @@ def write_opendss(
     lines: list[str] = []
     xfs: list[str] = []
     for br in network.branches:
-        _check_name("branch", br.name)
-        for b in (br.bus1, br.bus2):
-            if b not in buses:
-                raise CaseError(f"export to OpenDSS: branch {br.name}: bus {b} is not a bus of the network")
+        _check_branch(br, buses)
         if br.normally_open:
             lines.append(f"! {br.kind} {br.name} ({br.bus1}-{br.bus2}) is normally open: not written")
             continue
@@ -288,6 +285,14 @@ def _source_line(network: Network) -> list[str]:
             f"X0={_num(z0.imag)}"]
 
 
+def _check_branch(br: Branch, buses: dict) -> None:
+    """A branch the writers can name in OpenDSS, between two buses of the network."""
+    _check_name("branch", br.name)
+    for b in (br.bus1, br.bus2):
+        if b not in buses:
+            raise CaseError(f"export to OpenDSS: branch {br.name}: bus {b} is not a bus of the network")
+
+
 def _shunt_lines(network: Network) -> list[str]:
     """``Capacitor`` (kvar > 0) and shunt ``Reactor`` (kvar < 0) lines at their rated voltage."""
     out = []
@@ -400,10 +405,7 @@ def _write_faithful(network: Network, folder: Path, dispatch: dict, origin: list
     regs: list[str] = []
     opened: list[str] = []
     for br in network.branches:
-        _check_name("branch", br.name)
-        for b in (br.bus1, br.bus2):
-            if b not in buses:
-                raise CaseError(f"export to OpenDSS: branch {br.name}: bus {b} is not a bus of the network")
+        _check_branch(br, buses)
         if br.kind in ("transformer", "regulator"):
             rows = _transformer_rows(network, br)
             (regs if br.kind == "regulator" else xfs).extend(rows)
