@@ -18,10 +18,10 @@ import pandas as pd
 
 from mpdopf_pyomo import problem, solvers
 from mpdopf_pyomo.case import Case
-from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values
+from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values, peak_rss_mb
 from mpdopf_pyomo.decomposition.core import TIMING_COLUMNS, IterationCallback, initial_boundary, make_layout
-from mpdopf_pyomo.decomposition.executors import default_executor, make_executor
-from mpdopf_pyomo.decomposition.partition import with_areas
+from mpdopf_pyomo.decomposition.executors import default_executor, make_executor, worker_table
+from mpdopf_pyomo.decomposition.partition import auto_areas, with_areas
 from mpdopf_pyomo.errors import CaseError, SolveFailed, bad_setting
 from mpdopf_pyomo.results import Results
 from mpdopf_pyomo.progress import Progress, quiet
@@ -115,12 +115,18 @@ def solve_distributed(
         warm = 0
     options = solvers.check_options(solver, options)
     t0 = time.perf_counter()
-    case = with_areas(case, n_areas)
+    executor = executor or default_executor(scheduler)
+    exe = make_executor(executor, scheduler, n_workers)
+    try:
+        if n_areas == "auto":  # as many areas as the executor has workers (a cluster's, not this machine's)
+            n_areas = auto_areas(case, **exe.capacity())
+        case = with_areas(case, n_areas)
+    except BaseException:
+        exe.close()
+        raise
     areas = sorted(int(a) for a in case.buses["area"].unique())
     start = problem.flat_start(case)
     specs = [AreaSpec(case, a, formulation, solver, dict(options or {}), start) for a in areas]
-    executor = executor or default_executor(scheduler)
-    exe = make_executor(executor, scheduler, n_workers)
     progress(f"{algorithm}: {len(areas)} areas (cut branches {', '.join(case.cut_branches)}), "
              f"executor {executor}; building the area models")
     try:
@@ -154,6 +160,7 @@ def solve_distributed(
             )
         values = exe.map("values", {a: () for a in areas})
         peak = exe.map("peak_mb", {a: () for a in areas})
+        workers = worker_table(exe, info, peak)
     finally:
         exe.close()
     models = []
@@ -182,9 +189,10 @@ def solve_distributed(
         "per_iteration_s": (out.area_solve_s + out.coordination_s) / max(out.iterations, 1),
         **timing_summary(out, [float(info[a]["build_s"]) for a in areas], build_s, solve_s),
         "persistent_area_solvers": all(info[a]["persistent"] for a in areas),
-        # peak resident memory of each worker process holding areas, MB (the coordinator's own when serial)
-        "worker_peak_mb": {str(pid): max(peak[a] for a in areas if info[a]["pid"] == pid)
-                           for pid in sorted({info[a]["pid"] for a in areas})},
+        # peak resident memory of each worker holding areas, MB (the coordinator's own when serial)
+        "worker_peak_mb": {w["worker"]: w["peak_mb"] for w in workers},
+        "workers": workers,
+        "coordinator_peak_mb": peak_rss_mb(),
         **({"rho": out.extra.get("rho_final"), "rho_adaptive": out.extra.get("rho_adaptive"),
             "over_relaxation": relax, "warm_start_iterations": out.extra.get("warm_start_iterations")} if algorithm == "admm" else {"damping": damping}),
     }
@@ -219,6 +227,7 @@ def timing_summary(out: Any, area_build_s: list[float], build_s: float, solve_s:
             "critical_path": tot["critical_s"],
             "area_solves_total": tot["solve_total_s"],
             "waiting": tot["waiting_s"],
+            "idle": tot["idle_s"],
             "transfer": tot["transfer_s"],
             "coordinator": tot["coordinator_s"],
             "area_build_max": max(area_build_s, default=0.0),

@@ -92,6 +92,15 @@ def load_values(m: pyo.ConcreteModel, values: np.ndarray) -> None:
             v.set_value(float(val), skip_validation=True)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
 class AreaSolver:
     """An area model and its persistent solver; :meth:`solve` is one iteration's area solve."""
 
@@ -272,13 +281,9 @@ class AreaSolver:
         return model_values(self.model)
 
     def peak_mb(self) -> float:
-        """Peak resident memory of this area's process so far, MB (ru_maxrss; every area of a worker
-        reports its worker's figure)."""
-        import resource
-        import sys
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+        """Peak resident memory of this area's process so far, MB (every area of a worker reports its
+        worker's figure)."""
+        return peak_rss_mb()
 
     def info(self) -> dict[str, Any]:
         """Route, version and build time of this area's solver."""

@@ -1,0 +1,141 @@
+"""A Dask cluster of separate processes on loopback, as on several machines: one `dask scheduler` and two
+`dask worker` processes started here; a distributed run joins it with ``--scheduler`` and must give the
+serial executor's answer exactly, with areas on both workers; a worker with another package version is
+refused with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from mpdopf_pyomo.case import load_case
+from mpdopf_pyomo.cli import main
+from mpdopf_pyomo.decomposition import solve_distributed
+
+pytest.importorskip("distributed")
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = dict(algorithm="admm", max_iter=60)  # ieee123 2 h converges in 27 iterations
+
+
+def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+    """A Dask command (`python -m distributed.cli.dask_*`, what the `dask` entry point runs) in its own
+    process group, so that teardown ends it and its worker processes together."""
+    return subprocess.Popen([sys.executable, "-m", *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Terminate every process group started here (SIGTERM, then SIGKILL after 5 s)."""
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5.0
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=5.0)
+
+
+def _workers(address: str) -> list[str]:
+    from distributed import Client
+
+    with Client(address, timeout="5s") as client:
+        return sorted(client.scheduler_info()["workers"])
+
+
+def _wait_for(address: str, n: int, procs: list[subprocess.Popen], logs: Path, timeout: float = 30.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = _workers(address)
+        if len(workers) >= n:
+            return workers
+        if any(p.poll() is not None for p in procs):
+            break
+        time.sleep(0.3)
+    text = "\n".join(f.read_text() for f in sorted(logs.glob("*.log")))
+    raise RuntimeError(f"the Dask cluster did not reach {n} workers:\n{text}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """(scheduler address, two worker addresses, the process list, env, log folder) of a loopback cluster."""
+    d = tmp_path_factory.mktemp("dask")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    procs: list[subprocess.Popen] = []
+    try:
+        sfile = d / "scheduler.json"
+        procs.append(_start(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                             "--no-dashboard", "--scheduler-file", str(sfile)], d / "scheduler.log", env))
+        deadline = time.monotonic() + 30.0
+        while not sfile.exists() and time.monotonic() < deadline and procs[0].poll() is None:
+            time.sleep(0.1)
+        address = json.loads(sfile.read_text())["address"]
+        for i in (1, 2):
+            procs.append(_start(["distributed.cli.dask_worker", address, "--nthreads", "1", "--nworkers", "1",
+                                 "--host", "127.0.0.1", "--no-dashboard", "--name", f"loopback-{i}"],
+                                d / f"worker{i}.log", env))
+        workers = _wait_for(address, 2, procs, d)
+        yield address, workers, procs, env, d
+    finally:
+        _stop(procs)
+
+
+@pytest.fixture(scope="module")
+def case():
+    return load_case("ieee123", 2)
+
+
+def test_two_external_workers_give_the_serial_answer(cluster, case):
+    address, workers, *_ = cluster
+    serial = solve_distributed(case, executor="serial", **SETTINGS)
+    dask = solve_distributed(case, scheduler=address, **SETTINGS)
+    d = dask.summary["distributed"]
+    assert d["executor"] == "dask" and d["scheduler"] == address and d["converged"]
+    # the same iterates: area solves are deterministic, only the place they run differs
+    assert dask.summary["objective_usd"] == serial.summary["objective_usd"]
+    pd.testing.assert_frame_equal(dask.extra_tables["convergence"].drop(columns="elapsed_s"),
+                                  serial.extra_tables["convergence"].drop(columns="elapsed_s"), check_exact=True)
+    cuts = list(case.cut_branches)
+    b_d = dask.branches.loc[cuts, ["p_kw", "q_kvar"]].to_numpy()
+    b_s = serial.branches.loc[cuts, ["p_kw", "q_kvar"]].to_numpy()
+    np.testing.assert_array_equal(b_d, b_s)  # the boundary flows
+    np.testing.assert_array_equal(dask.voltages.to_numpy(), serial.voltages.to_numpy())
+    # areas ran on both external workers, in processes other than this one
+    table = d["workers"]
+    assert sorted(w["worker"] for w in table) == workers
+    assert sorted(a for w in table for a in w["areas"]) == [1, 2, 3, 4]
+    assert all(w["areas"] for w in table)
+    pids = {w["pid"] for w in table}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert all(w["peak_mb"] > 50 for w in table) and d["coordinator_peak_mb"] > 50
+    assert set(d["worker_peak_mb"]) == set(workers)
+
+
+def test_a_worker_with_another_version_is_refused(cluster, tmp_path):
+    address, _, procs, env, logs = cluster
+    preload = tmp_path / "other_version.py"
+    preload.write_text("import mpdopf_pyomo\nmpdopf_pyomo.__version__ = '0.0.0+other'\n")
+    procs.append(_start(["distributed.cli.dask_worker", address, "--nthreads", "1", "--host", "127.0.0.1",
+                         "--no-dashboard", "--name", "loopback-other", "--preload", str(preload)],
+                        logs / "worker3.log", env))
+    _wait_for(address, 3, procs, logs)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["solve", "--case", "ieee123", "--hours", "1", "--algorithm", "admm",
+                                  "--scheduler", address, "--no-validate", "--no-plots", "--out", str(out)])
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+    assert r.exit_code == 2, r.output
+    assert len(lines) == 1 and "runs mpdopf_pyomo 0.0.0+other" in lines[0] and "install the same" in lines[0]
+    assert "Traceback" not in r.output and not out.exists()
