@@ -124,6 +124,29 @@ def test_two_external_workers_give_the_serial_answer(cluster, case):
     assert set(d["worker_peak_mb"]) == set(workers)
 
 
+def test_areas_auto_counts_the_cluster_workers(cluster, case):
+    from mpdopf_pyomo.decomposition.executors import DaskExecutor
+    from mpdopf_pyomo.decomposition.partition import auto_areas
+
+    address, workers, *_ = cluster
+    exe = DaskExecutor(scheduler=address)
+    try:
+        cap = exe.capacity()
+    finally:
+        exe.close()
+    assert cap["cores"] == len(workers) == 2  # the cluster's workers, not this machine's cores
+    assert cap["memory_bytes"] > 0  # `dask worker` limits its memory (to the machine's by default)
+    assert auto_areas(case, **cap) == 2
+
+
+def test_serial_with_workers_is_bad_input(tmp_path):
+    r = CliRunner().invoke(main, ["solve", "--case", "ieee123", "--hours", "1", "--algorithm", "admm",
+                                  "--executor", "serial", "--workers", "2", "--no-validate", "--no-plots",
+                                  "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2 and "error: --workers 2: applies to executor 'processes' or 'dask'" in r.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_worker_with_another_version_is_refused(cluster, tmp_path):
     address, _, procs, env, logs = cluster
     preload = tmp_path / "other_version.py"
