@@ -139,6 +139,16 @@ def test_areas_auto_counts_the_cluster_workers(cluster, case):
     assert auto_areas(case, **cap) == 2
 
 
+def test_fewer_workers_than_asked_is_exit_6(cluster, case, monkeypatch):
+    from mpdopf_pyomo.decomposition import executors
+    from mpdopf_pyomo.errors import WorkerDied
+
+    monkeypatch.setattr(executors, "WAIT_WORKERS_S", 1.0)
+    with pytest.raises(WorkerDied, match=r"has 2 worker\(s\), 5 needed \(waited 1 s\)") as err:
+        solve_distributed(case, scheduler=cluster[0], n_workers=5, **SETTINGS)
+    assert err.value.exit_code == 6
+
+
 def test_serial_with_workers_is_bad_input(tmp_path):
     r = CliRunner().invoke(main, ["solve", "--case", "ieee123", "--hours", "1", "--algorithm", "admm",
                                   "--executor", "serial", "--workers", "2", "--no-validate", "--no-plots",

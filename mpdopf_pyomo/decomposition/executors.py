@@ -313,7 +313,7 @@ class DaskExecutor(Executor):
                 n = self.n_workers or max(1, min(n_areas or cores, cores))
                 self.cluster = _local_cluster(n)
                 self.client = Client(self.cluster)
-                self.workers = sorted(self.client.scheduler_info()["workers"])
+                self.workers = sorted(self._identity()["workers"])
             check_worker_versions(self.client, self.workers)
         except BaseException:
             self.close()
@@ -325,19 +325,26 @@ class DaskExecutor(Executor):
         try:
             self.client.wait_for_workers(want, timeout=WAIT_WORKERS_S if self.n_workers else CONNECT_TIMEOUT_S)
         except TimeoutError:
-            have = len(self.client.scheduler_info()["workers"])
+            have = len(self._identity()["workers"])
             raise WorkerDied(f"the Dask scheduler at {self.scheduler} has {have} worker(s), {want} needed "
                              f"(waited {WAIT_WORKERS_S if self.n_workers else CONNECT_TIMEOUT_S:g} s); start "
                              "them with `dask worker " + self.scheduler + " --nthreads 1`") from None
-        workers = sorted(self.client.scheduler_info()["workers"])
+        workers = sorted(self._identity()["workers"])
         return workers[: self.n_workers] if self.n_workers else workers
+
+    def _identity(self) -> dict[str, Any]:
+        """The scheduler's description of the cluster, with every worker, fetched now.
+
+        (``Client.scheduler_info()`` returns a cached copy that the client's periodic refresh replaces
+        by one *without* the workers: it raced with a check of whether a worker is alive.)"""
+        return self.client.sync(self.client.scheduler.identity, n_workers=-1)
 
     def capacity(self) -> dict[str, int]:
         """What ``--areas auto`` should plan for: the cluster's workers (and their memory, when limited)."""
         if not self.scheduler:
             return {"cores": self.n_workers} if self.n_workers else {}
         self.connect()
-        info = self.client.scheduler_info()["workers"]
+        info = self._identity()["workers"]
         limits = [int(info[w].get("memory_limit") or 0) for w in self.workers]
         out = {"cores": len(self.workers)}
         if limits and all(limits):
@@ -377,7 +384,7 @@ class DaskExecutor(Executor):
     def _alive(self, address: str) -> bool | None:
         """Whether the scheduler lists the worker; None when the scheduler itself does not answer."""
         try:
-            return address in self.client.scheduler_info()["workers"]
+            return address in self._identity()["workers"]
         except Exception:
             return None
 
