@@ -380,6 +380,10 @@ def format_distributed_timing(d: dict[str, Any]) -> list[str]:
         f"{ts['area_build_max']:.2f} s + critical path + transfer + coordinator), measured "
         f"{ts['measured_build_and_iterations']:.2f} s on {d.get('executor')}",
     ]
+    if "critical_path_cpu" in ts:
+        lines.append(f"  CPU time         critical path {ts['critical_path_cpu']:.2f} s, area solves "
+                     f"{ts['area_solves_total_cpu']:.2f} s; projected {ts['projected_one_core_per_area_cpu']:.2f} s "
+                     "with a free core per area")
     workers = d.get("workers") or []
     mem = [f"coordinator {d['coordinator_peak_mb']:.0f} MB"] if "coordinator_peak_mb" in d else []
     mem += [f"{w['worker']} (area{'s' if len(w['areas']) > 1 else ''} {', '.join(map(str, w['areas']))}) "

@@ -122,6 +122,17 @@ def test_two_external_workers_give_the_serial_answer(cluster, case):
     assert len(pids) == 2 and os.getpid() not in pids
     assert all(w["peak_mb"] > 50 for w in table) and d["coordinator_peak_mb"] > 50
     assert set(d["worker_peak_mb"]) == set(workers)
+    # the timing of the rounds on two workers, each solving two areas one after another
+    from mpdopf_pyomo.decomposition.core import TIMING_COLUMNS
+
+    t = dask.extra_tables["timing"]
+    assert list(t.columns) == list(TIMING_COLUMNS[1:]) and len(t) == d["iterations"]
+    assert (t["waiting_s"] > 0).all() and (t["idle_s"] >= 0).all()  # two areas per worker: always queued
+    assert (t["critical_cpu_s"] > 0).all() and (t["critical_cpu_s"] <= t["solve_total_cpu_s"]).all()
+    assert (t["critical_cpu_s"] <= t["critical_s"] + 1e-3).all()  # one thread's CPU time <= its wall time
+    ts = d["timing_s"]
+    assert ts["projected_one_core_per_area_cpu"] <= ts["projected_one_core_per_area"] + 1e-3
+    assert ts["critical_path_cpu"] == pytest.approx(t["critical_cpu_s"].sum())
 
 
 def test_areas_auto_counts_the_cluster_workers(cluster, case):

@@ -187,7 +187,8 @@ def solve_distributed(
         "area_solve_total_s": out.area_solve_total_s,
         "coordination_s": out.coordination_s,
         "per_iteration_s": (out.area_solve_s + out.coordination_s) / max(out.iterations, 1),
-        **timing_summary(out, [float(info[a]["build_s"]) for a in areas], build_s, solve_s),
+        **timing_summary(out, [float(info[a]["build_s"]) for a in areas], build_s, solve_s,
+                         [float(info[a].get("build_cpu_s", 0.0)) for a in areas]),
         "persistent_area_solvers": all(info[a]["persistent"] for a in areas),
         # peak resident memory of each worker holding areas, MB (the coordinator's own when serial)
         "worker_peak_mb": {w["worker"]: w["peak_mb"] for w in workers},
@@ -217,10 +218,13 @@ def solve_distributed(
     return results
 
 
-def timing_summary(out: Any, area_build_s: list[float], build_s: float, solve_s: float) -> dict[str, Any]:
+def timing_summary(out: Any, area_build_s: list[float], build_s: float, solve_s: float,
+                   area_build_cpu_s: list[float] | None = None) -> dict[str, Any]:
     """summary['distributed'] timing keys: the per-iteration terms of :data:`.core.TIMING_COLUMNS` summed
     over the run, and the projected wall time with one core per area (the slowest area build, then every
-    iteration's critical path, transfer and coordinator time) beside the measured build + iterations."""
+    iteration's critical path, transfer and coordinator time) beside the measured build + iterations;
+    ``projected_one_core_per_area_cpu`` is the same with the builds' and solves' CPU times (what a
+    machine with a free core per area would take when this one was busy with other work)."""
     tot = {c: float(sum(r[c] for r in out.timing)) for c in TIMING_COLUMNS[1:]}
     return {
         "timing_s": {
@@ -234,6 +238,10 @@ def timing_summary(out: Any, area_build_s: list[float], build_s: float, solve_s:
             "area_build_total": float(sum(area_build_s)),
             "measured_build_and_iterations": build_s + solve_s,
             "projected_one_core_per_area": max(area_build_s, default=0.0) + tot["projected_s"],
+            "critical_path_cpu": tot["critical_cpu_s"],
+            "area_solves_total_cpu": tot["solve_total_cpu_s"],
+            "projected_one_core_per_area_cpu": max(area_build_cpu_s or [0.0]) + tot["critical_cpu_s"]
+            + tot["transfer_s"] + tot["coordinator_s"],
         },
     }
 
