@@ -265,7 +265,7 @@ class DaskExecutor(Executor):
     """``dask.distributed`` Actors, one per worker, each holding a group of areas for the whole run.
 
     Without ``scheduler``: a LocalCluster on 127.0.0.1 of ``n_workers`` worker processes (default: one per
-    core, at most one per area), one thread each, no Dask memory limit (a solve is never paused or killed
+    core; at most one per area), one thread each, no Dask memory limit (a solve is never paused or killed
     by Dask's memory manager; the operating system's limits apply), Dask's logging silenced and Ctrl-C left
     to this process (the workers ignore SIGINT; closing the cluster ends them). With ``scheduler``:
     ``Client(address)`` joins an existing cluster and spreads the areas over its workers (the first
@@ -309,8 +309,8 @@ class DaskExecutor(Executor):
                     raise WorkerDied(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
                 self.workers = self._cluster_workers()
             else:
-                cores = os.cpu_count() or 1
-                n = self.n_workers or max(1, min(n_areas or cores, cores))
+                n = self.n_workers or os.cpu_count() or 1
+                n = max(1, min(n, n_areas or n))  # at most one worker per area
                 self.cluster = _local_cluster(n)
                 self.client = Client(self.cluster)
                 self.workers = sorted(self._identity()["workers"])
