@@ -25,7 +25,8 @@ from mpdopf_pyomo.decomposition import solve_distributed
 pytest.importorskip("distributed")
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = dict(algorithm="admm", max_iter=60)  # ieee123 2 h converges in 27 iterations
+#: 10 ENApp warm-start and 4 ADMM iterations of ieee123 2 h (27 to converge): enough to compare iterates
+SETTINGS = dict(algorithm="admm", max_iter=14, keep_last=True)
 
 
 def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -103,7 +104,7 @@ def test_two_external_workers_give_the_serial_answer(cluster, case):
     serial = solve_distributed(case, executor="serial", **SETTINGS)
     dask = solve_distributed(case, scheduler=address, **SETTINGS)
     d = dask.summary["distributed"]
-    assert d["executor"] == "dask" and d["scheduler"] == address and d["converged"]
+    assert d["executor"] == "dask" and d["scheduler"] == address and d["iterations"] == 14
     # the same iterates: area solves are deterministic, only the place they run differs
     assert dask.summary["objective_usd"] == serial.summary["objective_usd"]
     pd.testing.assert_frame_equal(dask.extra_tables["convergence"].drop(columns="elapsed_s"),
