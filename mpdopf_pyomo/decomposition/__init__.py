@@ -115,7 +115,7 @@ def solve_distributed(
         warm = 0
     options = solvers.check_options(solver, options)
     t0 = time.perf_counter()
-    executor = executor or default_executor(scheduler)
+    executor = executor or default_executor(scheduler, n_workers)
     exe = make_executor(executor, scheduler, n_workers)
     try:
         if n_areas == "auto":  # as many areas as the executor has workers (a cluster's, not this machine's)

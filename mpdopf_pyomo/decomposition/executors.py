@@ -607,12 +607,12 @@ def worker_table(exe: Executor, info: Mapping[int, Mapping[str, Any]], peak: Map
             for label, areas in zip(exe.worker_labels(), exe.groups()) if areas]
 
 
-def default_executor(scheduler: str | None = None) -> str:
+def default_executor(scheduler: str | None = None, n_workers: int | None = None) -> str:
     """'dask' when a scheduler is named; else 'processes' on a multi-core machine (ieee123, 5 h, 2 cores:
-    ADMM command 4.0-4.2 s against 4.95-5.0 s serial), 'serial' on one core."""
+    ADMM command 4.0-4.2 s against 4.95-5.0 s serial) or when workers are asked for, 'serial' on one core."""
     if scheduler:
         return "dask"
-    return "processes" if (os.cpu_count() or 1) > 1 else "serial"
+    return "processes" if (os.cpu_count() or 1) > 1 or n_workers else "serial"
 
 
 def make_executor(name: str = "serial", scheduler: str | None = None, n_workers: int | None = None) -> Executor:
