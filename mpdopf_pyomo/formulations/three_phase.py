@@ -19,7 +19,7 @@ DER placement and the per-phase split (a choice, and why):
 
 Loads: every load of the network on its phases and connection (wye phase to ground, delta phase to
 phase), ZIP as read, scaled by the case's hourly ``load_mult``. Voltage limits: the case's
-``[v_min_pu, v_max_pu]`` at every node that serves a load or a DER (an unloaded regulator output node,
+``[v_min_pu, v_max_phase_pu]`` (``v_max_phase_pu`` defaults to ``v_max_pu``) at every node that serves a load or a DER (an unloaded regulator output node,
 IEEE 13's rg60 at 1.056 pu at its fixed taps, is not a customer's voltage), plus each constant-power or
 constant-current load's own band ``[vminpu, vmaxpu]`` (outside it OpenDSS models the load as a constant
 impedance, so the plan stays where the two models agree). Objective: the balanced one (energy bought at
@@ -93,8 +93,11 @@ class ThreePhaseExact(OpfFormulation):
         return None
 
     # ------------------------------------------------------------------------------------------------
-    def build(self, case: "Case", tables: "PhaseTables") -> "pyo.ConcreteModel":
-        """The central model: PV and battery blocks, the network block, the source and the objective."""
+    def build(self, case: "Case", tables: "PhaseTables", v_start: "np.ndarray | None" = None) -> "pyo.ConcreteModel":
+        """The central model: PV and battery blocks, the network block, the source and the objective.
+        ``v_start`` (nodes x hours): the starting point's voltages, which set each load's regime
+        (:func:`~mpdopf_pyomo.blocks.three_phase.current_injection.declare_current_injection`)."""
+        from mpdopf_pyomo.network.phases import above_band
         import pyomo.environ as pyo
         from pyomo.common.gc_manager import PauseGC
 
@@ -115,9 +118,17 @@ class ThreePhaseExact(OpfFormulation):
             injections = self.placement(case, tables, m)
             limit_nodes = sorted(set(tables.wye["node"].astype(int)) | set(tables.delta["node_a"].astype(int))
                                  | set(tables.delta["node_b"].astype(int)) | set(injections))
+            above_w = above_d = None
+            if v_start is not None:
+                above_w = above_band(tables.wye, v_start[tables.wye["node"].to_numpy(int)])
+                above_d = above_band(tables.delta, v_start[tables.delta["node_a"].to_numpy(int)]
+                                     - v_start[tables.delta["node_b"].to_numpy(int)])
             declare_current_injection(
                 m, "net", tables=tables, hours=T, load_mult=prof["load_mult"].to_numpy(float),
-                injections=injections, v_limits=(s.v_min_pu, s.v_max_pu), limit_nodes=limit_nodes)
+                injections=injections, v_limits=(s.v_min_pu, s.v_max_phase_pu or s.v_max_pu), limit_nodes=limit_nodes,
+                above_wye=above_w, above_delta=above_d)
+            m.regimes = {"above_vmax_wye": int(above_w.sum()) if above_w is not None else 0,
+                         "above_vmax_delta": int(above_d.sum()) if above_d is not None else 0}
             declare_source(m, "substation", net=m.net, tables=tables, reverse_power=s.reverse_power)
             base = case.bases.s_kva
             price = prof["price"].to_dict()
@@ -149,23 +160,35 @@ class ThreePhaseExact(OpfFormulation):
                 out.setdefault(n, []).append((1.0 / len(nodes), p_of, q_of))
         return out
 
-    def initialize(self, case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel") -> int:
-        """Start from a power flow of the forecast (PVs at their forecast P, no reactive power, batteries
-        idle): node voltages with every transformer's phase shift, and the matching currents. Returns the
-        power flow's iterations."""
+    @staticmethod
+    def start(case: "Case", tables: "PhaseTables") -> "tuple[np.ndarray, np.ndarray, int]":
+        """The starting point: a power flow of the forecast (PVs at their forecast P on the phases of their
+        bus, no reactive power, batteries idle): node voltages (nodes x hours) with every transformer's
+        phase shift, the PV injections per node (pu) and the power flow's iterations."""
+        import numpy as np
+
+        from mpdopf_pyomo.network.phases import power_flow
+
+        lm = case.profile["load_mult"].to_numpy(float)
+        pm = case.profile["pv_mult"].to_numpy(float)
+        p_inj = np.zeros((len(tables.nodes), len(lm)))
+        for bus, p_rated in case.pvs["p_rated"].items():
+            nodes = np.flatnonzero(tables.node_bus.astype(str) == str(bus).lower())
+            if len(nodes):
+                p_inj[nodes] += float(p_rated) * pm / len(nodes)
+        v, iters = power_flow(tables, lm, p_inj, np.zeros_like(p_inj))
+        return v, p_inj, iters
+
+    def initialize(self, case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", v: "np.ndarray",
+                   p_inj: "np.ndarray") -> None:
+        """Load the starting point of :meth:`start` into the model: voltages and the matching currents."""
         import numpy as np
 
         from mpdopf_pyomo.blocks.three_phase.current_injection import initialize_current_injection
-        from mpdopf_pyomo.network.phases import load_currents, power_flow
+        from mpdopf_pyomo.network.phases import load_currents
 
         T = list(case.profile.index)
         lm = case.profile["load_mult"].to_numpy(float)
-        n = len(tables.nodes)
-        p_inj = np.zeros((n, len(T)))
-        for node, entries in m.injections.items():
-            for share, p_of, _ in entries:
-                p_inj[node] += share * np.array([_value(p_of[t]) for t in T])
-        v, iters = power_flow(tables, lm, p_inj, np.zeros_like(p_inj))
         wye, delta = load_currents(tables, v, lm)
         wye = wye - np.conj(p_inj / v)
         initialize_current_injection(m.net, tables, v, wye, delta)
@@ -173,7 +196,6 @@ class ThreePhaseExact(OpfFormulation):
         for k, t in enumerate(T):
             m.substation.P[t].set_value(float(p[:, k].sum()), skip_validation=True)
             m.substation.Q[t].set_value(float(q[:, k].sum()), skip_validation=True)
-        return iters
 
     def solve_central(self, case: "Case", solver: str, options: Mapping[str, Any] | None, tee: bool,
                       progress: "Progress") -> "Results":
@@ -184,8 +206,9 @@ class ThreePhaseExact(OpfFormulation):
         tables = tables_of(case)
         progress(f"building the {self.name} model: {len(tables.nodes)} nodes ({len(set(tables.node_bus))} buses) "
                  f"x {case.hours} h")
-        m = self.build(case, tables)
-        pf_iters = self.initialize(case, tables, m)
+        v0, p_inj, pf_iters = self.start(case, tables)
+        m = self.build(case, tables, v0)
+        self.initialize(case, tables, m, v0, p_inj)
         build_s = time.perf_counter() - t0
         progress(f"solving with {solver}")
         stats = solvers.solve(m, solver, options, tee=tee)
@@ -195,7 +218,8 @@ class ThreePhaseExact(OpfFormulation):
                          solver_route=stats.route, solver_version=stats.extra.get("version"),
                          solver_stats={"iterations": stats.iterations, "termination": stats.termination,
                                        "variables": stats.extra.get("n_vars"), "mumps": stats.extra.get("mumps"),
-                                       "start_power_flow_iterations": pf_iters},
+                                       "start_power_flow_iterations": pf_iters,
+                                       "loads_above_vmax": m.regimes},
                          timings={"build_s": build_s, "solve_s": stats.solve_s})
 
 

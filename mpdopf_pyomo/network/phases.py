@@ -331,17 +331,44 @@ def phase_tables(net: Network, s_base_kva: float) -> PhaseTables:
         source_z=np.linalg.inv(ys) if len(ys) else np.zeros((0, 0), complex), s_base_kva=s_base_kva, notes=notes)
 
 
+def zip_coefficients(tab: pd.DataFrame, above: np.ndarray) -> dict[str, np.ndarray]:
+    """Per load element and hour (elements x hours) the coefficients of its power on the squared element
+    voltage ``w = (k |u|)^2`` (``*z``), on ``sqrt(w)`` (``*i``) and constant (``*p``), P and Q, per unit at
+    load multiplier 1. Where ``above`` (elements x hours, bool) the element is above its ``vmax``: OpenDSS
+    then draws its constant-power part as the impedance that gives its power at vmax
+    (``P0 p w / vmax^2``) and its constant-current part likewise (``P0 i w / vmax``), so both become
+    impedance terms."""
+    out = {}
+    vmax = tab["vmax"].to_numpy(float)[:, None]
+    for s0, z, i, p, key in (("p", "zp", "zi", "zpp", "p"), ("q", "qz", "qi", "qp", "q")):
+        base = tab[s0].to_numpy(float)[:, None]
+        cz = base * tab[z].to_numpy(float)[:, None] * np.ones_like(above, float)
+        ci = base * tab[i].to_numpy(float)[:, None] * np.ones_like(above, float)
+        cp = base * tab[p].to_numpy(float)[:, None] * np.ones_like(above, float)
+        cz = cz + np.where(above, cp / vmax**2 + ci / vmax, 0.0)
+        out[f"{key}z"], out[f"{key}i"], out[f"{key}p"] = cz, np.where(above, 0.0, ci), np.where(above, 0.0, cp)
+    return out
+
+
+def above_band(tab: pd.DataFrame, u: np.ndarray) -> np.ndarray:
+    """Which load elements (rows of ``tab``) are above their ``vmax`` at element voltages ``u`` (x hours);
+    pure impedances never switch."""
+    mag = np.abs(u) * tab["k"].to_numpy()[:, None]
+    switching = ((tab["zp"] < 1.0 - 1e-12) | (tab["qz"] < 1.0 - 1e-12)).to_numpy()[:, None]
+    return switching & (mag > tab["vmax"].to_numpy(float)[:, None])
+
+
 def load_power(tab: pd.DataFrame, u: np.ndarray, load_mult: np.ndarray) -> np.ndarray:
     """Complex power (pu, elements x hours) of load elements ``tab`` (``wye`` or ``delta`` rows) at element
-    voltages ``u`` (elements x hours) and hourly ``load_mult``: the ZIP of each element."""
+    voltages ``u`` (elements x hours) and hourly ``load_mult``: the ZIP of each element, as OpenDSS draws it
+    (above its ``vmax`` a constant-power or constant-current load is an impedance: :func:`zip_coefficients`;
+    below ``vmin`` OpenDSS blends towards an impedance, which is not modelled: the OPF keeps loads above
+    their vmin)."""
     lm = np.asarray(load_mult, float)[None, :]
-    mag = np.abs(u) * tab["k"].to_numpy()[:, None]
-
-    def col(c: str) -> np.ndarray:
-        return tab[c].to_numpy(float)[:, None]
-
-    p = col("p") * (col("zp") * mag**2 + col("zi") * mag + col("zpp"))
-    q = col("q") * (col("qz") * mag**2 + col("qi") * mag + col("qp"))
+    w = (np.abs(u) * tab["k"].to_numpy()[:, None]) ** 2
+    c = zip_coefficients(tab, above_band(tab, u))
+    p = c["pz"] * w + c["pi"] * np.sqrt(w) + c["pp"]
+    q = c["qz"] * w + c["qi"] * np.sqrt(w) + c["qp"]
     return (p + 1j * q) * lm
 
 
@@ -414,7 +441,7 @@ def _load_admittance(t: PhaseTables) -> sp.csr_matrix:
 
 
 def power_flow(t: PhaseTables, load_mult: np.ndarray, p_inj: np.ndarray | None = None,
-               q_inj: np.ndarray | None = None, tol: float = 1e-10, max_iter: int = 200) -> tuple[np.ndarray, int]:
+               q_inj: np.ndarray | None = None, tol: float = 1e-9, max_iter: int = 200) -> tuple[np.ndarray, int]:
     """Node voltages (nodes x hours, pu) of a power flow, solved as OpenDSS's ``normal`` method does:
     each load's nominal admittance inside the matrix (one LU per hour) and the rest of its current (and the
     constant-power injections ``p_inj + j q_inj``) as compensation currents, iterated to a fixed point.

@@ -15,9 +15,11 @@ Per unit on each node's base (a node is one phase of one bus; tables from
   ``S_DER`` the node's share of its bus's PV and battery powers (equal on each phase of the device);
 * ``jr[l, t]``, ``ji[l, t]``: the current of a delta load element between nodes a and b, with
   ``(V_a - V_b) conj(J) = S_l(|V_a - V_b|)``;
-* voltage limits on squared magnitudes ``vr^2 + vi^2`` (the case's limits at every node that serves a
-  load or DER, and each constant-power/current load's own band [vminpu, vmaxpu], where OpenDSS treats it
-  as such: outside it OpenDSS turns the load into a constant impedance).
+* voltage limits on squared magnitudes ``vr^2 + vi^2``: the case's limits at every node that serves a
+  load or DER; and OpenDSS's load regimes: above its ``vmaxpu`` OpenDSS draws a constant-power or
+  constant-current load as an impedance. Each such element is held, hour by hour, in the regime it has
+  at the starting point (inside ``[vminpu, vmaxpu]`` or above ``vmaxpu``), with that regime's equations
+  and limits, so the plan is exact where OpenDSS evaluates it.
 
 Everything is indexed by integer positions (nodes, devices, delta elements) and built from numpy arrays,
 so a 24-hour IEEE 123 model (278 nodes) builds in well under a second.
@@ -31,38 +33,28 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from mpdopf_pyomo.network.phases import PhaseTables
+from mpdopf_pyomo.network.phases import PhaseTables, zip_coefficients
 
 #: A line, switch or reactor whose series admittance exceeds this (pu) is written with its current as a
 #: variable (``V_1 - V_2 = Z I``): switches of 1e-4 ohm are admittances of ~1e4 pu, and KCL rows that mix
 #: such coefficients with ordinary ones stall IPOPT (IEEE 13 did not converge in 1000 iterations).
 STIFF_Y_PU = 200.0
-#: Loads whose ZIP is not pure impedance get their own voltage band as a limit (see module docstring).
-_PURE_Z = 1.0 - 1e-9
-
-
 def stiff_elements(tb: PhaseTables) -> list[int]:
     """Positions of the branches written with their current as a variable (see :data:`STIFF_Y_PU`)."""
     return [k for k, z in enumerate(tb.branch_z)
             if z is not None and np.abs(np.linalg.inv(z)).max() > STIFF_Y_PU]
 
 
-def _grouped(tab: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Per node: the ZIP coefficients of all wye load elements there, summed (P0 z k^2, P0 i k, P0 p ...)."""
-    k = tab["k"]
-    out = pd.DataFrame({
-        key: tab[key],
-        "pz": tab["p"] * tab["zp"] * k**2, "pi": tab["p"] * tab["zi"] * k, "pp": tab["p"] * tab["zpp"],
-        "qz": tab["q"] * tab["qz"] * k**2, "qi": tab["q"] * tab["qi"] * k, "qp": tab["q"] * tab["qp"],
-    })
-    return out.groupby(key).sum()
-
-
-def _bands(tab: pd.DataFrame) -> pd.DataFrame:
-    """Squared-magnitude band (on the node base) of each load element that is not a pure impedance."""
-    sens = (tab["zp"] < _PURE_Z) | (tab["qz"] < _PURE_Z)
-    t = tab[sens]
-    return pd.DataFrame({"lo": (t["vmin"] / t["k"]) ** 2, "hi": (t["vmax"] / t["k"]) ** 2}, index=t.index)
+def _bands(tab: pd.DataFrame, above: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Squared-magnitude limits (element x hour, on the element voltage in node-base units) that keep each
+    switching load element in its regime: [vmin, vmax] inside, [vmax, inf) above; and which elements
+    switch at all (pure impedances never do)."""
+    k = tab["k"].to_numpy(float)[:, None]
+    vmin, vmax = tab["vmin"].to_numpy(float)[:, None], tab["vmax"].to_numpy(float)[:, None]
+    lo = np.where(above, (vmax / k) ** 2, (vmin / k) ** 2)
+    hi = np.where(above, np.inf, (vmax / k) ** 2)
+    sw = ((tab["zp"] < 1.0 - 1e-12) | (tab["qz"] < 1.0 - 1e-12)).to_numpy()
+    return lo, hi, sw
 
 
 def declare_current_injection(
@@ -75,12 +67,18 @@ def declare_current_injection(
     injections: Mapping[int, list[tuple[float, Any, Any]]],
     v_limits: tuple[float, float],
     limit_nodes: Sequence[int],
+    above_wye: np.ndarray | None = None,
+    above_delta: np.ndarray | None = None,
 ) -> pyo.Block:
     """Add ``parent.<name>``: node voltages, withdrawal currents, KCL and load relations (module docstring).
 
     ``injections``: node -> [(share, p[t] getter, q[t] getter)], each getter a mapping hour -> a number or
     Pyomo expression (pu of the power base, three-phase total of the device); the node takes ``share`` of it.
-    ``v_limits`` (vmin, vmax) pu apply to the nodes ``limit_nodes``.
+    ``v_limits`` (vmin, vmax) pu apply to the nodes ``limit_nodes``. ``above_wye``/``above_delta``
+    (elements x hours, bool; default none): the load elements held in OpenDSS's above-vmax regime in that
+    hour (their constant-power and constant-current parts drawn as impedances,
+    :func:`~mpdopf_pyomo.network.phases.zip_coefficients`), with ``k |V| >= vmax`` as a limit; every other
+    switching element stays within ``[vmin, vmax]``.
     """
     tb = tables
     b = pyo.Block(concrete=True)
@@ -99,8 +97,21 @@ def declare_current_injection(
             b.vr[int(k), t].fix(float(vk.real))
             b.vi[int(k), t].fix(float(vk.imag))
 
-    wye = _grouped(tb.wye, "node") if len(tb.wye) else pd.DataFrame(columns=["pz", "pi", "pp", "qz", "qi", "qp"])
-    w_nodes = sorted(set(int(n) for n in wye.index) | set(int(n) for n in injections))
+    n_t = len(T)
+    if above_wye is None:
+        above_wye = np.zeros((len(tb.wye), n_t), bool)
+    if above_delta is None:
+        above_delta = np.zeros((len(tb.delta), n_t), bool)
+    # wye ZIP coefficients per node and hour, on the node's |V|^2, |V| and 1 (summed over its elements)
+    w_nodes = sorted(set(int(n) for n in tb.wye["node"]) | set(int(n) for n in injections))
+    w_pos = {n: k for k, n in enumerate(w_nodes)}
+    wc = {key: np.zeros((len(w_nodes), n_t)) for key in ("pz", "pi", "pp", "qz", "qi", "qp")}
+    if len(tb.wye):
+        c = zip_coefficients(tb.wye, above_wye)
+        k_el = tb.wye["k"].to_numpy(float)[:, None]
+        rows = np.array([w_pos[int(n)] for n in tb.wye["node"]])
+        for key, scale in (("pz", k_el**2), ("pi", k_el), ("pp", 1.0), ("qz", k_el**2), ("qi", k_el), ("qp", 1.0)):
+            np.add.at(wc[key], rows, c[key] * scale)
     b.W = pyo.Set(initialize=w_nodes, ordered=True)
     b.ir = pyo.Var(b.W, b.T, initialize=0.0)
     b.ii = pyo.Var(b.W, b.T, initialize=0.0)
@@ -212,14 +223,13 @@ def declare_current_injection(
         b.src_i = pyo.Constraint(b.SRC, b.T, rule=source_drop("i"))
 
     # --- wye withdrawals: V conj(I) = S_W(|V|) - S_DER --------------------------------------------------
-    coef = {int(n): row for n, row in wye.to_dict("index").items()}
-    zero = {"pz": 0.0, "pi": 0.0, "pp": 0.0, "qz": 0.0, "qi": 0.0, "qp": 0.0}
+    t_pos = {t: h for h, t in enumerate(T)}
 
     def withdrawal(part: str):
         def rule(_: pyo.Block, n: int, t: int) -> Any:
-            c = coef.get(n, zero)
+            w, h = w_pos[n], t_pos[t]
             sq = vr[n, t] ** 2 + vi[n, t] ** 2
-            kz, ki, kp = (c["pz"], c["pi"], c["pp"]) if part == "p" else (c["qz"], c["qi"], c["qp"])
+            kz, ki, kp = (wc[f"{part}z"][w, h], wc[f"{part}i"][w, h], wc[f"{part}p"][w, h])
             rhs = 0.0
             if kz:
                 rhs = rhs + lm[t] * kz * sq
@@ -240,25 +250,24 @@ def declare_current_injection(
     # --- delta load elements ----------------------------------------------------------------------------
     if len(delta):
         dz = delta.to_dict("index")
+        dc = zip_coefficients(delta, above_delta)
 
         def delta_rule(part: str):
             def rule(_: pyo.Block, l: int, t: int) -> Any:
                 d = dz[l]
+                h = t_pos[t]
                 a, c = int(d["node_a"]), int(d["node_b"])
                 ur, ui = vr[a, t] - vr[c, t], vi[a, t] - vi[c, t]
                 sq = ur**2 + ui**2
                 k = d["k"]
-                if part == "p":
-                    s0, z, i, p = d["p"], d["zp"], d["zi"], d["zpp"]
-                else:
-                    s0, z, i, p = d["q"], d["qz"], d["qi"], d["qp"]
+                z, i, p = dc[f"{part}z"][l, h], dc[f"{part}i"][l, h], dc[f"{part}p"][l, h]
                 rhs = 0.0
-                if s0 and z:
-                    rhs = rhs + lm[t] * s0 * z * k**2 * sq
-                if s0 and i:
-                    rhs = rhs + lm[t] * s0 * i * k * pyo.sqrt(sq)
-                if s0 and p:
-                    rhs = rhs + lm[t] * s0 * p
+                if z:
+                    rhs = rhs + lm[t] * z * k**2 * sq
+                if i:
+                    rhs = rhs + lm[t] * i * k * pyo.sqrt(sq)
+                if p:
+                    rhs = rhs + lm[t] * p
                 if part == "p":
                     return ur * jr[l, t] + ui * ji[l, t] == rhs
                 return ui * jr[l, t] - ur * ji[l, t] == rhs
@@ -267,34 +276,35 @@ def declare_current_injection(
         b.p_d = pyo.Constraint(b.L, b.T, rule=delta_rule("p"))
         b.q_d = pyo.Constraint(b.L, b.T, rule=delta_rule("q"))
 
-    # --- voltage limits ---------------------------------------------------------------------------------
-    lo = np.zeros(n_nodes)
-    hi = np.full(n_nodes, np.inf)
+    # --- voltage limits (squared magnitudes, per node and hour) ---------------------------------------
+    lo = np.zeros((n_nodes, n_t))
+    hi = np.full((n_nodes, n_t), np.inf)
     lim = np.asarray(list(limit_nodes), int)
     lo[lim] = v_limits[0] ** 2
     hi[lim] = v_limits[1] ** 2
     if len(tb.wye):
-        band = _bands(tb.wye)
-        nodes = tb.wye.loc[band.index, "node"].to_numpy(int)
-        np.maximum.at(lo, nodes, band["lo"].to_numpy())
-        np.minimum.at(hi, nodes, band["hi"].to_numpy())
-    b.v_lo = {int(n): float(lo[n]) for n in range(n_nodes)}
-    b.v_hi = {int(n): float(hi[n]) for n in range(n_nodes)}
-    limited = [n for n in range(n_nodes) if n not in fixed and (lo[n] > 0 or np.isfinite(hi[n]))]
-    b.VL = pyo.Set(initialize=limited, ordered=True)
+        blo, bhi, sw = _bands(tb.wye, above_wye)
+        nodes = tb.wye["node"].to_numpy(int)[sw]
+        np.maximum.at(lo, nodes, blo[sw])
+        np.minimum.at(hi, nodes, bhi[sw])
+    b.v_lo, b.v_hi = lo, hi
+    limited = [(n, t) for n in range(n_nodes) if n not in fixed for h, t in enumerate(T)
+               if lo[n, h] > 0 or np.isfinite(hi[n, h])]
+    b.VL = pyo.Set(initialize=limited, dimen=2, ordered=True)
     b.v_limit = pyo.Constraint(
-        b.VL, b.T,
-        rule=lambda _, n, t: pyo.inequality(lo[n], vr[n, t] ** 2 + vi[n, t] ** 2,
-                                            hi[n] if np.isfinite(hi[n]) else None))
+        b.VL,
+        rule=lambda _, n, t: pyo.inequality(lo[n, t_pos[t]], vr[n, t] ** 2 + vi[n, t] ** 2,
+                                            hi[n, t_pos[t]] if np.isfinite(hi[n, t_pos[t]]) else None))
     if len(delta):
-        band = _bands(delta)
-        b.DB = pyo.Set(initialize=[int(l) for l in band.index], ordered=True)
-        bl, bh = band["lo"].to_dict(), band["hi"].to_dict()
+        blo, bhi, sw = _bands(delta, above_delta)
+        b.DB = pyo.Set(initialize=[int(l) for l in np.flatnonzero(sw)], ordered=True)
 
         def delta_band(_: pyo.Block, l: int, t: int) -> Any:
             d = dz[l]
             a, c = int(d["node_a"]), int(d["node_b"])
-            return pyo.inequality(bl[l], (vr[a, t] - vr[c, t]) ** 2 + (vi[a, t] - vi[c, t]) ** 2, bh[l])
+            h = t_pos[t]
+            return pyo.inequality(blo[l, h], (vr[a, t] - vr[c, t]) ** 2 + (vi[a, t] - vi[c, t]) ** 2,
+                                  bhi[l, h] if np.isfinite(bhi[l, h]) else None)
 
         b.delta_band = pyo.Constraint(b.DB, b.T, rule=delta_band)
     return b
