@@ -177,9 +177,18 @@ def cases(ctx: click.Context) -> None:
                    "horizon table, else the middle of the day); the window must end within the day.")
 def cases_show(case: str, hours: int | None, start: int | None) -> None:
     """Load CASE (a bundled name or a path to a .toml) and print its buses, branches, loads, DERs, areas."""
+    from mpdopf_pyomo import formulations
     from mpdopf_pyomo.case import describe_case, load_case
 
-    click.echo(describe_case(load_case(case, hours, start=start)))
+    loaded = load_case(case, hours, start=start)
+    click.echo(describe_case(loaded))
+    click.echo("  formulations (--formulation):")
+    for name, why in formulations.supported(loaded):
+        f = formulations.get(name)
+        reduced = f.family == "balanced" and loaded.conversion is not None and loaded.conversion.as_dict().get("entries")
+        click.echo(f"    {name:<10} {'yes' if why is None else 'no '}  {f.family}: "
+                   + (f.description if why is None else why)
+                   + (" (on the feeder's balanced equivalent: the conversion report above)" if reduced else ""))
 
 
 @cases.command("generate")

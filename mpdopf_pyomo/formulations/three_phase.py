@@ -65,10 +65,11 @@ def network_of(case: "Case") -> "Network":
 
 
 def tables_of(case: "Case") -> "PhaseTables":
-    """The per-node tables of the case's network on the case's power base."""
+    """The per-node tables of the case's network on the case's power base, its source at the case's
+    ``v_sub_pu`` (the source's internal voltage, as validation sets OpenDSS's Vsource)."""
     from mpdopf_pyomo.network.phases import phase_tables
 
-    return phase_tables(network_of(case), case.bases.s_kva)
+    return phase_tables(network_of(case), case.bases.s_kva, source_pu=case.settings.v_sub_pu)
 
 
 class ThreePhaseExact(OpfFormulation):
@@ -339,9 +340,9 @@ def read_back(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", v: np
     sub_q = {t: float(m.substation.Q[t].value) for t in T}
     src_nodes = tables.source_nodes if len(tables.source_nodes) else tables.fixed
     substation_phases = pd.DataFrame(
-        [(t, int(tables.node_phase[node]), p_src[j, h] * base, q_src[j, h] * base)
+        [(t, tables.source_bus, int(tables.node_phase[node]), p_src[j, h] * base, q_src[j, h] * base)
          for h, t in enumerate(T) for j, node in enumerate(src_nodes)],
-        columns=["t", "phase", "p_kw", "q_kvar"])
+        columns=["t", "bus", "phase", "p_kw", "q_kvar"])
     node_rows = pd.DataFrame({
         "node": np.repeat(tables.nodes, len(T)), "bus": np.repeat(node_bus, len(T)),
         "phase": np.repeat(tables.node_phase, len(T)), "t": np.tile(T, n),

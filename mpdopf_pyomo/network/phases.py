@@ -14,7 +14,8 @@ with OpenDSS's own ``YPrim``):
   the winding's series impedance referred to winding 2, ``y [[1/N^2, -1/N], [-1/N, 1]]`` between the
   winding voltages, which are phase-to-ground for a grounded wye winding and phase k to phase k-1 for
   a delta winding (OpenDSS's ANSI "lag" convention: the low side lags a delta high side by 30 degrees);
-  the anti-floating reactance ``ppm_antifloat`` as OpenDSS adds it (``-j ppm/2 x VA/V^2`` per winding end). Supported connections: wye-wye
+  the anti-floating reactance ``ppm_antifloat`` as OpenDSS adds it (``-j ppm x VA/V^2`` to ground on each
+  terminal conductor, half of it on a wye winding). Supported connections: wye-wye
   (grounded), delta-wye, wye-delta, delta-delta and banks of single-phase units (regulators) with
   per-phase taps. Centre-tap (split-phase) service transformers are not (:func:`unsupported`).
 
@@ -135,18 +136,19 @@ def primitive(b: Branch, kv_ln1: float, kv_ln2: float) -> np.ndarray:
         yw[k, k] = y / turns[k] ** 2
         yw[k, n + k] = yw[n + k, k] = -y / turns[k]
         yw[n + k, n + k] = y
-    if b.ppm_antifloat and b.kva > 0:
-        # OpenDSS's anti-floating reactance: -j ppm/2 x (VA per phase) / V_winding^2 from each winding's
-        # terminal (phase to phase for delta), with the winding's rated voltage (here its bus's base)
-        va = b.kva * 1000.0 / n
-        for k0, kv, d in ((0, kv_ln1, d1), (n, kv_ln2, d2)):
-            v_w = kv * 1000.0 * (_SQRT3 if d else 1.0)
-            for k in range(n):
-                yw[k0 + k, k0 + k] += -0.5j * b.ppm_antifloat * 1e-6 * va / v_w**2
     c = np.zeros((2 * n, 2 * n), complex)
     c[:n, :n] = _winding_incidence(n, d1)
     c[n:, n:] = _winding_incidence(n, d2)
-    return c.T @ yw @ c
+    y_term = c.T @ yw @ c
+    if b.ppm_antifloat and b.kva > 0:
+        # OpenDSS's anti-floating reactance on each terminal conductor's self-admittance (to ground, no
+        # mutual terms): -j ppm x (VA per phase) / V_winding^2, halved on a wye winding (measured on YPrim)
+        va = b.kva * 1000.0 / n
+        for k0, kv, d in ((0, kv_ln1, d1), (n, kv_ln2, d2)):
+            v_w = kv * 1000.0 * (_SQRT3 if d else 1.0)
+            y_term[np.arange(k0, k0 + n), np.arange(k0, k0 + n)] += (
+                -1j * b.ppm_antifloat * 1e-6 * va / v_w**2 * (1.0 if d else 0.5))
+    return y_term
 
 
 def _reached(net: Network, closed: list[Branch]) -> set[str]:
@@ -195,8 +197,9 @@ def _floating_deltas(net: Network, closed: list[Branch], reached: set[str]) -> l
     return out
 
 
-def phase_tables(net: Network, s_base_kva: float) -> PhaseTables:
-    """Build the per-node tables of ``net`` on the power base ``s_base_kva`` (see :class:`PhaseTables`)."""
+def phase_tables(net: Network, s_base_kva: float, source_pu: float | None = None) -> PhaseTables:
+    """Build the per-node tables of ``net`` on the power base ``s_base_kva`` (see :class:`PhaseTables`);
+    ``source_pu`` replaces the source's own voltage (pu of its base kV; a case's ``v_sub_pu``)."""
     problems = unsupported(net)
     if problems:
         raise CaseError(f"{net.path}: the three-phase model cannot represent " + "; ".join(problems))
@@ -273,7 +276,8 @@ def phase_tables(net: Network, s_base_kva: float) -> PhaseTables:
 
     src = net.source
     src_at = idx(src.bus, tuple(p for p in (1, 2, 3) if f"{src.bus}.{p}" in index))
-    e = np.array([src.pu * (src.kv_ll / _SQRT3) / net.buses[src.bus].kv_ln
+    pu = src.pu if source_pu is None else float(source_pu)
+    e = np.array([pu * (src.kv_ll / _SQRT3) / net.buses[src.bus].kv_ln
                   * np.exp(1j * math.radians(src.angle_deg + _SHIFT[int(node_phase[k])])) for k in src_at])
     if src.z_ohm is not None and len(src_at) == 3:
         ys = to_pu(np.linalg.inv(np.asarray(src.z_ohm, complex)), src_at)
