@@ -12,6 +12,10 @@ the pipeline and validation look a formulation up here and call it without knowi
   as a report) or ``"nodes"`` (every bus and phase of the original feeder, pass or fail).
 
 Adding a formulation is one module with one :class:`OpfFormulation` subclass and one :func:`register` call.
+A distributed three-phase solve would add an area build to its formulation (the per-node tables restricted
+to an area's buses, with per-phase ports: P and Q of each phase of the cut branch and the parent bus's
+phase voltages) and set ``distributed``; the balanced family's area models stay in
+:mod:`mpdopf_pyomo.problem`.
 """
 
 from __future__ import annotations

@@ -98,13 +98,13 @@ class ThreePhaseExact(OpfFormulation):
         """The central model: PV and battery blocks, the network block, the source and the objective.
         ``v_start`` (nodes x hours): the starting point's voltages, which set each load's regime
         (:func:`~mpdopf_pyomo.blocks.three_phase.current_injection.declare_current_injection`)."""
-        from mpdopf_pyomo.network.phases import above_band
         import pyomo.environ as pyo
         from pyomo.common.gc_manager import PauseGC
 
         from mpdopf_pyomo.blocks.battery import declare_battery
         from mpdopf_pyomo.blocks.pv import declare_pv
         from mpdopf_pyomo.blocks.three_phase.current_injection import declare_current_injection, declare_source
+        from mpdopf_pyomo.network.phases import above_band
 
         s = case.settings
         T = list(case.profile.index)
@@ -219,11 +219,15 @@ class ThreePhaseExact(OpfFormulation):
             options.setdefault("mu_strategy", "adaptive")
         stats = solvers.solve(m, solver, options, tee=tee)
         progress(f"{solver} ({stats.route}) converged in {stats.iterations} iterations, {stats.solve_s:.2f} s")
+        import pyomo.environ as pyo
+
+        n_vars = sum(1 for x in m.component_data_objects(pyo.Var, active=True) if not x.fixed)
+        n_cons = sum(1 for _ in m.component_data_objects(pyo.Constraint, active=True))
         v = node_voltages(m.net, len(tables.nodes))
         return read_back(case, tables, m, v, algorithm="central", formulation=self.name, solver=stats.solver,
                          solver_route=stats.route, solver_version=stats.extra.get("version"),
                          solver_stats={"iterations": stats.iterations, "termination": stats.termination,
-                                       "variables": stats.extra.get("n_vars"), "mumps": stats.extra.get("mumps"),
+                                       "variables": n_vars, "constraints": n_cons, "mumps": stats.extra.get("mumps"),
                                        "start_power_flow_iterations": pf_iters,
                                        "loads_above_vmax": m.regimes},
                          timings={"build_s": build_s, "solve_s": stats.solve_s})
