@@ -631,6 +631,10 @@ def format_validation(v: dict[str, Any], verbose: bool = False) -> list[str]:
         f"max |dLoss| {v.get('max_abs_dloss_kw', float('nan')):.4f} kW: {verdict} "
         f"(|dV| <= {tol:g} pu, |dP_sub| <= {100 * tol_p:g} %)"
     ]
+    if "max_abs_dangle_deg" in v:  # a three-phase plan, checked node by node on the original feeder
+        lines.append(f"  node by node     {v.get('nodes')} nodes of the original feeder: max |dangle| "
+                     f"{v['max_abs_dangle_deg']:.1e} deg, per phase max |dP| {v.get('max_abs_dp_phase_kw') or 0:.4f} kW, "
+                     f"max |dQ| {v.get('max_abs_dq_phase_kvar') or 0:.4f} kvar")
     if "energy_cost_opendss_usd" in v:
         lines.append(f"  OpenDSS cost     energy {v['energy_cost_opendss_usd']:.4f} USD three-phase = "
                      f"{v['energy_cost_opendss_per_phase_usd']:.4f} USD per phase "

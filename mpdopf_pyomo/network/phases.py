@@ -24,6 +24,10 @@ the source is its Thevenin equivalent (fixed internal voltages behind ``Source.z
 impedance, fixed voltages at its bus. Loads stay as tables (their power depends on the voltage and the
 hour): wye elements phase to ground, delta elements phase to phase (k to k+1), each with its nominal P,
 Q per element (pu), ZIP fractions and the ratio of the node base to the load's rated element voltage.
+The network's own Generators (fixed kW and kvar, equal on their phases; e.g. capacitors written as
+Generators) are wye rows with negative P and Q, ``fixed`` (not scaled by ``load_mult``, as in OpenDSS) and
+without a voltage band (assumed to hold their power over the plan's voltages, as a model=1 Generator does
+inside its vminpu..vmaxpu).
 """
 
 from __future__ import annotations
@@ -322,8 +326,18 @@ def phase_tables(net: Network, s_base_kva: float, source_pu: float | None = None
                 wye.append(dict(load=ld.name, node=at[a], p=ld.kw / n / s_base_kva, q=ld.kvar / n / s_base_kva,
                                 zp=zp, zi=zi, zpp=zpp, qz=qz, qi=qi, qp=qp, k=kv_bus / v_el,
                                 vmin=ld.vminpu, vmax=ld.vmaxpu))
-    cols_w = ["load", "node", "p", "q", "zp", "zi", "zpp", "qz", "qi", "qp", "k", "vmin", "vmax"]
-    cols_d = ["load", "node_a", "node_b", "p", "q", "zp", "zi", "zpp", "qz", "qi", "qp", "k", "vmin", "vmax"]
+    for d in net.ders:  # the network's own fixed generators (e.g. capacitors written as Generators): constant
+        if d.kind != "generator" or d.bus not in reached or not d.phases:  # P and Q, not scaled by load_mult
+            continue
+        at = idx(d.bus, d.phases)
+        for a in at:
+            wye.append(dict(load=f"generator.{d.name}", node=a, p=-d.kw / len(at) / s_base_kva,
+                            q=-d.kvar / len(at) / s_base_kva, zp=0.0, zi=0.0, zpp=1.0, qz=0.0, qi=0.0, qp=1.0,
+                            k=1.0, vmin=0.0, vmax=math.inf, fixed=True))
+    cols_w = ["load", "node", "p", "q", "zp", "zi", "zpp", "qz", "qi", "qp", "k", "vmin", "vmax", "fixed"]
+    cols_d = ["load", "node_a", "node_b", "p", "q", "zp", "zi", "zpp", "qz", "qi", "qp", "k", "vmin", "vmax", "fixed"]
+    for row in wye + delta:
+        row.setdefault("fixed", False)
     return PhaseTables(
         nodes=nodes, node_bus=np.asarray(node_bus, object), node_phase=np.asarray(node_phase, int), v_base_kv=vb_arr,
         y=y_bus, fixed=fixed, fixed_v=fixed_v, source_bus=src.bus,
@@ -362,13 +376,20 @@ def above_band(tab: pd.DataFrame, u: np.ndarray) -> np.ndarray:
     return switching & (mag > tab["vmax"].to_numpy(float)[:, None])
 
 
+def hourly_scale(tab: pd.DataFrame, load_mult: np.ndarray) -> np.ndarray:
+    """The multiplier of each element's power per hour (elements x hours): the hour's ``load_mult`` for a
+    load, 1 for a ``fixed`` row (a generator of the network, which OpenDSS's load multiplier leaves alone)."""
+    lm = np.asarray(load_mult, float)[None, :]
+    return np.where(tab["fixed"].to_numpy(bool)[:, None], 1.0, lm)
+
+
 def load_power(tab: pd.DataFrame, u: np.ndarray, load_mult: np.ndarray) -> np.ndarray:
     """Complex power (pu, elements x hours) of load elements ``tab`` (``wye`` or ``delta`` rows) at element
     voltages ``u`` (elements x hours) and hourly ``load_mult``: the ZIP of each element, as OpenDSS draws it
     (above its ``vmax`` a constant-power or constant-current load is an impedance: :func:`zip_coefficients`;
     below ``vmin`` OpenDSS blends towards an impedance, which is not modelled: the OPF keeps loads above
     their vmin)."""
-    lm = np.asarray(load_mult, float)[None, :]
+    lm = hourly_scale(tab, load_mult)
     w = (np.abs(u) * tab["k"].to_numpy()[:, None]) ** 2
     c = zip_coefficients(tab, above_band(tab, u))
     p = c["pz"] * w + c["pi"] * np.sqrt(w) + c["pp"]
@@ -427,9 +448,10 @@ def _load_admittance(t: PhaseTables) -> sp.csr_matrix:
     conductance and susceptance that draw its nominal P and Q at 1 pu."""
     n = len(t.nodes)
     rows, cols, vals = [], [], []
-    if len(t.wye):
-        at = t.wye["node"].to_numpy(int)
-        y = np.conj(t.wye["p"].to_numpy() + 1j * t.wye["q"].to_numpy()) * t.wye["k"].to_numpy() ** 2
+    wye = t.wye[~t.wye["fixed"].to_numpy(bool)]  # generators: compensation currents only
+    if len(wye):
+        at = wye["node"].to_numpy(int)
+        y = np.conj(wye["p"].to_numpy() + 1j * wye["q"].to_numpy()) * wye["k"].to_numpy() ** 2
         rows += [at]
         cols += [at]
         vals += [y]

@@ -12,7 +12,8 @@ Per unit on each node's base (a node is one phase of one bus; tables from
 * ``ir[w, t]``, ``ii[w, t]``: the current drawn at a node w with wye loads or DERs, tied to the power by
   ``V conj(I) = S_W(|V|) - S_DER`` (two bilinear equations): ``S_W = load_mult^t sum (P0 (z k^2 |V|^2 +
   i k |V| + p) + j Q0 (...))`` is the ZIP withdrawal (k = node base / the load's rated element voltage),
-  ``S_DER`` the node's share of its bus's PV and battery powers (equal on each phase of the device);
+  ``S_DER`` the node's share of its bus's PV and battery powers (equal on each phase of the device); the
+  network's own generators are constant-power rows of ``S_W`` with negative power, not scaled;
 * ``jr[l, t]``, ``ji[l, t]``: the current of a delta load element between nodes a and b, with
   ``(V_a - V_b) conj(J) = S_l(|V_a - V_b|)``;
 * voltage limits on squared magnitudes ``vr^2 + vi^2``: the case's limits at every node that serves a
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from mpdopf_pyomo.network.phases import PhaseTables, zip_coefficients
+from mpdopf_pyomo.network.phases import PhaseTables, hourly_scale, zip_coefficients
 
 #: A line, switch or reactor whose series admittance exceeds this (pu) is written with its current as a
 #: variable (``V_1 - V_2 = Z I``): switches of 1e-4 ohm are admittances of ~1e4 pu, and KCL rows that mix
@@ -106,12 +107,13 @@ def declare_current_injection(
     w_nodes = sorted(set(int(n) for n in tb.wye["node"]) | set(int(n) for n in injections))
     w_pos = {n: k for k, n in enumerate(w_nodes)}
     wc = {key: np.zeros((len(w_nodes), n_t)) for key in ("pz", "pi", "pp", "qz", "qi", "qp")}
-    if len(tb.wye):
+    if len(tb.wye):  # each element's hourly multiplier included (load_mult; 1 for the network's generators)
         c = zip_coefficients(tb.wye, above_wye)
         k_el = tb.wye["k"].to_numpy(float)[:, None]
+        mult = hourly_scale(tb.wye, np.asarray(load_mult, float))
         rows = np.array([w_pos[int(n)] for n in tb.wye["node"]])
         for key, scale in (("pz", k_el**2), ("pi", k_el), ("pp", 1.0), ("qz", k_el**2), ("qi", k_el), ("qp", 1.0)):
-            np.add.at(wc[key], rows, c[key] * scale)
+            np.add.at(wc[key], rows, c[key] * scale * mult)
     b.W = pyo.Set(initialize=w_nodes, ordered=True)
     b.ir = pyo.Var(b.W, b.T, initialize=0.0)
     b.ii = pyo.Var(b.W, b.T, initialize=0.0)
@@ -240,11 +242,11 @@ def declare_current_injection(
             kz, ki, kp = (wc[f"{part}z"][w][h], wc[f"{part}i"][w][h], wc[f"{part}p"][w][h])
             rhs = 0.0
             if kz:
-                rhs = rhs + lm[t] * kz * sq
+                rhs = rhs + kz * sq
             if ki:
-                rhs = rhs + lm[t] * ki * pyo.sqrt(sq)
+                rhs = rhs + ki * pyo.sqrt(sq)
             if kp:
-                rhs = rhs + lm[t] * kp
+                rhs = rhs + kp
             for share, p_of, q_of in inj_py.get(n, ()):
                 rhs = rhs - share * (p_of[t] if part == "p" else q_of[t])
             if part == "p":
