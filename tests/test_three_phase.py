@@ -180,3 +180,17 @@ def test_study_case_three_phase_equals_balanced():
     three = pipeline.solve_case(case, formulation="3ph-exact")
     bal = pipeline.solve_case(case, formulation="exact")
     assert abs(three.summary["objective_usd"] - bal.summary["objective_usd"]) <= 1e-6 * abs(bal.summary["objective_usd"])
+
+
+def test_v_max_phase_pu_is_checked_and_used(tmp_path):
+    """settings.v_max_phase_pu below v_min_pu is one error naming the key; a valid one is read."""
+    from mpdopf_pyomo.errors import CaseError
+
+    (tmp_path / "bal.dss").write_text(BALANCED_FEEDER)
+    base = ('[case]\nnetwork = "bal.dss"\n[profiles.daily]\nload_mult = [1.0]\npv_mult = [0.0]\n'
+            'price_usd_per_kwh = [0.1]\n[settings]\nv_sub_pu = 1.0\nv_min_pu = 0.9\nv_max_pu = 1.1\n')
+    (tmp_path / "bad.toml").write_text(base + "v_max_phase_pu = 0.85\n")
+    with pytest.raises(CaseError, match=r"settings\.v_max_phase_pu: 0\.85 must be above"):
+        load_case(tmp_path / "bad.toml", 1)
+    (tmp_path / "ok.toml").write_text(base + "v_max_phase_pu = 1.05\n")
+    assert load_case(tmp_path / "ok.toml", 1).settings.v_max_phase_pu == 1.05
