@@ -11,7 +11,8 @@ from mpdopf_pyomo.network.opendss import _yprim, read_opendss
 from mpdopf_pyomo.network.phases import phase_tables, power_flow, primitive
 
 #: 2 buses: an untransposed line with mutual coupling and charging, a wye load on phase a, a delta load
-#: across b-c (constant Z) and a three-phase delta constant-current load; a source with its own impedance.
+#: across b-c (constant Z) and a three-phase delta constant-current load; delta capacitors (one across a-b,
+#: one three-phase); a source with its own impedance.
 TWO_BUS = """
 Clear
 New Circuit.two basekv=12.47 pu=1.02 phases=3 bus1=src MVAsc3=200 MVAsc1=180
@@ -21,6 +22,8 @@ New Line.l1 bus1=src bus2=b phases=3 length=1 units=mi
 New Load.la bus1=b.1 phases=1 conn=wye kV=7.2 kW=800 kvar=300 model=1 vminpu=0.8 vmaxpu=1.2
 New Load.lbc bus1=b.2.3 phases=1 conn=delta kV=12.47 kW=500 kvar=250 model=2
 New Load.l3 bus1=b phases=3 conn=delta kV=12.47 kW=900 kvar=400 model=5 vminpu=0.8 vmaxpu=1.2
+New Capacitor.cd bus1=b.1.2 phases=1 conn=delta kvar=200 kV=12.47
+New Capacitor.c3 bus1=b phases=3 conn=delta kvar=300 kV=12.47
 Set VoltageBases=[12.47]
 CalcVoltageBases
 """

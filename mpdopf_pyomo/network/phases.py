@@ -269,10 +269,11 @@ def phase_tables(net: Network, s_base_kva: float, source_pu: float | None = None
             continue
         at = idx(s.bus, s.phases)
         n = len(s.phases)
-        if s.conn == "delta" and n == 3:
-            b_el = s.kvar * 1000.0 / 3.0 / (s.kv_ln_rated * _SQRT3 * 1000.0) ** 2
-            c = _winding_incidence(3, True)
-            y = c.T @ (np.eye(3) * 1j * b_el) @ c
+        if s.conn == "delta" and n in (2, 3):  # elements phase to phase: k to k-1 (three) or across the pair
+            n_el = 3 if n == 3 else 1
+            b_el = s.kvar * 1000.0 / n_el / (s.kv_ln_rated * _SQRT3 * 1000.0) ** 2
+            c = _winding_incidence(3, True) if n == 3 else np.array([[1.0, -1.0]], complex)
+            y = c.T @ (np.eye(n_el) * 1j * b_el) @ c
         else:
             b_el = s.kvar * 1000.0 / n / (s.kv_ln_rated * 1000.0) ** 2
             y = np.eye(n) * 1j * b_el
