@@ -9,6 +9,10 @@ Tables (kW, kvar, kWh are three-phase totals of the balanced feeder, i.e. per-un
 * ``battery``: rows (bus, t): charge_kw, discharge_kw, q_kvar, energy_kwh, soc (fraction of the energy rating)
 * ``substation``: rows t: p_kw, q_kvar, price_usd_per_kwh, cost_usd, load_mult, pv_mult, clock_hour
 
+A three-phase run (``--formulation 3ph-exact``) holds the same tables (``voltages``: each bus's mean phase
+magnitude; ``branches``: sums over the phases) and adds ``node_voltages``, ``branch_phases`` and
+``substation_phases`` (per node and phase; :func:`mpdopf_pyomo.formulations.three_phase.read_back`).
+
 Every file with a period column ``t`` also has ``clock_time`` (HH:MM of the period's start, see
 :func:`clock_times`), so the tables join on ``t`` (and ``bus``/``branch``) without reshaping.
 
