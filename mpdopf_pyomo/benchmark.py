@@ -461,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", default=",".join(str(h) for h in DEFAULT_HOURS),
                         help="comma-separated horizons (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per horizon (median reported)")
-    parser.add_argument("--formulation", default="exact", choices=("exact", "socp", "linear"))
+    from mpdopf_pyomo.formulations import FORMULATIONS
+
+    parser.add_argument("--formulation", default="exact", choices=tuple(FORMULATIONS))
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the tables (default %(default)s)")
     parser.add_argument("--no-distributed", dest="distributed", action="store_false",
                         help="skip the distributed rows (mpdopf_pyomo.decomposition.bench), which take minutes")

@@ -13,6 +13,7 @@ import click
 
 from mpdopf_pyomo import __version__
 from mpdopf_pyomo.errors import CaseError, MpdopfError
+from mpdopf_pyomo.formulations import FORMULATIONS
 
 
 class _Group(click.Group):
@@ -176,9 +177,18 @@ def cases(ctx: click.Context) -> None:
                    "horizon table, else the middle of the day); the window must end within the day.")
 def cases_show(case: str, hours: int | None, start: int | None) -> None:
     """Load CASE (a bundled name or a path to a .toml) and print its buses, branches, loads, DERs, areas."""
+    from mpdopf_pyomo import formulations
     from mpdopf_pyomo.case import describe_case, load_case
 
-    click.echo(describe_case(load_case(case, hours, start=start)))
+    loaded = load_case(case, hours, start=start)
+    click.echo(describe_case(loaded))
+    click.echo("  formulations (--formulation):")
+    for name, why in formulations.supported(loaded):
+        f = formulations.get(name)
+        reduced = f.family == "balanced" and loaded.conversion is not None and loaded.conversion.as_dict().get("entries")
+        click.echo(f"    {name:<10} {'yes' if why is None else 'no '}  {f.family}: "
+                   + (f.description if why is None else why)
+                   + (" (on the feeder's balanced equivalent: the conversion report above)" if reduced else ""))
 
 
 @cases.command("generate")
@@ -211,8 +221,10 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
 @click.option("-v", "--verbose", is_flag=True,
               help="Print the OpenDSS check hour by hour (default: the worst hour and any hour above tolerance).")
 @click.option("--algorithm", type=click.Choice(["central", "admm", "enapp"]), default="central", show_default=True)
-@click.option("--formulation", type=click.Choice(["exact", "socp", "linear"]), default="exact", show_default=True,
-              help="Branch-flow relation: exact, second-order-cone relaxation, or LinDistFlow.")
+@click.option("--formulation", type=click.Choice(list(FORMULATIONS)), default="exact", show_default=True,
+              help="Physics: balanced DistFlow (exact, socp: second-order-cone relaxation, linear: LinDistFlow) "
+                   "or 3ph-exact (exact unbalanced three-phase AC, OpenDSS feeders, central only); `cases show` "
+                   "lists which a case supports.")
 @click.option("--solver", default="ipopt", show_default=True, help="Any NLP solver Pyomo can drive (see `doctor`).")
 @click.option("--solver-option", "solver_options", multiple=True, metavar="KEY=VALUE",
               help="Passed to the solver; repeatable (e.g. max_iter=500). IPOPT and ripopt options are checked "
