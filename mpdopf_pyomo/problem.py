@@ -382,11 +382,13 @@ def _set_values(var: Any, frame: pd.DataFrame, skip_fixed: bool = False) -> None
         v.set_value(value, skip_validation=True)
 
 
+@_gc_paused
 def initialize(m: pyo.ConcreteModel, start: dict[str, pd.DataFrame]) -> None:
     """Load a starting point (from :func:`flat_start`) into a central or area model.
 
-    Values are looked up by position with numpy, not through per-row dictionaries: at 2,561 buses x 24 h
-    (246,000 values) ``DataFrame.to_dict`` alone took 1.15 s of 1.6 s.
+    Values are looked up by position with numpy, not through per-row dictionaries (at 2,561 buses x 24 h,
+    246,000 values, ``DataFrame.to_dict`` alone took 1.15 s of 1.6 s), with the garbage collector paused:
+    the look-up's temporary tuples otherwise trigger full collections over the model's 10^6 objects.
     """
     net = m.net
     use_l = not net.l[next(iter(net.l))].fixed if len(net.l) else False
