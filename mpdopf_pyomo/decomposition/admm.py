@@ -49,7 +49,9 @@ from typing import Any
 
 import numpy as np
 
-from mpdopf_pyomo.decomposition.core import IterationCallback, Layout, Outcome, Progress, Tally
+from mpdopf_pyomo.decomposition.algorithm import Algorithm, Context, Step, primal_residual
+from mpdopf_pyomo.decomposition.core import Layout, initial_boundary
+from mpdopf_pyomo.decomposition.enapp import ENApp
 
 #: Default starting penalty, USD/pu^2 (P, Q in pu of the case's base; v in pu^2).
 RHO0 = 2.0e4
@@ -65,86 +67,114 @@ WARM_DAMPING = 0.7
 WARM_STAGES = (3, 2)
 
 
-def run_admm(
-    executor: Any,
-    layout: Layout,
-    z0: np.ndarray,
-    *,
-    rho: float | None = None,
-    tol: float = 1e-4,
-    max_iter: int = 100,
-    progress: Progress,
-    callback: IterationCallback | None = None,
-    mu: float = 10.0,
-    tau: float = 2.0,
-    adapt_until: int = 50,
-    lam0: np.ndarray | None = None,
-    relax: float = 1.0,
-    warm: int = 0,
-    warm_tol: float = 1e-3,
-) -> Outcome:
-    """Run ADMM on the areas held by ``executor``; see the module docstring."""
-    adaptive = rho is None
-    rho_s = float(RHO0 if rho is None else rho)
-    kinds = layout.kinds()
-    scale = np.array([KIND_SCALE[k] for k in kinds])
-    areas = layout.areas
-    idx = layout.index
-    child_mask = layout.holder("child")
-    tally = Tally(executor, progress, callback)
-    z = z0.copy()
-    lam_c = np.zeros(len(z)) if lam0 is None else lam0.copy()  # multiplier of the child copies
-    if warm:
-        from mpdopf_pyomo.decomposition.enapp import run_enapp
+class ADMM(Algorithm):
+    """Consensus ADMM as an :class:`~.algorithm.Algorithm` (see the module docstring).
 
-        head = np.where(kinds == "P", lam_c, 0.0)  # stage 1: the children pay the substation price
-        n_stage = WARM_STAGES[0]
-        while tally.iterations < min(warm, max_iter):
-            if tally.iterations:
-                progress(f"admm warm start: ENApp from iteration {tally.iterations + 1}, "
-                         "children priced at the parents' LMPs")
-            pre = run_enapp(executor, layout, z, head, damping=WARM_DAMPING, tol=max(tol, warm_tol),
-                            progress=progress, tally=tally, label="admm warm start: enapp",
-                            max_iter=min(n_stage, warm - tally.iterations, max_iter - tally.iterations))
-            z, lam_c = warm_point(executor, layout)
-            head = np.where(kinds == "v", 0.0, lam_c)  # then: the parents' current LMPs for P and Q
-            n_stage = WARM_STAGES[1]
-            if pre.converged:
-                break
-    k0 = tally.iterations
-    lam = {a: np.where(child_mask[a], lam_c[idx[a]], -lam_c[idx[a]]) for a in areas}
-    converged = False
-    while tally.iterations < max_iter:
-        rho_v = rho_s * scale
-        args = {
-            a: (rho_v[idx[a]] / 2.0, lam[a] - rho_v[idx[a]] * z[idx[a]], None, tally.iterations + 1)
-            for a in areas
-        }
-        out = tally.solve(args)
-        x_par, x_chi = layout.copies(out)
+    Options: ``rho`` (None: adaptive from :data:`RHO0`), ``relax`` (over-relaxation), ``warm`` (at most this
+    many ENApp warm-start iterations), ``warm_start`` (``enapp`` or ``none``); ``mu``, ``tau``,
+    ``adapt_until``, ``warm_tol`` tune the residual balancing and the warm start.
+    """
+
+    name = "admm"
+    OPTIONS = {"rho": None, "relax": 1.6, "warm": 10, "warm_start": "enapp", "mu": 10.0, "tau": 2.0,
+               "adapt_until": 50, "warm_tol": 1e-3}
+
+    def initialize(self, ctx: Context) -> None:
+        super().initialize(ctx)
+        o = self.options
+        layout = ctx.layout
+        self.adaptive = o["rho"] is None
+        self.rho_s = float(RHO0 if o["rho"] is None else o["rho"])
+        self.kinds = layout.kinds()
+        self.scale = np.array([KIND_SCALE[k] for k in self.kinds])
+        self.child_mask = layout.holder("child")
+        self.z = initial_boundary(ctx.case, layout, ctx.start)
+        self.lam_c = ctx.price.copy()  # multiplier of the child copies
+        self.warm_left = 0 if o["warm_start"] == "none" else int(o["warm"])
+        self.warm_iterations = 0
+        self.warming: ENApp | None = None
+        if self.warm_left:  # stage 1: the children pay the substation price
+            self._stage(np.where(self.kinds == "P", self.lam_c, 0.0), WARM_STAGES[0])
+        else:
+            self._start_admm()
+
+    def _stage(self, head: np.ndarray, n: int) -> None:
+        """Start an ENApp warm-start stage of at most ``n`` iterations from the current z."""
+        self.warming = ENApp(WARM_DAMPING, y0=self.z, head_price=head, tol=max(self.ctx.tol, self.options["warm_tol"]),
+                             label="admm warm start: enapp")
+        self.warming.initialize(self.ctx)
+        self.stage_left = min(n, self.warm_left)
+
+    def _start_admm(self) -> None:
+        self.warming = None
+        idx = self.ctx.layout.index
+        self.lam = {a: np.where(self.child_mask[a], self.lam_c[idx[a]], -self.lam_c[idx[a]])
+                    for a in self.ctx.layout.areas}
+
+    def local_terms(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        if self.warming is not None:
+            return self.warming.local_terms()
+        idx = self.ctx.layout.index
+        rho_v = self.rho_s * self.scale
+        return {a: (rho_v[idx[a]] / 2.0, self.lam[a] - rho_v[idx[a]] * self.z[idx[a]], None)
+                for a in self.ctx.layout.areas}
+
+    def update(self, out: dict[int, dict[str, Any]], k: int) -> Step:
+        if self.warming is not None:
+            return self._warm_update(out, k)
+        layout, relax, z, lam = self.ctx.layout, self.options["relax"], self.z, self.lam
+        idx = layout.index
+        rho_v = self.rho_s * self.scale
         acc = np.zeros(len(z))
-        for a in areas:
+        for a in layout.areas:
             acc[idx[a]] += relax * out[a]["x"] + (1.0 - relax) * z[idx[a]] + lam[a] / rho_v[idx[a]]
         z_new = acc / 2.0
-        for a in areas:
+        for a in layout.areas:
             xh = relax * out[a]["x"] + (1.0 - relax) * z[idx[a]]
             lam[a] = lam[a] + rho_v[idx[a]] * (xh - z_new[idx[a]])
-        r = float(np.max(np.abs(x_par - x_chi))) if len(z) else 0.0
+        r = primal_residual(layout, out)
         s = float(np.max(np.abs(z_new - z))) if len(z) else 0.0
-        z = z_new
-        k = tally.record("admm", r, s, float(sum(out[a]["cost"] for a in areas)), rho_s)
-        if r <= tol and s <= tol:
-            converged = True
-            break
-        if adaptive and k < adapt_until:
-            if r > mu * s:
-                rho_s *= tau
-            elif s > mu * r:
-                rho_s /= tau
-    # per boundary-hour, each of the 2 areas sends its (S, v) copy up and receives the consensus (S, v)
-    n = layout.boundary_hours
-    return tally.outcome(converged, 2 * 2 * 2 * n, 2 * 2 * 3 * n,
-                         {"rho_final": rho_s, "rho_adaptive": adaptive, "warm_start_iterations": k0})
+        self.z = z_new
+        step = Step(r, s, float(sum(out[a]["cost"] for a in layout.areas)), "admm", self.rho_s)
+        o = self.options
+        if self.adaptive and k < o["adapt_until"] and not (r <= self.ctx.tol and s <= self.ctx.tol):
+            if r > o["mu"] * s:
+                self.rho_s *= o["tau"]
+            elif s > o["mu"] * r:
+                self.rho_s /= o["tau"]
+        return step
+
+    def _warm_update(self, out: dict[int, dict[str, Any]], k: int) -> Step:
+        warming = self.warming
+        assert warming is not None
+        step = warming.update(out, k)
+        self.warm_iterations += 1
+        self.warm_left -= 1
+        self.stage_left -= 1
+        done = warming.converged(step)
+        if done or self.stage_left <= 0 or self.warm_left <= 0:
+            self.z, self.lam_c = warm_point(self.ctx.executor, self.ctx.layout)
+            if done or self.warm_left <= 0:
+                self._start_admm()
+            else:  # then: the parents' current LMPs for P and Q
+                self.ctx.progress(f"admm warm start: ENApp from iteration {k + 1}, "
+                                  "children priced at the parents' LMPs")
+                self._stage(np.where(self.kinds == "v", 0.0, self.lam_c), WARM_STAGES[1])
+        return step
+
+    def converged(self, step: Step) -> bool:
+        if step.method != "admm":  # a warm-start iteration never ends the run
+            return False
+        return super().converged(step)
+
+    def exchanged(self) -> tuple[int, int]:
+        # per boundary-hour, each of the 2 areas sends its (S, v) copy up and receives the consensus (S, v)
+        n = self.ctx.layout.boundary_hours
+        return 2 * 2 * 2 * n, 2 * 2 * 3 * n
+
+    def summary(self) -> dict[str, Any]:
+        return {"rho": self.rho_s, "rho_adaptive": self.adaptive, "over_relaxation": self.options["relax"],
+                "warm_start_iterations": self.warm_iterations}
 
 
 def warm_point(executor: Any, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
