@@ -254,6 +254,10 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
 @click.option("--damping", type=float, default=None,
               help="ENApp damping of the exchanged values, 0 < d <= 1 (default 1: undamped, as the study; "
                    "5 iterations on ieee123 5 h, 11 at 0.7).")
+@click.option("--enapp-prices", "enapp_prices", type=click.Choice(["substation", "exchange"]), default=None,
+              help="ENApp: children pay the substation price for their head power (substation, the study's, "
+                   "the default), or the areas also exchange their marginal values each round (exchange: "
+                   "LMPs for P and Q, the voltage's value), whose fixed point is the central optimum.")
 @click.option("--warm-start", "warm_start", type=click.Choice(["enapp", "none"]), default=None,
               help="ADMM starting point: a few re-priced ENApp iterations and their duals (enapp, the "
                    "default), or the LinDistFlow point at the substation price (none).")
@@ -261,7 +265,8 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
           solver: str, solver_options: tuple[str, ...], out_dir: str | None, as_json: bool, validate: bool, plots: bool,
           tee: bool, executor: str | None, scheduler: str | None, n_areas: int | str | None, rho: float | None,
           tol: float | None, stop: str | None, gap_tol: float | None, central_objective: float | None,
-          max_iter: int | None, keep_last: bool, damping: float | None, warm_start: str | None) -> None:
+          max_iter: int | None, keep_last: bool, damping: float | None, enapp_prices: str | None,
+          warm_start: str | None) -> None:
     """Plan batteries and PV reactive power over the horizon at least energy cost; write results."""
     import time
 
@@ -285,7 +290,7 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
         check_settings(tol=tol, rho=rho, scheduler=scheduler, damping=damping, warm_start=warm_start, stop=stop,
                        gap_tol=gap_tol, central_objective=central_objective)
     for flag, value, key in (("--damping", damping, "damping"), ("--warm-start", warm_start, "warm_start"),
-                             ("--rho", rho, "rho")):
+                             ("--rho", rho, "rho"), ("--enapp-prices", enapp_prices, "prices")):
         takers = [n for n in algorithms.names() if key in algorithms.get(n).OPTIONS]
         if value is not None and algorithm not in takers:
             raise CaseError(f"{flag} applies only to --algorithm {' or '.join(takers)}")
@@ -298,7 +303,7 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
                                          tol=tol, stop=stop, gap_tol=gap_tol,
                                          central_objective=central_objective, max_iter=max_iter,
                                          keep_last=keep_last or None,
-                                         damping=damping, warm_start=warm_start).items()
+                                         damping=damping, prices=enapp_prices, warm_start=warm_start).items()
                    if v is not None}
     if target is None:
         target = claim(default_folder(case.name, case.hours, algorithm, start))
@@ -410,6 +415,11 @@ def format_summary(s: dict[str, Any], folder: Any, verbose: bool = False) -> str
             f"  distributed      {d['iterations']} {d['algorithm']} iterations{split}, primal {d['primal_residual']:.2e}, "
             f"dual {d['dual_residual']:.2e}, {d['exchanged_per_iteration']} values exchanged per iteration"
         )
+        if d.get("converged_in_warm_start"):
+            lines.append("                   (converged in the warm start's price exchange: no ADMM iteration needed)")
+        if d.get("gap_to_central") is not None:
+            lines.append(f"  gap to central   {d['gap_to_central']:+.2e} (objective against --central-objective "
+                         f"{d['central_objective_usd']:.4f} USD)")
     if "validation" in s:
         from mpdopf_pyomo.validation import format_validation
 

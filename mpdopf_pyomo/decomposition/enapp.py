@@ -31,6 +31,11 @@ import numpy as np
 from mpdopf_pyomo.decomposition.algorithm import Algorithm, Context, Step, primal_residual
 
 
+#: What the areas pay for the values they send: the substation price only (the study's ENApp) or the
+#: exchanged marginal values (see the module docstring).
+PRICES = ("substation", "exchange")
+
+
 class ENApp(Algorithm):
     """ENApp as an :class:`~.algorithm.Algorithm`.
 
@@ -48,6 +53,11 @@ class ENApp(Algorithm):
                  head_price: np.ndarray | None = None, tol: float | None = None, label: str | None = None,
                  **options: Any):
         super().__init__(damping=damping, **options)
+        if self.options["prices"] not in PRICES:
+            from mpdopf_pyomo.errors import bad_setting
+
+            raise bad_setting("prices", "--enapp-prices", repr(self.options["prices"]),
+                              f"choose one of {', '.join(PRICES)}")
         self.y0, self.head_price, self.tol, self.label = y0, head_price, tol, label
 
     def initialize(self, ctx: Context) -> None:
