@@ -4,7 +4,9 @@
 
 * :mod:`.partition`: areas from the case's cut branches or an automatic partition into N areas;
 * :mod:`.area_solver`: one area's model, built once, re-solved warm each iteration;
-* :mod:`.admm`, :mod:`.enapp`: the coordination algorithms (they only see an executor's ``map``);
+* :mod:`.algorithm`: the algorithm protocol and the one driver loop; :mod:`.admm`, :mod:`.enapp`: the
+  coordination algorithms, registered by name in :mod:`mpdopf_pyomo.algorithms` (they only see an
+  executor's ``map``);
 * :mod:`.executors`: where the area solvers live.
 """
 

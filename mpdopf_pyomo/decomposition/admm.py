@@ -232,7 +232,7 @@ class ADMM(Algorithm):
             elif self.warm_left <= 0:
                 self._start_admm()
         elif done or stalled or self.warm_left <= 0:
-            self.z, self.lam_c = warm_point(self.ctx.executor, self.ctx.layout)
+            self.z, self.lam_c = warm_point(self.ctx.executor, self.ctx.layout, self.lam_c)
             if self.warm_left <= 0:
                 self._start_admm()
             else:  # stage 2: exchange the marginal values too, to the run's tolerance
@@ -279,24 +279,26 @@ def penalty_scale(ctx: Context, units: str = "case") -> float:
     return price * case.bases.s_kva / max(load, 1e-6) / REFERENCE_SCALE["case"]
 
 
-def warm_point(executor: Any, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+def warm_point(executor: Any, layout: Layout, fallback: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Consensus values and child-copy multipliers from the areas' last (ENApp) solves.
 
     z = mean of the two copies. lambda from the side that pinned the value: P, Q: the parent's marginal
     cost of the withdrawal (the LMP at the cut's parent bus); v: minus the child's marginal cost of its
-    root voltage. These are the ADMM multipliers at a consensus optimum.
+    root voltage. These are the ADMM multipliers at a consensus optimum. Where an area's solver route gives
+no duals (not the cyipopt library route), ``fallback`` (default 0) stands in.
     """
     state = executor.map("port_state", {a: () for a in layout.areas})
     n = len(layout.keys)
     z = np.zeros(n)
-    lam = np.zeros(n)
+    lam = np.zeros(n) if fallback is None else fallback.copy()
     kinds = layout.kinds()
     pm = layout.holder("parent")
     for a in layout.areas:
-        i, x, g = layout.index[a], state[a]["x"], np.nan_to_num(state[a]["g"])
+        i, x, g = layout.index[a], state[a]["x"], state[a]["g"]
         z[i] += x / 2.0
         par = pm[a]
         is_v = kinds[i] == "v"
-        lam[i[par & ~is_v]] = g[par & ~is_v]
-        lam[i[~par & is_v]] = -g[~par & is_v]
+        ok = np.isfinite(g)  # NaN where the solver route gives no duals: keep the fallback there
+        lam[i[par & ~is_v & ok]] = g[par & ~is_v & ok]
+        lam[i[~par & is_v & ok]] = -g[~par & is_v & ok]
     return z, lam

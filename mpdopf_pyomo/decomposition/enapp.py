@@ -105,8 +105,9 @@ class ENApp(Algorithm):
             # conditions (plain ENApp ignores the parent's marginal losses).
             from mpdopf_pyomo.decomposition.admm import warm_point
 
-            self.y, lam_c = warm_point(self.ctx.executor, layout)
-            self.head_price = np.where(layout.kinds() == "v", -lam_c, lam_c)
+            v = layout.kinds() == "v"
+            self.y, lam_c = warm_point(self.ctx.executor, layout, np.where(v, -self.head_price, self.head_price))
+            self.head_price = np.where(v, -lam_c, lam_c)
             self.lam_c = lam_c
         # the reported objective: the areas' own costs (without the children's head-price terms)
         return Step(r, s, float(sum(out[a]["cost"] for a in layout.areas)), "enapp", label=self.label)
