@@ -70,7 +70,7 @@ from typing import Any
 
 import numpy as np
 
-from mpdopf_pyomo.decomposition.algorithm import Algorithm, Context, Step, primal_residual
+from mpdopf_pyomo.decomposition.algorithm import Algorithm, Context, Step
 from mpdopf_pyomo.decomposition.core import Layout, initial_boundary
 from mpdopf_pyomo.decomposition.enapp import ENApp
 
@@ -90,8 +90,6 @@ WARM_DAMPING = 1.0
 WARM_STALL = 6
 #: At most this many warm-start iterations (stage 1 + price exchange) before ADMM proper.
 WARM_MAX = 60
-#: ENApp warm-start stages: iterations at the substation price, then per re-pricing at the LMPs.
-WARM_STAGES = (3, 2)
 
 
 class ADMM(Algorithm):
