@@ -97,7 +97,9 @@ class ADMM(Algorithm):
 
     Options: ``rho`` (None: adaptive from :data:`RHO0`), ``relax`` (over-relaxation), ``warm`` (at most this
     many ENApp warm-start iterations), ``warm_start`` (``enapp`` or ``none``); ``mu``, ``tau``,
-    ``adapt_until``, ``warm_tol`` tune the residual balancing and the warm start.
+    ``adapt_until``, ``balance`` (global | kind | boundary), ``cap`` tune the residual balancing,
+    ``units`` (pu | kw | case) and ``kind_scale`` (overrides of :data:`KIND_SCALE`) the starting penalties,
+    ``warm_tol`` and ``warm_damping`` the warm start's first stage.
     """
 
     name = "admm"
