@@ -291,8 +291,10 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
                        gap_tol=gap_tol, central_objective=central_objective)
     for flag, value, key in (("--damping", damping, "damping"), ("--warm-start", warm_start, "warm_start"),
                              ("--rho", rho, "rho"), ("--enapp-prices", enapp_prices, "prices")):
+        if value is None:
+            continue  # (the registry imports the algorithms: only when a flag needs checking)
         takers = [n for n in algorithms.names() if key in algorithms.get(n).OPTIONS]
-        if value is not None and algorithm not in takers:
+        if algorithm not in takers:
             raise CaseError(f"{flag} applies only to --algorithm {' or '.join(takers)}")
     target = claim(out_dir) if out_dir is not None else None
     from mpdopf_pyomo import pipeline  # heavy imports (pandas, Pyomo) after the quick checks
