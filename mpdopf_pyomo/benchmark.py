@@ -349,7 +349,7 @@ def _profile_child(case: str, hours: int, out: str) -> dict[str, Any]:
     from pyomo.repn.plugins import nl_writer
 
     from mpdopf_pyomo import case as case_mod
-    from mpdopf_pyomo import problem, solve
+    from mpdopf_pyomo import pipeline, problem
     from mpdopf_pyomo.results import Results
 
     stages = [
@@ -357,7 +357,7 @@ def _profile_child(case: str, hours: int, out: str) -> dict[str, Any]:
         (problem, "build_model", "build Pyomo model", "function"),
         (problem, "flat_start", "starting point: LinDistFlow sweep", "function"),
         (problem, "initialize", "starting point: load into model", "function"),
-        (solve, "solve_central", "solve_central (all of it)", "function"),
+        (pipeline, "solve_central", "solve_central (all of it)", "function"),
         (solvers, "solve", "solvers.solve (all of it)", "function"),
         (solvers, "probe", "solver probe", "function"),
         (nl_writer.NLWriter, "write", "write NL file", "method"),

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from mpdopf_pyomo import __version__
+from mpdopf_pyomo import __version__, algorithms
 from mpdopf_pyomo.errors import CaseError, MpdopfError
 from mpdopf_pyomo.formulations import FORMULATIONS
 
@@ -220,7 +220,8 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
                    "horizon table, else the middle of the day); the window must end within the day.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Print the OpenDSS check hour by hour (default: the worst hour and any hour above tolerance).")
-@click.option("--algorithm", type=click.Choice(["central", "admm", "enapp"]), default="central", show_default=True)
+@click.option("--algorithm", type=click.Choice(["central", *algorithms.names()]), default="central",
+              show_default=True)
 @click.option("--formulation", type=click.Choice(list(FORMULATIONS)), default="exact", show_default=True,
               help="Physics: balanced DistFlow (exact, socp: second-order-cone relaxation, linear: LinDistFlow) "
                    "or 3ph-exact (exact unbalanced three-phase AC, OpenDSS feeders, central only); `cases show` "
@@ -254,12 +255,25 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
               help="Distributed stopping tolerance on the boundary residuals, pu, 1e-10 <= tol <= 1e-2 "
                    "(default 1e-4): looser lets the areas disagree by more than 1 % of the base power; "
                    "tighter is below what the area solves resolve.")
+@click.option("--stop", type=click.Choice(["residual", "gap"]), default=None,
+              help="Distributed stopping rule: residual (both boundary residuals <= --tol, the default) or "
+                   "gap (primal residual <= --tol and the objective within --gap-tol of --central-objective, "
+                   "or, without it, changed by at most --gap-tol relative in the last iteration).")
+@click.option("--gap-tol", "gap_tol", type=float, default=None,
+              help="--stop gap: relative objective tolerance, 1e-10 <= g <= 0.1 (default 1e-4).")
+@click.option("--central-objective", "central_objective", type=float, default=None, metavar="USD",
+              help="Distributed runs: the central optimum, when known (e.g. from a central run's summary); "
+                   "the summary reports the final gap to it and --stop gap stops on it.")
 @click.option("--max-iter", "max_iter", type=click.IntRange(1, None), default=None,
               help="Distributed iteration cap.")
 @click.option("--keep-last", is_flag=True, help="Distributed runs: keep the last iterate when the cap is reached.")
 @click.option("--damping", type=float, default=None,
               help="ENApp damping of the exchanged values, 0 < d <= 1 (default 1: undamped, as the study; "
                    "5 iterations on ieee123 5 h, 11 at 0.7).")
+@click.option("--enapp-prices", "enapp_prices", type=click.Choice(["substation", "exchange"]), default=None,
+              help="ENApp: children pay the substation price for their head power (substation, the study's, "
+                   "the default), or the areas also exchange their marginal values each round (exchange: "
+                   "LMPs for P and Q, the voltage's value), whose fixed point is the central optimum.")
 @click.option("--warm-start", "warm_start", type=click.Choice(["enapp", "none"]), default=None,
               help="ADMM starting point: a few re-priced ENApp iterations and their duals (enapp, the "
                    "default), or the LinDistFlow point at the substation price (none).")
@@ -267,7 +281,8 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
           solver: str, solver_options: tuple[str, ...], out_dir: str | None, as_json: bool, validate: bool, plots: bool,
           tee: bool, executor: str | None, scheduler: str | None, n_workers: int | None,
           n_areas: int | str | None, rho: float | None,
-          tol: float | None, max_iter: int | None, keep_last: bool, damping: float | None,
+          tol: float | None, stop: str | None, gap_tol: float | None, central_objective: float | None,
+          max_iter: int | None, keep_last: bool, damping: float | None, enapp_prices: str | None,
           warm_start: str | None) -> None:
     """Plan batteries and PV reactive power over the horizon at least energy cost; write results."""
     import time
@@ -289,10 +304,15 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
     if algorithm != "central":
         from mpdopf_pyomo.decomposition import check_settings
 
-        check_settings(tol=tol, rho=rho, scheduler=scheduler, damping=damping, warm_start=warm_start)
-    for flag, value, applies in (("--damping", damping, "enapp"), ("--warm-start", warm_start, "admm")):
-        if value is not None and algorithm != applies:
-            raise CaseError(f"{flag} applies only to --algorithm {applies}")
+        check_settings(tol=tol, rho=rho, scheduler=scheduler, damping=damping, warm_start=warm_start, stop=stop,
+                       gap_tol=gap_tol, central_objective=central_objective)
+    for flag, value, key in (("--damping", damping, "damping"), ("--warm-start", warm_start, "warm_start"),
+                             ("--rho", rho, "rho"), ("--enapp-prices", enapp_prices, "prices")):
+        if value is None:
+            continue  # (the registry imports the algorithms: only when a flag needs checking)
+        takers = [n for n in algorithms.names() if key in algorithms.get(n).OPTIONS]
+        if algorithm not in takers:
+            raise CaseError(f"{flag} applies only to --algorithm {' or '.join(takers)}")
     target = claim(out_dir) if out_dir is not None else None
     from mpdopf_pyomo import pipeline  # heavy imports (pandas, Pyomo) after the quick checks
     from mpdopf_pyomo.case import load_case
@@ -300,8 +320,10 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
     case = load_case(case_spec, hours, start=start)
     distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_workers=n_workers,
                                          n_areas=n_areas, rho=rho,
-                                         tol=tol, max_iter=max_iter, keep_last=keep_last or None,
-                                         damping=damping, warm_start=warm_start).items()
+                                         tol=tol, stop=stop, gap_tol=gap_tol,
+                                         central_objective=central_objective, max_iter=max_iter,
+                                         keep_last=keep_last or None,
+                                         damping=damping, prices=enapp_prices, warm_start=warm_start).items()
                    if v is not None}
     if target is None:
         target = claim(default_folder(case.name, case.hours, algorithm, start))
@@ -439,6 +461,11 @@ def format_summary(s: dict[str, Any], folder: Any, verbose: bool = False) -> str
             f"  distributed      {d['iterations']} {d['algorithm']} iterations{split}, primal {d['primal_residual']:.2e}, "
             f"dual {d['dual_residual']:.2e}, {d['exchanged_per_iteration']} values exchanged per iteration"
         )
+        if d.get("converged_in_warm_start"):
+            lines.append("                   (converged in the warm start's price exchange: no ADMM iteration needed)")
+        if d.get("gap_to_central") is not None:
+            lines.append(f"  gap to central   {d['gap_to_central']:+.2e} (objective against --central-objective "
+                         f"{d['central_objective_usd']:.4f} USD)")
         if verbose:
             lines += format_distributed_timing(d)
     if "validation" in s:
