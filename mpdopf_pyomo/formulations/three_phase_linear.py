@@ -87,6 +87,27 @@ class LinearBranch:
     tap: np.ndarray  #: per phase; v_down = v_up / tap^2 - drop (forward) or v_down = tap^2 (v_up - drop)
     forward: bool  #: the parent is the element's bus1
     approx: str  #: "" or what was approximated (a delta winding)
+    #: a transformer's no-load voltage map on squared voltages (v_down = c v_up - drop; :func:`voltage_map`);
+    #: None: the per-phase ``tap`` (lines, and a transformer fed from its bus2 side)
+    c: np.ndarray | None = None
+
+
+def voltage_map(y_pu: np.ndarray, phases1: np.ndarray) -> np.ndarray:
+    """The no-load map of a transformer on squared voltages at fixed angles: with the secondary open,
+    ``V_2 = T V_1``, ``T = -Y_22^+ Y_21`` from its primitive admittance (pu; the pseudo-inverse drops the
+    undetermined zero sequence of a delta secondary), and ``|V_2k|^2 = |sum_l T_kl V_1l|^2`` with
+    ``V_1l conj(V_1m) ~ G_lm (v_l + v_m) / 2``: ``c_kl = |T_kl|^2 + sum_{m != l} Re(T_kl conj(T_km) G_lm)``.
+    A wye-wye unit gives ``diag(1 / tap^2)``; a delta winding mixes two phases of the other side, which the
+    120-degree assumption keeps exact for balanced magnitudes."""
+    n = y_pu.shape[0] // 2
+    y22, y21 = y_pu[n:, n:], y_pu[n:, :n]
+    t = -np.linalg.pinv(y22, rcond=1e-4) @ y21
+    g = gamma(phases1)
+    c = np.abs(t) ** 2
+    for k in range(n):
+        for l in range(n):
+            c[k, l] += sum((t[k, l] * np.conj(t[k, m]) * g[l, m]).real for m in range(n) if m != l)
+    return c
 
 
 def linear_branches(tables: "PhaseTables", net: "Network") -> list[LinearBranch]:
@@ -133,7 +154,8 @@ def linear_branches(tables: "PhaseTables", net: "Network") -> list[LinearBranch]
                     approx = f"{b.conn[0]}-{b.conn[1]}"
             mp, mq = drop_matrices(z, tables.node_phase[n2])
             up, down = (n1, n2) if forward else (n2, n1)
-            out[k] = LinearBranch(name, kind, bus, child, up, down, mp, mq, tap, forward, approx)
+            c = voltage_map(tables.branch_y[k], tables.node_phase[n1]) if forward and tables.branch_z[k] is None else None
+            out[k] = LinearBranch(name, kind, bus, child, up, down, mp, mq, tap, forward, approx, c)
     missing = [tables.branches.iloc[k]["name"] for k, x in enumerate(out) if x is None]
     if missing:
         raise CaseError(f"{net.path}: series element(s) not reached from the source: {', '.join(missing[:3])}")
@@ -338,6 +360,9 @@ class ThreePhaseLinear(OpfFormulation):
                 p0 = first[e]
                 n = len(br.up)
                 drop = sum(br.mp[k, l] * blk.P[p0 + l, t] + br.mq[k, l] * blk.Q[p0 + l, t] for l in range(n))
+                if br.c is not None:
+                    return blk.v[int(br.down[k]), t] == sum(
+                        float(br.c[k, l]) * blk.v[int(br.up[l]), t] for l in range(n) if abs(br.c[k, l]) > 1e-12) - drop
                 if br.forward:
                     return blk.v[int(br.down[k]), t] == blk.v[int(br.up[k]), t] / br.tap[k] ** 2 - drop
                 return blk.v[int(br.down[k]), t] == br.tap[k] ** 2 * (blk.v[int(br.up[k]), t] - drop)
