@@ -147,3 +147,28 @@ def test_ieee13_runs_and_reports_its_gap(tmp_path):
     assert "approximation's gap" in result.output and "MISMATCH" not in result.output
     assert s["losses_kwh"] == 0.0
     assert formulations.get("3ph-linear").family == "three-phase"
+
+
+@pytest.mark.parametrize("args, what", [
+    (["--case", "case33bw", "--formulation", "3ph-linear"], "MATPOWER case"),
+    (["--case", "ieee13", "--formulation", "3ph-linear", "--algorithm", "admm"], "no distributed solve"),
+])
+def test_bad_use_is_one_line_exit_2(tmp_path, args, what):
+    result = CliRunner().invoke(main, ["solve", *args, "--hours", "1", "--no-plots", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and what in lines[0], result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_loop_is_refused_in_one_line(tmp_path):
+    """LinDist3Flow needs a tree: a closed loop is one line, exit 2, nothing written (the case loader refuses
+    it first; :func:`~mpdopf_pyomo.formulations.three_phase_linear.linear_branches` checks again)."""
+    (tmp_path / "loop.dss").write_text(BALANCED_FEEDER.replace(
+        "Set VoltageBases", "New Line.loop bus1=b2 bus2=b3 linecode=sym length=1 units=mi\nSet VoltageBases"))
+    result = CliRunner().invoke(main, ["solve", "--case", str(tmp_path / "loop.dss"), "--hours", "1",
+                                       "--formulation", "3ph-linear", "--no-plots", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "radial" in lines[0], result.output
+    assert not (tmp_path / "o").exists()

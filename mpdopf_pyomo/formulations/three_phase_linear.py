@@ -31,6 +31,11 @@ the phase mixing of a delta winding under unbalance (measured: docs/src/three-ph
 Read-back: node voltages ``sqrt(v)``, per-phase flows, losses 0. Validation kind ``"nodes-report"``: the plan
 is pushed into the original feeder and every node compared, but the gap is reported, not checked (it is an
 approximation). Radial feeders only (a loop: one line, exit 2).
+
+Measured gaps (5 h, max |dV| against OpenDSS): IEEE 13 6.6e-3 pu, IEEE 34 3.4e-2 pu, IEEE 123 6.9e-3 pu.
+As the start of ``3ph-exact`` it saves no time (IEEE 123, 24 h: 29 -> 28 IPOPT iterations, 10.2 -> 7.8 s,
+for 9.2 s of building and solving this LP; IEEE 13, 24 h: 19 -> 16, 1.17 -> 0.96 s, for 0.9 s), so
+``3ph-exact`` keeps the forecast's power flow as its start; :func:`complex_voltages` gives the point.
 """
 
 from __future__ import annotations
