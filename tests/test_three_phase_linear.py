@@ -172,3 +172,35 @@ def test_a_loop_is_refused_in_one_line(tmp_path):
     lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "radial" in lines[0], result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_transformer_voltage_maps(tmp_path):
+    """The no-load map on squared voltages: a bank of single-phase regulators is its squared winding-2 taps;
+    a delta-wye unit at balanced primary magnitudes equals |T V_1|^2 (T the open-circuit map of its
+    primitive admittance) to 1e-9, and at 3 % unbalanced magnitudes within 1e-3 (the (v_l + v_m)/2 step)."""
+    from test_three_phase_physics import FOUR_BUS
+
+    from mpdopf_pyomo.formulations.three_phase_linear import gamma, voltage_map
+    from mpdopf_pyomo.network.phases import phase_tables
+
+    path = tmp_path / "four.dss"
+    path.write_text(FOUR_BUS)
+    tables = phase_tables(read_opendss(path), 1000.0)
+    names = list(tables.branches["name"])
+    k = names.index("rega")
+    at = tables.branch_nodes[k]  # the bank of the two single-phase units rega (tap 1.05) and regc (0.9875)
+    c = voltage_map(tables.branch_y[k], tables.node_phase[at[:len(at) // 2]])
+    assert np.allclose(c, np.diag([1.05**2, 0.9875**2]), rtol=1e-5, atol=1e-8)  # taps on winding 2; ppm_antifloat ~1e-6
+    k = names.index("t1")
+    at = tables.branch_nodes[k]
+    y = tables.branch_y[k]
+    c = voltage_map(y, tables.node_phase[at[:3]])
+    t = -np.linalg.pinv(y[3:, 3:], rcond=1e-4) @ y[3:, :3]
+    ang = np.exp(1j * np.radians([0.0, -120.0, 120.0]))
+    for mags in ([1.0, 1.0, 1.0], [1.03, 0.97, 1.0]):
+        v1 = np.array(mags) * ang
+        exact = np.abs(t @ v1) ** 2
+        tol = 1e-9 if mags[0] == mags[1] else 1e-3
+        assert np.abs(c @ np.abs(v1) ** 2 - exact).max() < tol
+    # a delta primary puts phases k and k-1 on secondary phase k, half each (|V_ab|^2 ~ 1.5 (v_a + v_b) / 3)
+    assert np.allclose(c, [[0.5, 0, 0.5], [0.5, 0.5, 0], [0, 0.5, 0.5]], atol=1e-5)
