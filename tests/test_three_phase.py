@@ -153,7 +153,7 @@ price_usd_per_kwh = [0.05, 0.2]
 
 def test_registry_is_what_the_cli_offers():
     assert list(BALANCED) == list(RELATIONS)
-    assert list(formulations.FORMULATIONS) == ["exact", "socp", "linear", "3ph-exact"]
+    assert list(formulations.FORMULATIONS) == ["exact", "socp", "linear", "3ph-exact", "3ph-linear"]
     assert formulations.get("3ph-exact").family == "three-phase"
     result = CliRunner().invoke(main, ["solve", "--help"])
     assert "3ph-exact" in result.output
