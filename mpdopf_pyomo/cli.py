@@ -186,7 +186,7 @@ def cases_show(case: str, hours: int | None, start: int | None) -> None:
     for name, why in formulations.supported(loaded):
         f = formulations.get(name)
         reduced = f.family == "balanced" and loaded.conversion is not None and loaded.conversion.as_dict().get("entries")
-        click.echo(f"    {name:<10} {'yes' if why is None else 'no '}  {f.family}: "
+        click.echo(f"    {name:<11} {'yes' if why is None else 'no '}  {f.family}: "
                    + (f.description if why is None else why)
                    + (" (on the feeder's balanced equivalent: the conversion report above)" if reduced else ""))
 

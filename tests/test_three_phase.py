@@ -158,7 +158,7 @@ def test_registry_is_what_the_cli_offers():
     result = CliRunner().invoke(main, ["solve", "--help"])
     assert "3ph-exact" in result.output
     shown = CliRunner().invoke(main, ["cases", "show", "ieee13"])
-    assert shown.exit_code == 0 and "3ph-exact  yes" in shown.output
+    assert shown.exit_code == 0 and "3ph-exact   yes" in shown.output and "3ph-linear  yes" in shown.output
 
 
 @pytest.mark.parametrize("args, what", [
