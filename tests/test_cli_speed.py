@@ -1,0 +1,108 @@
+"""What keeps the command line fast and its timings honest: the stage timings of summary.json add up to
+no more than the total (stamped after every table and figure is written), figures drawn in a background
+process are all written and listed in the marker, that process is stopped with the run, and ``--help``
+imports none of the heavy packages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mpdopf_pyomo.outputs import MARKER
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+STAGES = ("load_s", "build_s", "solve_s", "validation_s", "figures_s", "write_s")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mpdopf_pyomo", *args], capture_output=True, text=True, env=ENV,
+                          timeout=300)
+
+
+def test_total_is_stamped_after_figures_and_covers_every_stage(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli("solve", "--case", "ieee123", "--hours", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    t = json.loads((out / "summary.json").read_text())["timings"]
+    assert all(t[k] > 0 for k in STAGES), t
+    # the stages are consecutive, non-overlapping parts of the command: together at most the total, and
+    # the total misses little besides them (counting variables, the result tables)
+    assert sum(t[k] for k in STAGES) <= t["total_s"] + 1e-6, t
+    assert t["total_s"] - sum(t[k] for k in STAGES) < 0.25 * t["total_s"], t
+    assert t["figures_s"] > 0.01 and t["validation_s"] > 0.01, t
+    marker = json.loads((out / MARKER).read_text())["files"]
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == sorted(f"{n}.png" for n in ("substation", "forecast", "battery", "reactive", "voltages",
+                                                "profile", "network", "validation"))
+    assert set(pngs) <= set(marker)
+    for p in pngs:
+        assert (out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for label in ("load", "build", "solver", "validation", "figures", "writing", "total"):
+        assert f"{label} " in proc.stdout.split("timings", 1)[1].splitlines()[0], proc.stdout
+    assert f"total {t['total_s']:.2f} s" in proc.stdout
+
+
+def test_without_plots_or_validation_the_stages_still_add_up(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli("solve", "--case", "ieee123", "--hours", "1", "--no-plots", "--no-validate", "--json",
+                "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    t = json.loads(proc.stdout)["timings"]
+    assert "figures_s" not in t and "validation_s" not in t
+    assert t["load_s"] + t["build_s"] + t["solve_s"] + t["write_s"] <= t["total_s"] + 1e-6
+    assert not list(out.glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def solved():
+    from mpdopf_pyomo.case import load_case
+    from mpdopf_pyomo.pipeline import solve_central
+
+    case = load_case("ieee123", 2)
+    return case, solve_central(case, "linear")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="background figures fork (Linux only)")
+def test_background_figures_are_written_and_a_failure_is_left_to_the_caller(solved, tmp_path):
+    from mpdopf_pyomo.plots import BackgroundFigures
+
+    case, res = solved
+    job = BackgroundFigures.start(case, res, ["forecast", "substation"], tmp_path)
+    assert job is not None
+    assert sorted(job.wait()) == ["forecast.png", "substation.png"]
+    assert job.seconds > 0
+    assert (tmp_path / "forecast.png").read_bytes()[:4] == b"\x89PNG"
+    bad = BackgroundFigures.start(case, res, ["forecast", "no-such-figure"], tmp_path / "missing-folder")
+    assert bad.wait() == []  # the child failed: the caller draws the figures itself (and sees the error)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="background figures fork (Linux only)")
+def test_stopping_background_figures_kills_and_reaps_the_child(solved, tmp_path):
+    from mpdopf_pyomo.plots import BASE_FIGURES, BackgroundFigures
+
+    case, res = solved
+    job = BackgroundFigures.start(case, res, list(BASE_FIGURES) * 5, tmp_path)
+    pid = job.pid
+    job.stop()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # already reaped: no zombie, nothing left writing into tmp_path
+    assert job.wait() == []
+
+
+HEAVY = ("pandas", "numpy", "pyomo", "matplotlib", "opendssdirect", "dask", "scipy", "cyipopt")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["solve", "--help"], ["--version"]])
+def test_help_imports_no_heavy_package(args):
+    code = ("import sys\nfrom mpdopf_pyomo.cli import main\n"
+            f"try:\n    main({args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
