@@ -465,7 +465,7 @@ class _Timers:
         setattr(owner, attr, classmethod(timed) if kind == "classmethod" else timed)
 
 
-def _profile_child(case: str, hours: int, out: str) -> dict[str, Any]:
+def _profile_child(case: str, hours: int, out: str, full: bool = False) -> dict[str, Any]:
     """Run the ``solve`` command in this (fresh) process with stage timers; return the stage times."""
     from mpdopf_pyomo import _START
 
@@ -488,32 +488,39 @@ def _profile_child(case: str, hours: int, out: str) -> dict[str, Any]:
     from mpdopf_pyomo import solvers
 
     t0 = time.perf_counter()
-    solvers.probe("ipopt")  # as the command does first: skips Pyomo's scipy extras, imports cyipopt
-    timers.add("import cyipopt + solver probe", time.perf_counter() - t0)
-    order.append("import cyipopt + solver probe")
-    imp("import PyNumero interfaces", "pyomo.contrib.pynumero.interfaces.cyipopt_interface")
+    route = solvers.probe("ipopt").route  # as the command does first (the library route imports cyipopt)
+    timers.add("solver probe (first)", time.perf_counter() - t0)
+    order.append("solver probe (first)")
+    stages: list[tuple[Any, str, str, str]] = []
+    if route == "library":
+        imp("import PyNumero interfaces", "pyomo.contrib.pynumero.interfaces.cyipopt_interface")
+        import pyomo.contrib.pynumero.interfaces.pyomo_nlp as pyomo_nlp
+        from pyomo.contrib.pynumero.interfaces import cyipopt_interface
 
-    import pyomo.contrib.pynumero.interfaces.pyomo_nlp as pyomo_nlp
-    from pyomo.contrib.pynumero.interfaces import cyipopt_interface
+        stages += [
+            (pyomo_nlp.PyomoNLP, "__init__", "PyomoNLP (NL file + ASL load + structures)", "method"),
+            (cyipopt_interface.CyIpoptNLP, "__init__", "CyIpoptNLP set-up", "method"),
+            (cyipopt_interface.CyIpoptNLP, "solve", "IPOPT itself (incl. its function evaluations)", "method"),
+        ]
     from pyomo.core.base.PyomoModel import ModelSolutions
+    from pyomo.opt.solver.shellcmd import SystemCallSolver
     from pyomo.repn.plugins import nl_writer
 
     from mpdopf_pyomo import case as case_mod
-    from mpdopf_pyomo import problem, solve
+    from mpdopf_pyomo import pipeline, problem
     from mpdopf_pyomo.results import Results
 
-    stages = [
+    stages += [
         (case_mod, "load_case", "case load (TOML, OpenDSS compile, tree, profiles)", "function"),
         (problem, "build_model", "build Pyomo model", "function"),
         (problem, "flat_start", "starting point: LinDistFlow sweep", "function"),
         (problem, "initialize", "starting point: load into model", "function"),
-        (solve, "solve_central", "solve_central (all of it)", "function"),
+        (pipeline, "solve_central", "solve_central (all of it)", "function"),
+        (SystemCallSolver, "_execute_command", "IPOPT executable (its own process)", "method"),
+        (SystemCallSolver, "process_output", "read the executable's solution file", "method"),
         (solvers, "solve", "solvers.solve (all of it)", "function"),
         (solvers, "probe", "solver probe", "function"),
         (nl_writer.NLWriter, "write", "write NL file", "method"),
-        (pyomo_nlp.PyomoNLP, "__init__", "PyomoNLP (NL file + ASL load + structures)", "method"),
-        (cyipopt_interface.CyIpoptNLP, "__init__", "CyIpoptNLP set-up", "method"),
-        (cyipopt_interface.CyIpoptNLP, "solve", "IPOPT itself (incl. its function evaluations)", "method"),
         (ModelSolutions, "load_from", "load solution into Pyomo", "method"),
         (Results, "from_models", "results tables (Results.from_models)", "classmethod"),
         (Results, "save", "write output folder (Results.save)", "method"),
@@ -527,21 +534,24 @@ def _profile_child(case: str, hours: int, out: str) -> dict[str, Any]:
     saved = sys.stdout
     sys.stdout = io.StringIO()
     try:
-        main(["solve", "--case", case, "--hours", str(hours), "--no-validate", "--no-plots", "--json",
-              "--out", out], standalone_mode=False)
+        main(["solve", "--case", case, "--hours", str(hours), *([] if full else ["--no-validate", "--no-plots"]),
+              "--json", "--out", out], standalone_mode=False)
+        summary = json.loads(sys.stdout.getvalue())
     finally:
         sys.stdout = saved
     timers.add("CLI command (all of it)", time.perf_counter() - t0)
     end = time.perf_counter() - _START
-    return {"child_total_s": end, "start": _START, "end": _START + end, "package_import_s": t_child, "order": order, "total": timers.total,
-            "calls": timers.calls}
+    return {"child_total_s": end, "start": _START, "end": _START + end, "package_import_s": t_child, "order": order,
+            "total": timers.total, "calls": timers.calls, "timings": summary["timings"], "route": route}
 
 
-def profile(case: str = "ieee123", hours: int = 24) -> tuple[list[dict[str, Any]], float]:
-    """Stage breakdown of one fresh ``solve`` process: rows (stage, seconds, share of wall) and the wall."""
+def profile(case: str = "ieee123", hours: int = 24, full: bool = False) -> tuple[list[dict[str, Any]], float]:
+    """Stage breakdown of one fresh ``solve`` process: rows (stage, seconds, share of wall) and the wall.
+
+    ``full``: the default command (OpenDSS check and figures) instead of ``--no-validate --no-plots``."""
     with tempfile.TemporaryDirectory(prefix="mpdopf-profile-") as tmp:
         cmd = [sys.executable, "-m", "mpdopf_pyomo.benchmark", "--_profile-child", case, str(hours),
-               str(Path(tmp) / "out")]
+               str(Path(tmp) / "out"), *(["--profile-full"] if full else [])]
         run = run_process(cmd)
     if run["returncode"] != 0:
         raise RuntimeError(f"profiling run failed: {run['stderr'].strip()}")
@@ -558,6 +568,7 @@ def profile(case: str = "ieee123", hours: int = 24) -> tuple[list[dict[str, Any]
     else:  # no shared clock: start-up and shut-down together
         rows = [("Python start-up + shut-down", wall - data["child_total_s"]),
                 ("import mpdopf_pyomo package", data["package_import_s"])]
+    route = data["route"]
     rows += [(label, tot[label]) for label in data["order"]]
     cli = g("CLI command (all of it)", 0.0)
     central = g("solve_central (all of it)", 0.0)
@@ -573,23 +584,33 @@ def profile(case: str = "ieee123", hours: int = 24) -> tuple[list[dict[str, Any]
     tables = g("results tables (Results.from_models)", 0.0)
     case_s = g("case load (TOML, OpenDSS compile, tree, profiles)", 0.0)
     save = g("write output folder (Results.save)", 0.0)
+    timings = data["timings"]
+    exe = g("IPOPT executable (its own process)", 0.0)
+    sol = g("read the executable's solution file", 0.0)
+    validation = timings.get("validation_s", 0.0)
+    figs = timings.get("figures_s", 0.0)
     rows += [
         ("case load (TOML, OpenDSS compile, tree, profiles)", case_s),
         ("build Pyomo model", build),
         ("starting point (LinDistFlow sweep + load into model)", start),
         ("solver probe again (inside solvers.solve)", probe_s),
         ("write NL file", nl),
-        ("PyomoNLP: ASL load, structures (beyond the NL file)", nlp - nl),
+        ("PyomoNLP: ASL load, structures (beyond the NL file)", nlp - nl if route == "library" else 0.0),
         ("CyIpoptNLP set-up", cy_init),
         ("IPOPT itself (incl. its function evaluations)", ipopt),
+        ("IPOPT executable (its own process; executable route)", exe),
+        ("read the executable's solution file", sol),
         ("load solution into Pyomo", load),
         ("other inside solvers.solve (SolverFactory, options, results object)",
-         ssolve - probe_s - nlp - cy_init - ipopt - load),
+         ssolve - probe_s - load - (nlp + cy_init + ipopt if route == "library" else nl + exe + sol)),
         ("other inside solve_central (counting variables/constraints)",
          central - build - start - ssolve - tables),
         ("results tables (Results.from_models)", tables),
-        ("write output folder (Results.save)", save),
-        ("CLI rest (option parsing, JSON to stdout)", cli - case_s - central - save),
+        ("OpenDSS validation (timings.validation_s)", validation),
+        ("figures not overlapped with validation (timings.figures_s)", figs),
+        ("write output folder (Results.save; tables, summary, rename)", save),
+        ("CLI rest (option parsing, import of plots if any, JSON to stdout)",
+         cli - case_s - central - validation - figs - save),
     ]
     if clock_ok:
         rows.append(("Python shut-down (freeing the model, module teardown, exit)", run["t1"] - data["end"]))
@@ -624,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
                              "%(const)s: about 1 min, 15 min and 15 min on 2 cores)")
     parser.add_argument("--areas", default=None, help="--large: areas of the distributed runs (default: sections)")
     parser.add_argument("--algorithms", default=",".join(LARGE_ALGORITHMS), help="--large: algorithms")
+    parser.add_argument("--profile-full", action="store_true",
+                        help="--profile: the default command (OpenDSS check and figures), not --no-validate --no-plots")
     parser.add_argument("--commands", action="store_true",
                         help="instead: whole-command wall times (median of --repeat, round-robin) of the default "
                              "command, 24 h without figures and the published case beside a plain Pyomo script")
@@ -635,16 +658,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args._profile_child:
         c, T, out = args._profile_child
-        result = _profile_child(c, int(T), out)
-        print(json.dumps(result))
-        return 0
+        result = _profile_child(c, int(T), out, args.profile_full)
+        print(json.dumps(result), flush=True)
+        sys.stderr.flush()
+        os._exit(0)  # as the command line does (mpdopf_pyomo.__main__): no interpreter teardown
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.profile is not None:
-        table, wall = profile(args.case, args.profile)
-        text = (f"## Where the time goes: `solve --case {args.case} --hours {args.profile} --no-validate "
-                f"--no-plots --json` (one fresh process, {wall:.2f} s wall)\n\n"
+        table, wall = profile(args.case, args.profile, args.profile_full)
+        flags = "" if args.profile_full else " --no-validate --no-plots"
+        text = (f"## Where the time goes: `solve --case {args.case} --hours {args.profile}{flags} --json` "
+                f"(one fresh process, {wall:.2f} s wall)\n\n"
                 + markdown_table(table, [("stage", "stage", "{}"), ("seconds", "seconds", "{:.3f}"),
                                          ("share", "share of wall", "{:.1%}")]))
         from mpdopf_pyomo.outputs import safe_label
