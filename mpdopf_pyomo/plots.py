@@ -784,8 +784,14 @@ class BackgroundFigures:
 
         if not names or not sys.platform.startswith("linux") or not hasattr(os, "fork"):
             return None
+        import gc
+
         sys.stdout.flush()
         sys.stderr.flush()
+        # Objects alive now (the case, the model, the results) are not scanned by the collector of
+        # either process again: a collection writes into every object it visits, which would make the
+        # kernel copy every shared page of the heap (copy-on-write) into the child.
+        gc.freeze()
         read_fd, write_fd = os.pipe()
         parent = os.getpid()
         pid = os.fork()
