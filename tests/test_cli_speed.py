@@ -106,3 +106,25 @@ def test_help_imports_no_heavy_package(args):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="background figures fork (Linux only)")
+def test_sigterm_while_figures_are_drawn_in_the_background_leaves_nothing(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "mpdopf_pyomo", "solve", "--case", "ieee123", "--hours", "2",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    for line in proc.stderr:
+        if "in a background process" in line:
+            break
+    else:
+        pytest.fail("the figures were not drawn in a background process")
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    proc.wait(timeout=60)
+    assert proc.returncode == 143, rest
+    assert rest.strip().splitlines() == ["error: interrupted by SIGTERM; stopped, temporary files removed"], rest
+    time.sleep(1.0)  # a figure process left running would write into (and recreate) the staging folder
+    assert list(tmp_path.iterdir()) == []
