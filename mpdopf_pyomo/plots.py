@@ -779,10 +779,13 @@ class BackgroundFigures:
 
     @classmethod
     def start(cls, case: Case, results: Results, names: list[str], folder: Any) -> "BackgroundFigures | None":
-        """Fork a child that draws ``names`` into ``folder``; None where forking is not available."""
+        """Fork a child that draws ``names`` into ``folder``; None where forking is not available, or not
+        safe: other Python threads are running (a dask client, say), whose locks the child would inherit."""
         import os
+        import threading
 
-        if not names or not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        if not names or not sys.platform.startswith("linux") or not hasattr(os, "fork") \
+                or threading.active_count() > 1:
             return None
         import gc
 

@@ -125,6 +125,23 @@ def test_sigterm_while_figures_are_drawn_in_the_background_leaves_nothing(tmp_pa
     rest = proc.stderr.read()
     proc.wait(timeout=60)
     assert proc.returncode == 143, rest
-    assert rest.strip().splitlines() == ["error: interrupted by SIGTERM; stopped, temporary files removed"], rest
+    lines = [ln for ln in rest.strip().splitlines() if not ln.startswith("[")]  # progress lines may come first
+    assert lines == ["error: interrupted by SIGTERM; stopped, temporary files removed"], rest
     time.sleep(1.0)  # a figure process left running would write into (and recreate) the staging folder
     assert list(tmp_path.iterdir()) == []
+
+
+def test_no_fork_while_other_threads_run(solved, tmp_path):
+    import threading
+
+    from mpdopf_pyomo.plots import BackgroundFigures
+
+    case, res = solved
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert BackgroundFigures.start(case, res, ["forecast"], tmp_path) is None
+    finally:
+        stop.set()
+        thread.join()
