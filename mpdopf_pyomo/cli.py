@@ -162,7 +162,7 @@ def install_solvers(fast: bool, force: bool) -> None:
 def cases(ctx: click.Context) -> None:
     """List the bundled study cases, one line each; `cases show NAME|PATH` describes one."""
     if ctx.invoked_subcommand is None:
-        from mpdopf_pyomo.case import list_cases
+        from mpdopf_pyomo.catalog import list_cases
 
         for name, description in list_cases():
             click.echo(f"{name:<20} {description}")

@@ -98,8 +98,8 @@ def test_stopping_background_figures_kills_and_reaps_the_child(solved, tmp_path)
 HEAVY = ("pandas", "numpy", "pyomo", "matplotlib", "opendssdirect", "dask", "scipy", "cyipopt")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["solve", "--help"], ["--version"]])
-def test_help_imports_no_heavy_package(args):
+@pytest.mark.parametrize("args", [["--help"], ["solve", "--help"], ["--version"], ["cases"]])
+def test_help_and_cases_import_no_heavy_package(args):
     code = ("import sys\nfrom mpdopf_pyomo.cli import main\n"
             f"try:\n    main({args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
