@@ -17,6 +17,14 @@ from mpdopf_pyomo.outputs import MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+#: The command line as ``python -m mpdopf_pyomo`` runs it, with a given 1-minute load average.
+_LOAD_CLI = """
+import os, sys
+os.getloadavg = lambda: ({load}, 0.0, 0.0)
+sys.argv[0] = "mpdopf"
+from mpdopf_pyomo.__main__ import run
+run()
+"""
 STAGES = ("load_s", "build_s", "solve_s", "validation_s", "figures_s", "write_s")
 
 
@@ -25,9 +33,13 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def test_total_is_stamped_after_figures_and_covers_every_stage(tmp_path):
+@pytest.mark.parametrize("free", [True, False], ids=["figures-in-background", "figures-in-process"])
+def test_total_is_stamped_after_figures_and_covers_every_stage(tmp_path, free):
     out = tmp_path / "run"
-    proc = _cli("solve", "--case", "ieee123", "--hours", "2", "--out", str(out))
+    load = "0.0" if free else "1e9"
+    proc = subprocess.run([sys.executable, "-c", _LOAD_CLI.format(load=load), "solve", "--case", "ieee123",
+                           "--hours", "2", "--out", str(out)], capture_output=True, text=True, env=ENV, timeout=300)
+    assert ("in a background process" in proc.stderr) == free, proc.stderr
     assert proc.returncode == 0, proc.stderr
     t = json.loads((out / "summary.json").read_text())["timings"]
     assert all(t[k] > 0 for k in STAGES), t
@@ -57,6 +69,12 @@ def test_without_plots_or_validation_the_stages_still_add_up(tmp_path):
     assert "figures_s" not in t and "validation_s" not in t
     assert t["load_s"] + t["build_s"] + t["solve_s"] + t["write_s"] <= t["total_s"] + 1e-6
     assert not list(out.glob("*.png"))
+
+
+@pytest.fixture(autouse=True)
+def free_core(monkeypatch):
+    """The background figure process runs only when a core is free (load average): pretend one is."""
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +126,24 @@ def test_help_and_cases_import_no_heavy_package(args):
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_busy_machine_draws_in_process(solved, tmp_path, monkeypatch):
+    from mpdopf_pyomo.plots import BackgroundFigures, core_is_free
+
+    case, res = solved
+    monkeypatch.setattr(os, "getloadavg", lambda: (float(os.cpu_count() or 1), 0.0, 0.0))
+    assert not core_is_free()
+    assert BackgroundFigures.start(case, res, ["forecast"], tmp_path) is None
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.0, 0.0))
+    assert core_is_free() == ((os.cpu_count() or 1) > 1)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="background figures fork (Linux only)")
 def test_sigterm_while_figures_are_drawn_in_the_background_leaves_nothing(tmp_path):
     import signal
     import time
 
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "mpdopf_pyomo", "solve", "--case", "ieee123", "--hours", "2",
+    proc = subprocess.Popen([sys.executable, "-c", _LOAD_CLI.format(load="0.0"), "solve", "--case", "ieee123", "--hours", "2",
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     for line in proc.stderr:
         if "in a background process" in line:
