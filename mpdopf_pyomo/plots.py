@@ -32,7 +32,8 @@ Figures are built with the object-oriented API on the Agg canvas (no pyplot, no 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable
 
 
 def _import_matplotlib() -> Any:
@@ -119,21 +120,19 @@ def figure(name: str, case: Case, results: Results) -> Figure:
     return draw[name](case, results)
 
 
-def figures(case: Case, results: Results, names: Any = None) -> dict[str, Figure]:
+def figures(case: Case, results: Results, names: Iterable[str] | None = None) -> dict[str, Figure]:
     """The figures of one run, by name (the PNG file stem): ``names``, or all of :func:`figure_names`."""
     return {name: figure(name, case, results) for name in (figure_names(results) if names is None else names)}
 
 
-def save_png(fig: Figure, path: Any) -> None:
+def save_png(fig: Figure, path: str | Path) -> None:
     """Write ``fig`` as the PNG file ``path`` (:data:`PNG_DPI`, :data:`PNG_COMPRESS_LEVEL`)."""
     fig.savefig(path, format="png", dpi=PNG_DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
 
 
-def write_figures(case: Case, results: Results, names: Any, folder: Any) -> list[str]:
+def write_figures(case: Case, results: Results, names: Iterable[str], folder: str | Path) -> list[str]:
     """Draw each figure of ``names`` and save it as ``folder/NAME.png`` at once (one figure in memory at a
     time); return the file names written."""
-    from pathlib import Path
-
     written = []
     for name in names:
         save_png(figure(name, case, results), Path(folder) / f"{name}.png")
@@ -778,7 +777,7 @@ class BackgroundFigures:
         self.seconds = 0.0
 
     @classmethod
-    def start(cls, case: Case, results: Results, names: list[str], folder: Any) -> "BackgroundFigures | None":
+    def start(cls, case: Case, results: Results, names: list[str], folder: str | Path) -> "BackgroundFigures | None":
         """Fork a child that draws ``names`` into ``folder``; None where forking is not available, not
         safe (other Python threads are running, a dask client say, whose locks the child would inherit),
         or not worth it (:func:`core_is_free`)."""
