@@ -163,7 +163,7 @@ def test_bad_use_is_one_line_exit_2(tmp_path, args, what):
 
 def test_a_loop_is_refused_in_one_line(tmp_path):
     """LinDist3Flow needs a tree: a closed loop is one line, exit 2, nothing written (the case loader refuses
-    it first; :func:`~mpdopf_pyomo.formulations.three_phase_linear.linear_branches` checks again)."""
+    it first; :func:`~mpdopf_pyomo.blocks.three_phase.lindist3flow.linear_branches` checks again)."""
     (tmp_path / "loop.dss").write_text(BALANCED_FEEDER.replace(
         "Set VoltageBases", "New Line.loop bus1=b2 bus2=b3 linecode=sym length=1 units=mi\nSet VoltageBases"))
     result = CliRunner().invoke(main, ["solve", "--case", str(tmp_path / "loop.dss"), "--hours", "1",
@@ -180,7 +180,7 @@ def test_transformer_voltage_maps(tmp_path):
     primitive admittance) to 1e-9, and at 3 % unbalanced magnitudes within 1e-3 (the (v_l + v_m)/2 step)."""
     from test_three_phase_physics import FOUR_BUS
 
-    from mpdopf_pyomo.formulations.three_phase_linear import gamma, voltage_map
+    from mpdopf_pyomo.blocks.three_phase.lindist3flow import gamma, voltage_map
     from mpdopf_pyomo.network.phases import phase_tables
 
     path = tmp_path / "four.dss"
