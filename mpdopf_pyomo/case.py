@@ -69,7 +69,8 @@ class Case:
       ``p_load``, ``q_load`` (nominal load, pu; scaled by ``profile.load_mult``), ``q_cap`` (fixed capacitor
       injection, pu; not scaled), ``x``, ``y`` (coordinates for plots, NaN when unknown). A network read
       through the reduction (:mod:`mpdopf_pyomo.network.reduce`; MATPOWER today) adds ``v_base_kv_ln``
-      (each bus's own base), ``b_shunt`` and the ZIP fractions ``p_zip_*``, ``q_zip_*``.
+      (each bus's own base), ``b_shunt``, the ZIP fractions ``p_zip_*``, ``q_zip_*`` and the network's
+      generators as a fixed injection ``p_fixed``, ``q_fixed`` (pu, not scaled by any load multiplier).
     * ``branches``: index ``branch`` (str, the OpenDSS element name without class, e.g. ``l1``); columns
       ``from_bus`` (parent), ``to_bus`` (child), ``r``, ``x`` (series impedance, pu on the to-bus base);
       through the reduction also ``tap`` and ``kind``. Oriented from the
@@ -924,10 +925,6 @@ def _read_network_part(model: Path, s_kva: float) -> _NetworkPart:
                         tables.buses.copy(), tables.branches.copy(), tables.ders, report)
 
 
-#: Conversion-report entry of generators whose fixed kW the case folds into the bus load.
-GENERATOR_AS_LOAD = ("generators with a fixed kW: a negative constant-power load at their bus (scaled by "
-                     "load_mult like the loads; exact at load_mult 1)")
-
 #: Defaults of a bare network file used as a case (``cases show feeder.dss``, ``solve --case case69.m``):
 #: power base, flat price, and voltage limits wide enough that a base case is a plain power flow.
 BARE_S_KVA = 1000.0
@@ -1040,23 +1037,7 @@ def load_case(spec: str | Path, hours: int | None = None,
     area = network.assign_areas(branches, root, cut_branches)
     buses.insert(0, "area", area.reindex(order).to_numpy().astype(int))
 
-    held = part.ders
-    gens = held[held["kind"] == "generator"] if len(held) else held
-    for der, g in gens.iterrows():
-        bus = g["bus"]
-        buses.loc[bus, "q_cap"] += g["q_fixed"]  # a fixed reactive injection, as ieee123's capacitor generators
-        if abs(g["p_rated"]) > 0:
-            # The physics has no fixed active-power injection: the generator becomes a negative constant-power
-            # load at its bus, which load_mult scales (exact at load_mult 1); reported. A bus whose load is
-            # not constant power would give the generator that voltage dependence: refused.
-            zip_p = [float(buses.at[bus, c]) for c in ("p_zip_z", "p_zip_i", "p_zip_p")] if "p_zip_p" in buses else [0, 0, 1]
-            if buses.at[bus, "p_load"] != 0 and zip_p != [0.0, 0.0, 1.0]:
-                r.problem("case.network", f"generator {der} at bus {bus}: a fixed active-power injection at a bus "
-                                          "with a voltage-dependent (ZIP) load cannot be represented")
-                continue
-            buses.loc[bus, "p_load"] -= g["p_rated"]
-            kw = float(g["p_rated"]) * s_kva
-            part.conversion.entry(GENERATOR_AS_LOAD).add(0.0, abs(kw), f"generator {der} at bus {bus}: {kw:.1f} kW")
+    held = part.ders  # the network's own DERs; its generators are the p_fixed/q_fixed bus columns
     pvs = _der_table(r, "pv", buses, root, s_kva, held)
     batteries = _batteries(r, buses, root, s_kva, held)
     r.raise_problems()
@@ -1127,6 +1108,10 @@ def describe_case(case: Case) -> str:
         + ", ".join(f"{bus} {caps.at[bus, 'q_cap'] * s3:g} = {caps.at[bus, 'q_cap'] * s3 / ph:g}"
                     for bus in sorted(caps.index, key=_natural)),
     ]
+    if "p_fixed" in b and ((b["p_fixed"] != 0) | (b["q_fixed"] != 0)).any():
+        g = b[(b["p_fixed"] != 0) | (b["q_fixed"] != 0)]
+        lines.append(f"  generators  {len(g)} buses: {g['p_fixed'].sum() * s3:.3f} kW + {g['q_fixed'].sum() * s3:.3f} "
+                     "kvar three-phase, fixed injections (p_fixed, q_fixed; not loads, not scaled)")
     if "b_shunt" in b and (b["b_shunt"] != 0).any():
         sh = b[b["b_shunt"] != 0]
         lines.append(f"  shunts      {len(sh)} buses: {sh['b_shunt'].sum() * s3:.3f} kvar three-phase at 1 pu "

@@ -324,8 +324,9 @@ def test_zip_load_rated_off_the_bus_base():
     assert [b.q_zip_z, b.q_zip_p] == pytest.approx([0.5 * r2 / (0.5 * r2 + 0.5), 0.5 / (0.5 * r2 + 0.5)])
 
 
-def test_fixed_generator_folded_into_the_load_and_reported(tmp_path):
-    """A MATPOWER PQ generator (Pg, Qg): Qg a fixed injection, Pg a negative load, reported; check (1) holds."""
+def test_fixed_generator_is_p_fixed_not_a_load(tmp_path):
+    """A MATPOWER PQ generator (Pg, Qg) is the bus's fixed injection p_fixed/q_fixed (not a negative load,
+    not scaled by load_mult), named in the report's notes; check (1) holds."""
     from tests.test_matpower import TINY
 
     text = TINY.replace("\t1\t0\t0\t10\t-10\t1.02\t10\t1\t10\t0;\n", "\t1\t0\t0\t10\t-10\t1.02\t10\t1\t10\t0;\n"
@@ -333,12 +334,11 @@ def test_fixed_generator_folded_into_the_load_and_reported(tmp_path):
     assert text != TINY
     (tmp_path / "gen.m").write_text(text)
     case = load_case(tmp_path / "gen.m", 1)
-    assert case.buses.at["3", "p_load"] == pytest.approx((1000.0 - 400.0) / 1000.0)
-    assert case.buses.at["3", "q_cap"] == pytest.approx(0.1)
-    from mpdopf_pyomo.case import GENERATOR_AS_LOAD
-
-    e = case.conversion.get(GENERATOR_AS_LOAD)
-    assert e.count == 1 and e.largest == "generator gen2 at bus 3: 400.0 kW"
+    assert case.buses.at["3", "p_load"] == pytest.approx(1.0)  # the load alone
+    assert case.buses.loc["3", ["p_fixed", "q_fixed", "q_cap"]].tolist() == pytest.approx([0.4, 0.1, 0.0])
+    assert any("1 generator(s): fixed injections p_fixed/q_fixed" in n and "400.0 kW + 100.0 kvar" in n
+               for n in case.conversion.notes)
+    assert all("generator" not in e.what for e in case.conversion.entries)
     res = solve_case(case)
     attach_validation(case, res)
     assert res.summary["validation"]["passed"]

@@ -40,7 +40,9 @@ voltage of its own phase(s) at the end of a one- or two-phase lateral):
   transformer's primary bus: loads, shunts and DERs move there, the secondary buses and branches disappear
   (reported: transformers, secondary buses, load moved, the largest service).
 * **DERs** (PV, battery, generator) are handed back in ``BalancedTables.ders`` in per unit; one- and
-  two-phase units are spread (reported).
+  two-phase units are spread (reported). Generators (OpenDSS ``Generator``, MATPOWER non-slack gens) are
+  fixed injections at their (kW, kvar): they also fill the bus columns ``p_fixed`` / ``q_fixed``, which the
+  formulations subtract from the bus's withdrawal unscaled (not a load; a note in the report).
 """
 
 from __future__ import annotations
@@ -167,14 +169,16 @@ class BalancedTables:
 
     * ``buses`` (root first, breadth-first; :data:`BUS_COLUMNS`): ``v_base_kv_ln``; ``p_load``, ``q_load``
       (nominal, three-phase total); ``p_zip_z/i/p``, ``q_zip_z/i/p`` (load-weighted ZIP fractions, default
-      0, 0, 1); ``q_cap`` (a fixed injection); ``b_shunt`` (susceptance at v = 1: capacitors and half of each
+      0, 0, 1); ``q_cap`` (a fixed reactive injection: generators with kW = 0, as the hand-made ieee123
+      writes its capacitors); ``p_fixed``, ``q_fixed`` (the other generators' fixed injection; neither is
+      scaled by the load multiplier); ``b_shunt`` (susceptance at v = 1: capacitors and half of each
       adjacent line's charging; reactive injection ``b_shunt * v``, v the squared magnitude); ``x``, ``y``.
     * ``branches`` (oriented from the root; :data:`BRANCH_COLUMNS`): ``r``, ``x`` on the to-bus base,
       ``tap`` (ideal transformer at the from side: ``v_to = v_from / tap**2 - 2 (r P + x Q) + |z|^2 l``),
       ``kind`` (the :class:`~mpdopf_pyomo.network.model.Branch` kind it came from).
     * ``ders`` (index ``der``; :data:`DER_COLUMNS`): ``kind`` pv/battery/generator, ``bus`` in the
       equivalent, ``p_rated``, ``s_rated``, ``e_rated``/``e_stored`` (pu h, batteries), ``q_fixed``
-      (generators' kvar), ``shape`` (not used yet).
+      (generators' kvar; generators are in the bus columns ``p_fixed``/``q_fixed`` too), ``shape``.
     """
 
     root: str
@@ -186,7 +190,7 @@ class BalancedTables:
 
 
 BUS_COLUMNS = ("v_base_kv_ln", "p_load", "q_load", "p_zip_z", "p_zip_i", "p_zip_p", "q_zip_z", "q_zip_i",
-               "q_zip_p", "q_cap", "b_shunt", "x", "y")
+               "q_zip_p", "q_cap", "p_fixed", "q_fixed", "b_shunt", "x", "y")
 BRANCH_COLUMNS = ("from_bus", "to_bus", "r", "x", "tap", "kind")
 DER_COLUMNS = ("kind", "bus", "p_rated", "s_rated", "e_rated", "e_stored", "q_fixed", "shape")
 
@@ -532,6 +536,20 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
 
     # --- DERs ----------------------------------------------------------------------------------------
     der_rows = []
+    p_fixed = dict.fromkeys(order, 0.0)
+    q_fixed = dict.fromkeys(order, 0.0)
+    q_cap = dict.fromkeys(order, 0.0)
+    gens = [d for d in net.ders if d.kind == "generator" and d.kw != 0]
+    for d in gens:
+        p_fixed[home[d.bus]] += d.kw / s_kva
+        q_fixed[home[d.bus]] += d.kvar / s_kva
+    for d in net.ders:  # kvar-only generators: fixed capacitor injections (the hand-made ieee123's capacitors)
+        if d.kind == "generator" and d.kw == 0:
+            q_cap[home[d.bus]] += d.kvar / s_kva
+    if gens:
+        report.notes.append(f"{len(gens)} generator(s): fixed injections p_fixed/q_fixed at their bus, "
+                            f"{sum(d.kw for d in gens):.1f} kW + {sum(d.kvar for d in gens):.1f} kvar in all "
+                            "(not loads; not scaled by the load multiplier)")
     for d in net.ders:
         bus = home[d.bus]
         der_rows.append((d.name, d.kind, bus, d.kw / s_kva, d.kva / s_kva, d.kwh / s_kva, d.kwh_stored / s_kva,
@@ -547,7 +565,9 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
         bus_tbl[f"p_zip_{c}"] = [float(zp[b][k]) for b in order]
     for k, c in enumerate("zip"):
         bus_tbl[f"q_zip_{c}"] = [float(zq[b][k]) for b in order]
-    bus_tbl["q_cap"] = 0.0
+    bus_tbl["q_cap"] = [q_cap[b] for b in order]
+    bus_tbl["p_fixed"] = [p_fixed[b] for b in order]
+    bus_tbl["q_fixed"] = [q_fixed[b] for b in order]
     bus_tbl["b_shunt"] = [b_shunt[b] for b in order]
     bus_tbl["x"] = [buses[b].x for b in order]
     bus_tbl["y"] = [buses[b].y for b in order]
@@ -565,7 +585,8 @@ def balanced_network(buses: pd.DataFrame, branches: pd.DataFrame, root: str, s_k
     What validation check (1) exports to OpenDSS: the converted model itself, so that OpenDSS and the
     optimisation solve the same equations. Series ``r, x`` and ``tap``; loads with the bus's ZIP fractions
     (nominal, the caller scales them); ``b_shunt`` as a capacitor (or reactor) of ``b_shunt x s_kva`` kvar at
-    the bus's base; ``q_cap`` as a fixed reactive injection (a generator with kW = 0).
+    the bus's base; ``q_cap`` as a fixed reactive injection (a generator with kW = 0); ``p_fixed`` /
+    ``q_fixed`` as a generator (model 1, not scaled by the load multiplier).
     """
     from pathlib import Path
 
@@ -599,5 +620,9 @@ def balanced_network(buses: pd.DataFrame, branches: pd.DataFrame, root: str, s_k
         qc = get(b, "q_cap", 0.0)
         if qc:
             ders.append(Der(f"qcap_{b}", "generator", b, (1, 2, 3), 0.0, abs(qc) * s_kva, kvar=qc * s_kva))
+        pf, qf = get(b, "p_fixed", 0.0), get(b, "q_fixed", 0.0)
+        if pf or qf:
+            ders.append(Der(f"gen_{b}", "generator", b, (1, 2, 3), pf * s_kva, abs(complex(pf, qf)) * s_kva,
+                            kvar=qf * s_kva))
     src = Source(root, nb[root].kv_ln * math.sqrt(3), source_pu)
     return Network(name, Path(str(path)), "balanced", src, 60.0, nb, brs, loads, shunts, ders, {}, [])
