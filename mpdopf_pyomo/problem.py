@@ -165,7 +165,7 @@ def build_model(case: Case, formulation: str = "exact", area: int | None = None)
 
     all_buses, all_branches = _network_columns(case)
     buses = all_buses.loc[view.buses]
-    lm = prof["load_mult"].to_numpy()
+    lm = prof["load_mult"].to_numpy() if case.load_profiles is None else case.load_mult_by_bus(view.buses)
     p_load, p_load_v = _withdrawals(buses, "p", lm, T)
     q_load, q_load_v = _withdrawals(buses, "q", lm, T)
     p_inj: dict[tuple[str, int], Any] = {}
@@ -244,13 +244,15 @@ def _withdrawals(
 ) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], VoltageTerms]]:
     """Withdrawals per (bus, hour) of ``kind`` "p" or "q": the constant part and the voltage terms.
 
-    Load (p_load or q_load) x load_mult, split by the bus's ZIP fractions: the p fraction is constant, the
+    Load (p_load or q_load) x load_mult (``lm``: one row for every bus, or one row per bus: per-bus
+    profiles, :meth:`Case.load_mult_by_bus`), split by the bus's ZIP fractions: the p fraction is constant, the
     z fraction multiplies v, the i fraction |V|. The generators' fixed injection p_fixed / q_fixed and the
     fixed capacitor injection q_cap are subtracted (constant, not scaled), and reactive power takes the
     shunt susceptance (-b_shunt on v). Zero entries are left out, so a
     constant-power feeder without shunts gives exactly the constant withdrawals of the PQ model.
     """
-    nominal = np.outer(buses[f"{kind}_load"].to_numpy(dtype=float), lm)
+    load = buses[f"{kind}_load"].to_numpy(dtype=float)
+    nominal = np.outer(load, lm) if np.ndim(lm) == 1 else load[:, None] * lm
     const = nominal * buses[f"{kind}_zip_p"].to_numpy(dtype=float)[:, None]
     z = nominal * buses[f"{kind}_zip_z"].to_numpy(dtype=float)[:, None]
     i = nominal * buses[f"{kind}_zip_i"].to_numpy(dtype=float)[:, None]
@@ -329,13 +331,15 @@ def flat_start(case: Case) -> dict[str, pd.DataFrame]:
     buses, br = _network_columns(case)
     T = list(case.profile.index)
     lm = case.profile["load_mult"].to_numpy(dtype=float)
+    if case.load_profiles is not None:
+        lm = case.load_mult_by_bus(buses.index)
     pm = case.profile["pv_mult"].to_numpy(dtype=float)
 
     def col(name: str) -> np.ndarray:
         return buses[name].to_numpy(dtype=float)[:, None]
 
-    p_nom = np.outer(buses["p_load"].to_numpy(dtype=float), lm)
-    q_nom = np.outer(buses["q_load"].to_numpy(dtype=float), lm)
+    p_nom = np.outer(buses["p_load"].to_numpy(dtype=float), lm) if lm.ndim == 1 else col("p_load") * lm
+    q_nom = np.outer(buses["q_load"].to_numpy(dtype=float), lm) if lm.ndim == 1 else col("q_load") * lm
     p_const = p_nom * col("p_zip_p") - col("p_fixed")
     q_const = q_nom * col("q_zip_p") - col("q_cap") - col("q_fixed")
     if len(case.pvs):
