@@ -35,6 +35,7 @@ PORT_KINDS = ("P", "Q", "v")
 #: no shunt, constant-power load (ZIP fractions z, i, p = 0, 0, 1), a line (tap ratio 1).
 BUS_DEFAULTS: dict[str, float] = {
     "b_shunt": 0.0,
+    "g_shunt": 0.0,
     "p_zip_z": 0.0,
     "p_zip_i": 0.0,
     "p_zip_p": 1.0,
@@ -53,7 +54,8 @@ def _network_columns(case: Case) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The case's bus and branch tables with every physics column present: the one place defaults apply.
 
     Bus columns (see :data:`BUS_DEFAULTS`): ``b_shunt`` (pu susceptance at v = 1: capacitors and line
-    charging, reactive injection b v; negative for a reactor), ``p_fixed`` and ``q_fixed`` (the network's
+    charging, reactive injection b v; negative for a reactor), ``g_shunt`` (pu conductance at v = 1:
+    transformers' no-load loss, a withdrawal g v), ``p_fixed`` and ``q_fixed`` (the network's
     generators: a fixed injection, pu, not scaled by the load multiplier) and the ZIP fractions ``p_zip_z``,
     ``p_zip_i``, ``p_zip_p``, ``q_zip_z``, ``q_zip_i``, ``q_zip_p`` (each triple sums to 1). Branch column
     ``tap`` (off-nominal ratio at the from side, > 0). A case whose loader does not yet provide a column
@@ -248,7 +250,7 @@ def _withdrawals(
     profiles, :meth:`Case.load_mult_by_bus`), split by the bus's ZIP fractions: the p fraction is constant, the
     z fraction multiplies v, the i fraction |V|. The generators' fixed injection p_fixed / q_fixed and the
     fixed capacitor injection q_cap are subtracted (constant, not scaled), and reactive power takes the
-    shunt susceptance (-b_shunt on v). Zero entries are left out, so a
+    shunt susceptance (-b_shunt on v), active power the shunt conductance (g_shunt on v). Zero entries are left out, so a
     constant-power feeder without shunts gives exactly the constant withdrawals of the PQ model.
     """
     load = buses[f"{kind}_load"].to_numpy(dtype=float)
@@ -257,6 +259,8 @@ def _withdrawals(
     z = nominal * buses[f"{kind}_zip_z"].to_numpy(dtype=float)[:, None]
     i = nominal * buses[f"{kind}_zip_i"].to_numpy(dtype=float)[:, None]
     const = const - buses[f"{kind}_fixed"].to_numpy(dtype=float)[:, None]
+    if kind == "p":
+        z = z + buses["g_shunt"].to_numpy(dtype=float)[:, None]
     if kind == "q":
         const = const - buses["q_cap"].to_numpy(dtype=float)[:, None]
         z = z - buses["b_shunt"].to_numpy(dtype=float)[:, None]
@@ -350,10 +354,10 @@ def flat_start(case: Case) -> dict[str, pd.DataFrame]:
     x = br["x"].to_numpy(dtype=float)[:, None]
     inv_a2 = 1.0 / br["tap"].to_numpy(dtype=float)[:, None] ** 2
     v = np.full((len(buses), len(T)), case.settings.v_sub_pu**2)
-    dependent = buses[["p_zip_z", "p_zip_i", "q_zip_z", "q_zip_i", "b_shunt"]].to_numpy(dtype=float).any()
+    dependent = buses[["p_zip_z", "p_zip_i", "q_zip_z", "q_zip_i", "b_shunt", "g_shunt"]].to_numpy(dtype=float).any()
     for _ in range(START_SWEEPS if dependent else 1):
         mag = np.sqrt(np.maximum(v, 0.0))
-        down_p = p_const + p_nom * (col("p_zip_z") * v + col("p_zip_i") * mag)
+        down_p = p_const + p_nom * (col("p_zip_z") * v + col("p_zip_i") * mag) + col("g_shunt") * v
         down_q = q_const + q_nom * (col("q_zip_z") * v + col("q_zip_i") * mag) - col("b_shunt") * v
         for sel in reversed(levels):  # children before parents
             np.add.at(down_p, f[sel], down_p[to[sel]])

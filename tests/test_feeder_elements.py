@@ -228,3 +228,30 @@ def test_toml_profiles_loads_bad_input_is_one_line_with_every_problem(tmp_path):
     lines = [ln for ln in out.output.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "profiles.loads.file: loads.csv: column 'a', row 3: must be >= 0, got -1" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_transformer_magnetising_and_no_load_loss_are_shunts(tmp_path):
+    """%imag = 1 and %noloadloss = 0.5 of a 500 kVA transformer: 5 kvar and 2.5 kW at 1 pu, a
+    constant-impedance shunt at the secondary bus (where OpenDSS's model has it: at the primary the
+    original differs by 0.02 kW / 0.06 kvar, at the secondary by 4e-4 kW / 1.4e-3 kvar, its anti-floating
+    admittance), so the substation takes load + series losses + 2.5 kW x v_a^2."""
+    body = """New Transformer.t phases=3 windings=2 buses=[s a] kVs=[12.47 4.16] kVAs=[500 500] XHL=4 %Rs=[0.5 0.5]
+~ %imag=1 %noloadloss=0.5
+New Load.la bus1=a phases=3 kV=4.16 kW=300 kvar=90 model=1
+"""
+    (tmp_path / "feeder.dss").write_text(HEAD + body + "Set VoltageBases=[12.47 4.16]\nCalcVoltageBases\n")
+    case = load_case(tmp_path / "feeder.dss", 1, warn=None)
+    assert case.buses.loc["a", ["g_shunt", "b_shunt"]].tolist() == pytest.approx([0.0025, -0.005])
+    assert case.buses.loc["s", ["g_shunt", "b_shunt"]].tolist() == [0.0, 0.0]
+    assert any("1 transformer(s) with magnetising current or no-load loss" in n and "5.0 kvar and 2.5 kW" in n
+               for n in case.conversion.notes)
+    res = solve_case(case)
+    loss = float(res.branches.xs(1, level="t")["loss_kw"].sum())
+    v_a = float(res.voltages.at["a", 1])
+    assert float(res.substation.at[1, "p_kw"]) == pytest.approx(300.0 + loss + 2.5 * v_a**2, rel=1e-7)
+    attach_validation(case, res)
+    v = res.summary["validation"]
+    assert v["passed"] and v["max_abs_dv_pu"] < 1e-6
+    o = v["original"]
+    assert o["converged"] and o["max_abs_dv_pu"] < 1e-6, o
+    assert o["max_abs_dp_sub_kw"] < 2e-3 and o["max_abs_dq_sub_kvar"] < 5e-3, o

@@ -21,8 +21,11 @@ voltage of its own phase(s) at the end of a one- or two-phase lateral):
   lateral's losses ``n |S / n|^2 r_ph = 3 |S / 3|^2 r_eq`` are kept; what is lost is the unbalance the
   lateral's current causes upstream on the three-phase backbone (reported: count, load carried, the
   lateral with the largest load). Shunt admittance of such a branch: ``(n / 3) y_ph`` (total charging kept).
-* **Line charging and transformer magnetising admittance**: half of the positive-sequence susceptance to
-  each end bus's ``b_shunt`` (exact in the balanced model; conductance cannot be represented -> error).
+* **Line charging**: half of the positive-sequence susceptance to each end bus's ``b_shunt`` (exact in the
+  balanced model; a line's shunt conductance cannot be represented -> error).
+* **Transformer magnetising current and no-load loss** (OpenDSS ``%imag``, ``%noloadloss``): a
+  constant-impedance shunt at the secondary bus, ``-%imag/100 x kVA`` into ``b_shunt`` and
+  ``%noloadloss/100 x kVA`` into ``g_shunt`` (a note in the report gives the totals).
 * **Transformers and regulators**: series impedance referred to the to-bus base (the model's convention)
   and the tap ratio; per-phase taps that differ (regulators of a three single-phase bank) -> their mean,
   reported with the largest spread. A delta-wye phase shift does not matter to the magnitudes.
@@ -176,7 +179,8 @@ class BalancedTables:
       0, 0, 1); ``q_cap`` (a fixed reactive injection: generators with kW = 0, as the hand-made ieee123
       writes its capacitors); ``p_fixed``, ``q_fixed`` (the other generators' fixed injection; neither is
       scaled by the load multiplier); ``b_shunt`` (susceptance at v = 1: capacitors and half of each
-      adjacent line's charging; reactive injection ``b_shunt * v``, v the squared magnitude);
+      adjacent line's charging, minus transformers' magnetising; reactive injection ``b_shunt * v``, v the
+      squared magnitude); ``g_shunt`` (conductance at v = 1: transformers' no-load loss, drawing ``g_shunt * v``);
       ``split_phase`` (True on a centre-tap secondary, whose base is the whole 240 V: each of the original
       bus's 120 V nodes is at half of it); ``x``, ``y``.
     * ``branches`` (oriented from the root; :data:`BRANCH_COLUMNS`): ``r``, ``x`` on the to-bus base,
@@ -202,7 +206,7 @@ class BalancedTables:
 
 LOAD_COLUMNS = ("bus", "p", "q", "shape")
 BUS_COLUMNS = ("v_base_kv_ln", "p_load", "q_load", "p_zip_z", "p_zip_i", "p_zip_p", "q_zip_z", "q_zip_i",
-               "q_zip_p", "q_cap", "p_fixed", "q_fixed", "b_shunt", "split_phase", "x", "y")
+               "q_zip_p", "q_cap", "p_fixed", "q_fixed", "b_shunt", "g_shunt", "split_phase", "x", "y")
 BRANCH_COLUMNS = ("from_bus", "to_bus", "r", "x", "tap", "kind")
 DER_COLUMNS = ("kind", "bus", "p_rated", "s_rated", "e_rated", "e_stored", "q_fixed", "shape")
 
@@ -440,6 +444,8 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
     laterals: dict[str, str] = {}  # one- and two-phase branch -> its phases
     affected: dict[str, list[str]] = {}  # report entry -> the branches it counts (for the load they carry)
     b_shunt: dict[str, float] = dict.fromkeys(buses, 0.0)
+    g_shunt: dict[str, float] = dict.fromkeys(buses, 0.0)
+    mag: list[tuple[float, float]] = []  # transformers' magnetising kvar and no-load kW at 1 pu
     for br in closed:
         n = len(br.phases)
         z = np.asarray(br.z_ohm, dtype=complex)
@@ -495,11 +501,22 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
         if abs(g_pu) > G_TOL_PU:
             errors.append(f"{label}: shunt conductance {g_pu:.3g} pu cannot be represented")
             continue
+        if br.imag_pct or br.noload_pct:
+            # magnetising and no-load loss: a constant-impedance shunt at the secondary bus, where OpenDSS's
+            # transformer model has it (tests/test_feeder_elements.py measures both ends against OpenDSS)
+            mag_kvar, nll_kw = br.imag_pct / 100 * br.kva, br.noload_pct / 100 * br.kva
+            mag.append((mag_kvar, nll_kw))
+            b_shunt[home[br.bus2]] -= mag_kvar / s_kva
+            g_shunt[home[br.bus2]] += nll_kw / s_kva
         b_pu = y_eq.imag * zb  # total, pi model: half at each end
         # the from-side half sits behind the ideal transformer: referred by 1/tap^2 to the from bus
         b_shunt[home[br.bus1]] += b_pu / 2 / t**2
         b_shunt[home[br.bus2]] += b_pu / 2
         rows.append((br.name, br.bus1, br.bus2, z_eq.real / zb, z_eq.imag / zb, t, br.kind))
+    if mag:
+        report.notes.append(f"{len(mag)} transformer(s) with magnetising current or no-load loss: a constant-"
+                            f"impedance shunt at the secondary bus, {sum(m[0] for m in mag):.1f} kvar and "
+                            f"{sum(m[1] for m in mag):.1f} kW at 1 pu (b_shunt, g_shunt)")
     errors += _element_errors(net)
     if errors:
         shown = "; ".join(errors[:MAX_LISTED]) + (f"; ... and {len(errors) - MAX_LISTED} more"
@@ -631,6 +648,7 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
     bus_tbl["p_fixed"] = [p_fixed[b] for b in order]
     bus_tbl["q_fixed"] = [q_fixed[b] for b in order]
     bus_tbl["b_shunt"] = [b_shunt[b] for b in order]
+    bus_tbl["g_shunt"] = [g_shunt[b] for b in order]
     bus_tbl["split_phase"] = [b in split for b in order]
     bus_tbl["x"] = [buses[b].x for b in order]
     bus_tbl["y"] = [buses[b].y for b in order]
@@ -650,7 +668,8 @@ def balanced_network(buses: pd.DataFrame, branches: pd.DataFrame, root: str, s_k
     What validation check (1) exports to OpenDSS: the converted model itself, so that OpenDSS and the
     optimisation solve the same equations. Series ``r, x`` and ``tap``; loads with the bus's ZIP fractions
     (nominal, the caller scales them); ``b_shunt`` as a capacitor (or reactor) of ``b_shunt x s_kva`` kvar at
-    the bus's base; ``q_cap`` as a fixed reactive injection (a generator with kW = 0); ``p_fixed`` /
+    the bus's base (``g_shunt`` as a shunt resistance drawing ``g_shunt x s_kva`` kW at 1 pu); ``q_cap`` as a
+    fixed reactive injection (a generator with kW = 0); ``p_fixed`` /
     ``q_fixed`` as a generator (model 1, not scaled by the load multiplier).
     """
     from pathlib import Path
@@ -679,9 +698,9 @@ def balanced_network(buses: pd.DataFrame, branches: pd.DataFrame, root: str, s_k
         if p or q:
             zip_ = tuple(get(b, f"{k}_zip_{c}", 1.0 if c == "p" else 0.0) for k in "pq" for c in "zip")
             loads.append(Load(f"load_{b}", b, (1, 2, 3), "wye", p, q, zip_, vminpu=0.0, vmaxpu=math.inf))
-        bs = get(b, "b_shunt", 0.0)
-        if bs:
-            shunts.append(Shunt(f"shunt_{b}", b, (1, 2, 3), "wye", bs * s_kva, nb[b].kv_ln))
+        bs, gs = get(b, "b_shunt", 0.0), get(b, "g_shunt", 0.0)
+        if bs or gs:
+            shunts.append(Shunt(f"shunt_{b}", b, (1, 2, 3), "wye", bs * s_kva, nb[b].kv_ln, kw=gs * s_kva))
         qc = get(b, "q_cap", 0.0)
         if qc:
             ders.append(Der(f"qcap_{b}", "generator", b, (1, 2, 3), 0.0, abs(qc) * s_kva, kvar=qc * s_kva))
