@@ -110,6 +110,12 @@ class Case:
     def hours(self) -> int:
         return len(self.profile)
 
+    def load_kw(self) -> np.ndarray:
+        """The feeder's active load per period at nominal voltage, kW three-phase (every bus's p_load x its
+        multiplier: per-bus profiles included; the network's generators are not loads and not in it)."""
+        p = self.buses["p_load"].to_numpy(dtype=float)
+        return (p @ self.load_mult_by_bus()) * self.bases.s_kva
+
     def load_mult_by_bus(self, buses: Any = None) -> np.ndarray:
         """Load multipliers, one row per bus of ``buses`` (default: every bus) and one column per period:
         ``profile.load_mult``, replaced by the bus's own column of ``load_profiles`` where it has one."""

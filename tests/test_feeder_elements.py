@@ -79,6 +79,8 @@ def test_generator_is_a_fixed_injection_not_a_load(tmp_path):
     assert v["passed"] and v["max_abs_dv_pu"] < 1e-6
     o = v["original"]
     assert o["converged"] and o["max_abs_dv_pu"] < 1e-6 and o["max_abs_dp_sub_kw"] < 1e-3
+    assert res.summary["load_kwh"] == pytest.approx(1000.0 * (0.5 + 1.5))  # loads only
+    assert res.summary["fixed_generation_kwh"] == pytest.approx(2 * 250.0)
     loss = res.branches.groupby(level="t")["loss_kw"].sum()
     for t, lm in ((1, 0.5), (2, 1.5)):
         assert res.substation.at[t, "p_kw"] == pytest.approx(1000.0 * lm - 250.0 + loss[t], rel=1e-6)
@@ -173,6 +175,7 @@ def test_loads_on_two_load_shapes_follow_them_hour_by_hour(tmp_path):
     np.testing.assert_allclose(case.load_profiles["b"], COM[6:9])
     np.testing.assert_allclose(case.load_element_profiles["lb"], COM[6:9])
     res = solve_case(case)
+    assert res.summary["load_kwh"] == pytest.approx(sum(400 * r + 600 * c for r, c in zip(RES[6:9], COM[6:9])))
     for k, t in enumerate((1, 2, 3)):
         assert _leaf_load(res, t) == pytest.approx(600.0 * COM[6 + k], rel=1e-7)
         p_sub = float(res.substation.at[t, "p_kw"])
