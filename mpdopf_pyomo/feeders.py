@@ -186,9 +186,30 @@ def base_case_gap(path: str | Path) -> dict[str, Any]:
         for k, what in ((0, "dp"), (1, "dq")):
             a, b = conv["groups"].get(group), orig["groups"].get(group)
             row[f"{what}_{group}"] = a[k] - b[k] if a is not None and b is not None else math.nan
+    # what no group holds (the source's side: OpenDSS's TotalPower against the elements' own powers)
+    row["dp_rest"] = conv["p_kw"] - orig["p_kw"] - sum(row[f"dp_{g}"] for g in dict.fromkeys(GROUPS.values()))
+    row["dq_rest"] = conv["q_kvar"] - orig["q_kvar"] - sum(row[f"dq_{g}"] for g in dict.fromkeys(GROUPS.values()))
     row["within_target"] = bool(row["original_converged"] and row["rel_dp"] <= TARGET_REL_PQ
                                 and row["rel_dq"] <= TARGET_REL_PQ and dv <= TARGET_DV_PU)
     return row
+
+
+def format_gap(row: dict[str, Any]) -> str:
+    """A :func:`base_case_gap` row as the lines ``cases show --gap`` prints (indented like the report)."""
+    if not row["original_converged"]:
+        return ("  base-case gap  no reference: the original feeder's own OpenDSS power flow does not converge "
+                f"(converted: {row['p_conv_kw']:.1f} kW + {row['q_conv_kvar']:.1f} kvar)")
+    groups = ("loads", "lines", "transformers", "generators", "rest")
+    names = {"lines": "lines+shunts", "rest": "source side"}
+    return "\n".join([
+        f"  base-case gap  the network alone (no DERs, one hour, its own load) against the original feeder in "
+        f"OpenDSS: P {row['p_orig_kw']:.1f} -> {row['p_conv_kw']:.1f} kW ({100 * row['rel_dp']:.2f} %), "
+        f"Q {row['q_orig_kvar']:.1f} -> {row['q_conv_kvar']:.1f} kvar ({100 * row['rel_dq']:.2f} %), backbone "
+        f"max |dV| {row['backbone_max_dv_pu']:.4f} pu (bus {row['backbone_worst_bus']})",
+        "    by element group (converted - original): dQ " + ", ".join(
+            f"{names.get(g, g)} {row[f'dq_{g}']:+.1f}" for g in groups if abs(row[f"dq_{g}"]) >= 0.05) + " kvar; dP "
+        + ", ".join(f"{names.get(g, g)} {row[f'dp_{g}']:+.1f}" for g in groups if abs(row[f"dp_{g}"]) >= 0.05) + " kW",
+    ])
 
 
 BASE_COLUMNS = [

@@ -126,4 +126,30 @@ def test_large_feeders_base_case(name):
         assert row["rel_dq"] == pytest.approx(0.103, abs=5e-3) and row["buses"] == 3699
         assert row["backbone_max_dv_pu"] <= TARGET_DV_PU
     else:
-        assert not row["original_converged"] and row["p_conv_kw"] == pytest.approx(11382.4, rel=1e-3)
+        assert not row["original_converged"] and row["p_conv_kw"] == pytest.approx(11546.1, rel=1e-3)
+
+
+def test_base_case_gap_split_by_element_group_adds_up():
+    """The IEEE 13's Q gap (-31.5 kvar, 1.82 %) by element group: loads +5.6 kvar, lines and shunts
+    -26.2 (unbalanced phase currents' reactive losses and per-phase capacitor voltages), transformers and
+    the regulator -10.7; the groups add up to the substation's gap."""
+    row = base_case_gap(feeder_path("ieee13"))
+    assert (row["dq_loads"], row["dq_lines"], row["dq_transformers"]) == pytest.approx((5.6, -26.2, -10.7), abs=0.1)
+    assert abs(row["dq_rest"]) < 0.5 and abs(row["dp_rest"]) < 0.5  # what no element group holds
+    assert row["q_conv_kvar"] - row["q_orig_kvar"] == pytest.approx(-31.5, abs=0.1)
+
+
+def test_closing_table_refuses_an_unknown_feeder(capsys):
+    from mpdopf_pyomo.feeders import main as feeders_main
+
+    assert feeders_main(["table", "nosuch"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown feeder(s) nosuch")
+
+
+def test_cases_show_gap_prints_the_split():
+    out = CliRunner().invoke(main, ["cases", "show", str(feeder_path("ieee13")), "--gap"])
+    assert out.exit_code == 0, out.output
+    assert "base-case gap  the network alone" in out.output and "(1.82 %)" in out.output
+    assert "dQ loads +5.6, lines+shunts -26.2, transformers -10.7" in out.output
+    bad = CliRunner().invoke(main, ["cases", "show", "case69.m", "--gap"])
+    assert bad.exit_code == 2 and "is not an OpenDSS feeder" in bad.output
