@@ -1122,6 +1122,8 @@ def _read_profile_csv(r: _Reader, file: Path, periods: int) -> tuple[dict[str, n
         raise r.stop(key, f"cannot read {file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise r.stop(key, f"{file}: not a UTF-8 text file (byte {exc.start})") from None
+    except ValueError:  # a NUL byte in the name
+        raise r.stop(key, f"cannot read {_short(str(file))}: not a valid file name") from None
     rows = [row for row in csv.reader(text.splitlines()) if any(c.strip() for c in row)]
     if not rows:
         raise r.stop(key, f"{file}: empty (expected a header row naming buses or LoadShapes)")
@@ -1309,6 +1311,9 @@ def describe_case(case: Case) -> str:
         f"  horizon     {case.hours} x {st.dt_h:g} h, "
         f"clock hours {pr['clock_hour'].iloc[0]}..{pr['clock_hour'].iloc[-1]}",
         "    load_mult  " + " ".join(f"{v:g}" for v in pr["load_mult"]),
+        *([f"    own load profiles at {case.load_profiles.shape[1]} bus(es) (LoadShapes or [profiles.loads]); "
+           "feeder load " + " ".join(f"{v:.1f}" for v in case.load_kw()) + " kW"]
+          if case.load_profiles is not None else []),
         "    pv_mult    " + " ".join(f"{v:g}" for v in pr["pv_mult"]),
         "    price      " + " ".join(f"{v:g}" for v in pr["price"]) + " USD/kWh",
         f"  settings    V_sub {st.v_sub_pu:g} pu, V {st.v_min_pu:g}..{st.v_max_pu:g} pu, "

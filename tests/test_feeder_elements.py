@@ -258,3 +258,18 @@ New Load.la bus1=a phases=3 kV=4.16 kW=300 kvar=90 model=1
     o = v["original"]
     assert o["converged"] and o["max_abs_dv_pu"] < 1e-6, o
     assert o["max_abs_dp_sub_kw"] < 2e-3 and o["max_abs_dq_sub_kvar"] < 5e-3, o
+
+
+@pytest.mark.parametrize("spec,message", [
+    ('"nosuch.csv"', "cannot read"), ('"."', "cannot read"), ('"a\\u0000b.csv"', "not a valid file name"),
+    ("3", "expected a string"), ('"bin.csv"', "not a UTF-8 text file"), ('"empty.csv"', "empty")])
+def test_toml_profiles_loads_file_errors(tmp_path, spec, message):
+    from mpdopf_pyomo.errors import CaseError
+
+    _write(tmp_path, GEN)
+    (tmp_path / "bin.csv").write_bytes(b"a\n\xff\xfe\n")
+    (tmp_path / "empty.csv").write_text("\n")
+    toml = _toml(tmp_path, "feeder.dss", [1.0, 1.0], f"[profiles.loads]\nfile = {spec}")
+    with pytest.raises(CaseError, match="profiles.loads.file: .*" + message) as err:
+        load_case(toml, 1, warn=None)
+    assert "\n" not in str(err.value)
