@@ -1,5 +1,12 @@
 """The public feeders' figures (issue 11): the base-case gap of the balanced conversion, and timed solves.
 
+``python -m mpdopf_pyomo.feeders`` (= ``... table``) writes the closing table, one row per feeder (IEEE 13,
+34, 123, 8500, 9500 and the MATPOWER case33bw, case69, case141): buses, branches, loads, the conversion
+report in one cell, the base-case gap (OpenDSS feeders: to the original feeder, below; MATPOWER: losses and
+the lowest voltage against the published base case), the 5-h central and ADMM (4 areas, the fixed penalty
+:data:`ADMM_OPTIONS`) wall times, and both validation figures: ``bench/results/feeders.md`` and ``.csv``
+(rewritten after every feeder).
+
 ``python -m mpdopf_pyomo.feeders base [FEEDER.dss ...]`` compares, for each OpenDSS feeder (default: the
 IEEE 13, 34, 123, 8500 and 9500 of ``../shared/reference/feeders``), the converted balanced model with the
 original feeder in OpenDSS at the base case -- no DERs, one hour, the feeder's own load:
@@ -71,18 +78,20 @@ GROUPS = {"load": "loads", "line": "lines", "capacitor": "lines", "reactor": "li
           "generator": "generators", "pvsystem": "generators", "storage": "generators"}
 
 
-def power_by_group() -> dict[str, tuple[float, float]]:
+def power_by_group(element_group: dict[str, str] | None = None) -> dict[str, tuple[float, float]]:
     """kW and kvar of the solved circuit per element group: ``loads`` (what they draw), ``lines`` (series
     losses of lines and reactors with their charging, and the shunt capacitors' and reactors' kvar: in the
     balanced equivalent line charging sits in bus shunts, so they are one group), ``transformers``
     (transformers and regulators: series losses, magnetising, no-load loss), ``generators`` (what they
-    draw: negative). Their sum is the substation's P and Q."""
+    draw: negative). Their sum is the substation's P and Q. ``element_group`` (lower-case element name ->
+    group) overrides the class rule: the exported balanced model writes a transformer as an ideal
+    transformer and a Line of the branch's name that carries its impedance."""
     from mpdopf_pyomo.network import engine
 
     dss = engine()
     out = {g: [0.0, 0.0] for g in dict.fromkeys(GROUPS.values())}
     for name in dss.Circuit.AllElementNames():
-        group = GROUPS.get(name.split(".", 1)[0].lower())
+        group = (element_group or {}).get(name.lower()) or GROUPS.get(name.split(".", 1)[0].lower())
         if group is None:
             continue
         dss.Circuit.SetActiveElement(name)
@@ -146,7 +155,9 @@ def _converted_base_case(path: Path) -> dict[str, Any]:
     dss.Solution.Solve()
     p, q = substation_power_kw()
     return {"case": case, "converged": bool(dss.Solution.Converged()), "p_kw": p, "q_kvar": q,
-            "v": bus_voltages_pu(), "load_s": t_load, "groups": power_by_group()}
+            "v": bus_voltages_pu(), "load_s": t_load,
+            "groups": power_by_group({f"line.{b}".lower(): "transformers" for b, kind in case.branches["kind"].items()
+                                      if kind in ("transformer", "regulator")})}
 
 
 def base_case_gap(path: str | Path) -> dict[str, Any]:
@@ -386,15 +397,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: the public feeders are not at {REFERENCE}", file=sys.stderr)
             return 2
         rows = []
+        args.out.mkdir(parents=True, exist_ok=True)
         for n in names:
             t0 = time.perf_counter()
             rows.append(closing_row(n, args.hours))
             print(f"{n}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        table = markdown_table(rows, CLOSING_COLUMNS)
+            table = markdown_table(rows, CLOSING_COLUMNS)  # written after every feeder: a long run keeps its rows
+            (args.out / "feeders.md").write_text(table + "\n")
+            write_csv(rows, args.out / "feeders.csv")
         print(table)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "feeders.md").write_text(table + "\n")
-        write_csv(rows, args.out / "feeders.csv")
         return 0
     paths = [feeder_path(f) if f in FEEDERS else Path(f) for f in (args.feeders or FEEDERS)]
     missing = [str(p) for p in paths if not p.is_file()]

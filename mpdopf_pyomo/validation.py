@@ -16,7 +16,10 @@ For each hour t of the plan:
 1. the exported model (compiled ONCE per validation, with an absolute path, exceptions on and without
    letting OpenDSS change the working directory: :func:`mpdopf_pyomo.network.compile_model`) gets its loads
    scaled by the hour's ``load_mult`` through the global load multiplier (``Solution.LoadMult``: it scales
-   the kW and kvar of every model=1 load, exactly what the optimisation does with p_L and q_L);
+   the kW and kvar of every model=1 load, exactly what the optimisation does with p_L and q_L); a bus with
+   its own load profile (``Case.load_profiles``) has its load taken off the global multiplier
+   (``status=fixed``) and set to nominal x its own multiplier each hour, and check (2) does the same for
+   each load of the original feeder with its own profile (``Case.load_element_profiles``);
 2. every PV and every battery of the plan is an element that injects exactly the planned three-phase P and Q
    (element choice below); PV P and Q come from ``results.pv``, battery P = discharge - charge and Q from
    ``results.battery`` -- the plan's own numbers, never recomputed from the case;
