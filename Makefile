@@ -53,8 +53,11 @@ docs-check: docs
 # (Markdown and CSV, gitignored) and on stdout. `$(PY) -m mpdopf_pyomo.benchmark --profile 24` breaks one
 # run down by stage. Then the public feeders from ../shared/reference/feeders (skipped when absent): the
 # base-case gap of the balanced conversion and 5-h central and ADMM solves (mpdopf_pyomo/feeders.py).
+# benchmark_scale: central solves of ieee123 x 5/24 h and generated 2,561 x 5/24 h and 10,241 x 4 h feeders
+# with IPOPT's time split into function evaluations and linear algebra (bench/results/scale.md; ~3 min).
 bench: setup
 	$(PY) -m mpdopf_pyomo.benchmark --out bench/results
+	$(PY) -m mpdopf_pyomo.benchmark_scale --out bench/results
 	-$(PY) -m mpdopf_pyomo.feeders table --out bench/results
 
 # The large generated feeders (1,025 x 5 h, 2,561 x 24 h, 10,241 x 4 h buses x hours; central, ADMM, ENApp):

@@ -173,6 +173,7 @@ def bench_large(rows: tuple[tuple[int, int], ...] = LARGE_ROWS, algorithms: tupl
                                    critical_path_s=ts.get("critical_path"), waiting_s=ts.get("waiting"),
                                    transfer_s=ts.get("transfer"), area_solves_total_s=ts.get("area_solves_total"),
                                    projected_s=ts.get("projected_one_core_per_area"),
+                                   projected_cpu_s=ts.get("projected_one_core_per_area_cpu"),
                                    worker_peak_mb=max(d.get("worker_peak_mb", {}).values(), default=None))
                         if central_obj:
                             row["gap"] = (s["objective_usd"] - central_obj) / central_obj
@@ -200,6 +201,7 @@ LARGE_COLUMNS = [
     ("waiting_s", "waiting s", "{:.1f}"),
     ("transfer_s", "transfer s", "{:.1f}"),
     ("projected_s", "projected 1 core/area s", "{:.1f}"),
+    ("projected_cpu_s", "projected 1 free core/area, CPU s", "{:.1f}"),
     ("peak_mb", "peak MB (largest process)", "{:.0f}"),
     ("worker_peak_mb", "peak MB per worker", "{:.0f}"),
     ("error", "error", "{}"),
@@ -459,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", default=",".join(str(h) for h in DEFAULT_HOURS),
                         help="comma-separated horizons (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per horizon (median reported)")
-    parser.add_argument("--formulation", default="exact", choices=("exact", "socp", "linear"))
+    from mpdopf_pyomo.formulations import FORMULATIONS
+
+    parser.add_argument("--formulation", default="exact", choices=tuple(FORMULATIONS))
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the tables (default %(default)s)")
     parser.add_argument("--no-distributed", dest="distributed", action="store_false",
                         help="skip the distributed rows (mpdopf_pyomo.decomposition.bench), which take minutes")

@@ -51,6 +51,8 @@ class Settings:
     v_sub_pu: float = 1.03  #: substation voltage magnitude, pu
     v_min_pu: float = 0.95
     v_max_pu: float = 1.05
+    #: upper limit on each PHASE voltage in the three-phase formulations (None: ``v_max_pu``)
+    v_max_phase_pu: float | None = None
     dt_h: float = 1.0  #: period length, hours
     alpha_usd_per_kwh: float = 0.001  #: weight on battery conversion losses, USD per kWh lost
     inverter_limit: Literal["circle", "box"] = "circle"  #: PV/battery reactive limit
@@ -185,6 +187,9 @@ SCHEMA: tuple[Key, ...] = (
     Key("settings", "v_sub_pu", "pu", _S.v_sub_pu, "Substation (source bus) voltage magnitude.", "float"),
     Key("settings", "v_min_pu", "pu", _S.v_min_pu, "Lower bus voltage limit.", "float"),
     Key("settings", "v_max_pu", "pu", _S.v_max_pu, "Upper bus voltage limit.", "float"),
+    Key("settings", "v_max_phase_pu", "pu", _Derived("v_max_pu"),
+        "Upper limit on each phase voltage in the three-phase formulations (`3ph-exact`); the balanced ones "
+        "do not read it.", "float"),
     Key("settings", "dt_h", "h", _S.dt_h, "Period length (one profile entry per period).", "float"),
     Key("settings", "alpha_usd_per_kwh", "USD/kWh", _S.alpha_usd_per_kwh,
         "Weight on battery conversion losses (discourages simultaneous charge and discharge).", "float"),
@@ -308,6 +313,7 @@ BOUNDS: dict[str, Bound] = {
     "settings.v_sub_pu": Bound(0.5, 1.5, warn_lo=0.9, warn_hi=1.1, why=_V_WHY),
     "settings.v_min_pu": Bound(0.5, 1.5, warn_lo=0.85, warn_hi=1.1, why=_V_WHY),
     "settings.v_max_pu": Bound(0.5, 1.5, warn_lo=0.9, warn_hi=1.15, why=_V_WHY),
+    "settings.v_max_phase_pu": Bound(0.5, 1.5, warn_lo=0.9, warn_hi=1.15, why=_V_WHY),
     "settings.dt_h": Bound(0.001, 24, why="a period is between 3.6 s and one day"),
     "settings.alpha_usd_per_kwh": Bound(0, 1e4, warn_hi=10, why=_PRICE_WHY),
     "settings.terminal_penalty_usd_per_kwh": Bound(0, 1e4, warn_hi=100, why=_PRICE_WHY),
@@ -723,6 +729,10 @@ def _case_keys(r: _Reader, path: Path) -> tuple[str, str, Path]:
 
 def _settings(r: _Reader) -> Settings:
     s = Settings(**{k: r.get("settings", k) for k in _SECTIONS["settings"]})
+    if isinstance(s.v_max_phase_pu, _Derived):
+        s.v_max_phase_pu = None
+    if s.v_max_phase_pu is not None and s.v_max_phase_pu <= s.v_min_pu:
+        raise r.stop("settings.v_max_phase_pu", f"{s.v_max_phase_pu} must be above Vmin = {s.v_min_pu}")
     if s.v_min_pu >= s.v_max_pu:
         raise r.stop("settings.v_min_pu", f"Vmin = {s.v_min_pu} must be below Vmax = {s.v_max_pu}")
     if not s.v_min_pu <= s.v_sub_pu <= s.v_max_pu:

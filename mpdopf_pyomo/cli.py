@@ -13,6 +13,7 @@ import click
 
 from mpdopf_pyomo import __version__
 from mpdopf_pyomo.errors import CaseError, MpdopfError
+from mpdopf_pyomo.formulations import FORMULATIONS
 
 
 class _Group(click.Group):
@@ -179,10 +180,18 @@ def cases(ctx: click.Context) -> None:
                    "and print the gap (substation P and Q, backbone voltages) split by element group.")
 def cases_show(case: str, hours: int | None, start: int | None, gap: bool) -> None:
     """Load CASE (a bundled name or a path to a .toml) and print its buses, branches, loads, DERs, areas."""
+    from mpdopf_pyomo import formulations
     from mpdopf_pyomo.case import describe_case, load_case
 
     loaded = load_case(case, hours, start=start)
     click.echo(describe_case(loaded))
+    click.echo("  formulations (--formulation):")
+    for name, why in formulations.supported(loaded):
+        f = formulations.get(name)
+        reduced = f.family == "balanced" and loaded.conversion is not None and loaded.conversion.as_dict().get("entries")
+        click.echo(f"    {name:<10} {'yes' if why is None else 'no '}  {f.family}: "
+                   + (f.description if why is None else why)
+                   + (" (on the feeder's balanced equivalent: the conversion report above)" if reduced else ""))
     if gap:
         if loaded.network_model.suffix.lower() != ".dss":
             raise CaseError(f"--gap: {loaded.network_model} is not an OpenDSS feeder (no original to compare)")
@@ -221,8 +230,10 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
 @click.option("-v", "--verbose", is_flag=True,
               help="Print the OpenDSS check hour by hour (default: the worst hour and any hour above tolerance).")
 @click.option("--algorithm", type=click.Choice(["central", "admm", "enapp"]), default="central", show_default=True)
-@click.option("--formulation", type=click.Choice(["exact", "socp", "linear"]), default="exact", show_default=True,
-              help="Branch-flow relation: exact, second-order-cone relaxation, or LinDistFlow.")
+@click.option("--formulation", type=click.Choice(list(FORMULATIONS)), default="exact", show_default=True,
+              help="Physics: balanced DistFlow (exact, socp: second-order-cone relaxation, linear: LinDistFlow) "
+                   "or 3ph-exact (exact unbalanced three-phase AC, OpenDSS feeders, central only); `cases show` "
+                   "lists which a case supports.")
 @click.option("--solver", default="ipopt", show_default=True, help="Any NLP solver Pyomo can drive (see `doctor`).")
 @click.option("--solver-option", "solver_options", multiple=True, metavar="KEY=VALUE",
               help="Passed to the solver; repeatable (e.g. max_iter=500). IPOPT and ripopt options are checked "
@@ -239,6 +250,10 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
               help="Distributed runs: where area problems are solved (default: processes on a multi-core "
                    "machine, serial on one core; dask with --scheduler).")
 @click.option("--scheduler", default=None, help="Dask scheduler address to join (implies --executor dask).")
+@click.option("--workers", "n_workers", type=click.IntRange(1, None), default=None, metavar="N",
+              help="Distributed runs: worker processes of --executor processes or of the local Dask cluster "
+                   "(default: one per core, at most one per area); with --scheduler: use N of the cluster's "
+                   "workers, waiting up to 30 s for them to join.")
 @click.option("--areas", "n_areas", type=AreasType(), default=None, metavar="N|auto",
               help="Distributed runs: partition the feeder automatically into N >= 2 areas instead of the "
                    "case's; auto: one per core, more if memory needs it.")
@@ -259,7 +274,8 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
                    "default), or the LinDistFlow point at the substation price (none).")
 def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, algorithm: str, formulation: str,
           solver: str, solver_options: tuple[str, ...], out_dir: str | None, as_json: bool, validate: bool, plots: bool,
-          tee: bool, executor: str | None, scheduler: str | None, n_areas: int | str | None, rho: float | None,
+          tee: bool, executor: str | None, scheduler: str | None, n_workers: int | None,
+          n_areas: int | str | None, rho: float | None,
           tol: float | None, max_iter: int | None, keep_last: bool, damping: float | None,
           warm_start: str | None) -> None:
     """Plan batteries and PV reactive power over the horizon at least energy cost; write results."""
@@ -291,7 +307,8 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
     from mpdopf_pyomo.case import load_case
 
     case = load_case(case_spec, hours, start=start)
-    distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_areas=n_areas, rho=rho,
+    distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_workers=n_workers,
+                                         n_areas=n_areas, rho=rho,
                                          tol=tol, max_iter=max_iter, keep_last=keep_last or None,
                                          damping=damping, warm_start=warm_start).items()
                    if v is not None}
@@ -371,6 +388,32 @@ def validate_cmd(folder: str, plots: bool, strict: bool, as_json: bool, verbose:
         sys.exit(1)
 
 
+def format_distributed_timing(d: dict[str, Any]) -> list[str]:
+    """``--verbose`` lines of a distributed run: where the time went (timing.csv summed) and the memory."""
+    ts = d.get("timing_s", {})
+    if not ts:
+        return []
+    lines = [
+        f"  iteration time   critical path {ts['critical_path']:.2f} s (slowest area per iteration), area solves "
+        f"{ts['area_solves_total']:.2f} s in all, waiting {ts['waiting']:.2f} s (areas queued on a worker), idle "
+        f"{ts.get('idle', 0.0):.2f} s (workers), transfer {ts['transfer']:.2f} s, coordinator {ts['coordinator']:.2f} s",
+        f"  projected        {ts['projected_one_core_per_area']:.2f} s with one core per area (slowest build "
+        f"{ts['area_build_max']:.2f} s + critical path + transfer + coordinator), measured "
+        f"{ts['measured_build_and_iterations']:.2f} s on {d.get('executor')}",
+    ]
+    if "critical_path_cpu" in ts:
+        lines.append(f"  CPU time         critical path {ts['critical_path_cpu']:.2f} s, area solves "
+                     f"{ts['area_solves_total_cpu']:.2f} s; projected {ts['projected_one_core_per_area_cpu']:.2f} s "
+                     "with a free core per area")
+    workers = d.get("workers") or []
+    mem = [f"coordinator {d['coordinator_peak_mb']:.0f} MB"] if "coordinator_peak_mb" in d else []
+    mem += [f"{w['worker']} (area{'s' if len(w['areas']) > 1 else ''} {', '.join(map(str, w['areas']))}) "
+            f"{w['peak_mb']:.0f} MB" for w in workers]
+    if mem:
+        lines.append("  peak memory      " + "; ".join(mem))
+    return lines
+
+
 def format_summary(s: dict[str, Any], folder: Any, verbose: bool = False) -> str:
     """The short terminal summary of a run (``verbose``: the OpenDSS check hour by hour)."""
     from mpdopf_pyomo.case import both_conventions
@@ -405,6 +448,8 @@ def format_summary(s: dict[str, Any], folder: Any, verbose: bool = False) -> str
             f"  distributed      {d['iterations']} {d['algorithm']} iterations{split}, primal {d['primal_residual']:.2e}, "
             f"dual {d['dual_residual']:.2e}, {d['exchanged_per_iteration']} values exchanged per iteration"
         )
+        if verbose:
+            lines += format_distributed_timing(d)
     if "validation" in s:
         from mpdopf_pyomo.validation import format_validation
 

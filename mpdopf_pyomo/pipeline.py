@@ -7,13 +7,10 @@ the CLI's (``Results.save``, ``plots``).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import pyomo.environ as pyo
-
-from mpdopf_pyomo import problem, solvers
+from mpdopf_pyomo import formulations, solvers
 from mpdopf_pyomo.case import Case, load_case
 from mpdopf_pyomo.errors import CaseError, MpdopfError
 from mpdopf_pyomo.progress import Progress, quiet
@@ -30,29 +27,9 @@ def solve_central(
     tee: bool = False,
     progress: Progress = quiet,
 ) -> Results:
-    """Solve the whole feeder over the horizon as one NLP, from a LinDistFlow starting point."""
-    t0 = time.perf_counter()
-    progress(f"building the {formulation} model: {len(case.buses)} buses x {case.hours} h")
-    m = problem.build_model(case, formulation)
-    problem.initialize(m, problem.flat_start(case))
-    build_s = time.perf_counter() - t0
-    progress(f"solving with {solver}")
-    stats = solvers.solve(m, solver, options, tee=tee)
-    progress(f"{solver} ({stats.route}) converged in {stats.iterations} iterations, {stats.solve_s:.2f} s")
-    n_vars = sum(1 for v in m.component_data_objects(pyo.Var, active=True) if not v.fixed)
-    n_cons = sum(1 for _ in m.component_data_objects(pyo.Constraint, active=True))
-    return Results.from_models(
-        case,
-        [m],
-        algorithm="central",
-        formulation=formulation,
-        solver=stats.solver,
-        solver_route=stats.route,
-        solver_version=stats.extra.get("version"),
-        solver_stats={"iterations": stats.iterations, "termination": stats.termination,
-                      "variables": n_vars, "constraints": n_cons, "mumps": stats.extra.get("mumps")},
-        timings={"build_s": build_s, "solve_s": stats.solve_s},
-    )
+    """Solve the whole feeder over the horizon as one NLP with the formulation ``formulation``
+    (:data:`mpdopf_pyomo.formulations.FORMULATIONS`: it builds, starts, solves and reads back)."""
+    return formulations.check(formulation, case).solve_central(case, solver, options, tee, progress)
 
 
 def solve_case(
@@ -76,6 +53,8 @@ def solve_case(
         results = solve_central(case, formulation, solver, options, tee, progress)
     elif algorithm in ("admm", "enapp"):
         from mpdopf_pyomo.decomposition import solve_distributed
+
+        formulations.check(formulation, case, algorithm)
 
         results = solve_distributed(
             case, algorithm=algorithm, formulation=formulation, solver=solver, options=options,

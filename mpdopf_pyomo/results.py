@@ -9,6 +9,10 @@ Tables (kW, kvar, kWh are three-phase totals of the balanced feeder, i.e. per-un
 * ``battery``: rows (bus, t): charge_kw, discharge_kw, q_kvar, energy_kwh, soc (fraction of the energy rating)
 * ``substation``: rows t: p_kw, q_kvar, price_usd_per_kwh, cost_usd, load_mult, pv_mult, clock_hour
 
+A three-phase run (``--formulation 3ph-exact``) holds the same tables (``voltages``: each bus's mean phase
+magnitude; ``branches``: sums over the phases) and adds ``node_voltages``, ``branch_phases`` and
+``substation_phases`` (per node and phase; :func:`mpdopf_pyomo.formulations.three_phase.read_back`).
+
 Every file with a period column ``t`` also has ``clock_time`` (HH:MM of the period's start, see
 :func:`clock_times`), so the tables join on ``t`` (and ``bus``/``branch``) without reshaping.
 
@@ -99,7 +103,6 @@ class Results:
         a distributed run together give each quantity exactly once.
         """
         base = case.bases.s_kva
-        dt = case.settings.dt_h
         T = list(case.profile.index)
         v_rows: dict[str, list[float]] = {}
         br_rows: list[tuple] = []
@@ -122,19 +125,7 @@ class Results:
                         (e, t, net.parent_bus[e], case.branches.at[e, "to_bus"], net.P[e, t].value * base,
                          net.Q[e, t].value * base, r * ell * base, ell)
                     )
-            for j in m.pv.J:
-                for t in T:
-                    q = m.pv.q[j, t]
-                    pv_rows.append((j, t, m.pv.p[j, t] * base, q.value * base, q.ub * base))
-            bat = m.battery
-            for j in bat.J:
-                e_rated = case.batteries.at[j, "e_rated"]
-                for t in T:
-                    energy = bat.e[j, t].value
-                    bat_rows.append(
-                        (j, t, bat.pc[j, t].value * base, bat.pd[j, t].value * base, bat.q[j, t].value * base,
-                         energy * base, energy / e_rated)
-                    )
+            device_rows(case, m, pv_rows, bat_rows)
             if hasattr(m, "substation"):
                 for t in T:
                     sub_p[t] = m.substation.P[t].value
@@ -149,6 +140,19 @@ class Results:
         branches = pd.DataFrame(
             br_rows, columns=["branch", "t", "from_bus", "to_bus", "p_kw", "q_kvar", "loss_kw", "current_sq_pu"]
         ).set_index(["branch", "t"])
+        return cls.from_tables(case, voltages, branches, pv_rows, bat_rows, sub_p, sub_q, objective, loss_cost,
+                               terminal_cost, **summary)
+
+    @classmethod
+    def from_tables(cls, case: Case, voltages: pd.DataFrame, branches: pd.DataFrame, pv_rows: list[tuple],
+                    bat_rows: list[tuple], sub_p: dict[int, float], sub_q: dict[int, float], objective: float,
+                    loss_cost: float, terminal_cost: float, **summary: Any) -> "Results":
+        """Results and their summary from the tables any formulation reads back: bus voltages (bus x hour,
+        pu), branches (rows (branch, t)), PV and battery rows (:func:`device_rows`), substation P and Q
+        per hour (pu) and the objective's parts (USD)."""
+        base = case.bases.s_kva
+        dt = case.settings.dt_h
+        T = list(case.profile.index)
         pv = pd.DataFrame(pv_rows, columns=["bus", "t", "p_kw", "q_kvar", "q_max_kvar"]).set_index(["bus", "t"])
         battery = pd.DataFrame(
             bat_rows, columns=["bus", "t", "charge_kw", "discharge_kw", "q_kvar", "energy_kwh", "soc"]
@@ -374,6 +378,26 @@ def _complete(file: Path, frame: pd.DataFrame, unit: str, hours: pd.Series) -> N
     if len(short):
         raise CaseError(one_line(f"{file}: {unit} {short.index[0]} has {short.iloc[0]} of the {len(hours)} periods "
                                  "(cut file?)"))
+
+
+def device_rows(case: Case, m: pyo.ConcreteModel, pv_rows: list[tuple], bat_rows: list[tuple]) -> None:
+    """Append the PV and battery rows of a model's ``pv`` and ``battery`` blocks (:mod:`mpdopf_pyomo.blocks.pv`,
+    :mod:`~mpdopf_pyomo.blocks.battery`), in kW, kvar, kWh: the layout of pv.csv and battery.csv."""
+    base = case.bases.s_kva
+    T = list(case.profile.index)
+    for j in m.pv.J:
+        for t in T:
+            q = m.pv.q[j, t]
+            pv_rows.append((j, t, m.pv.p[j, t] * base, q.value * base, q.ub * base))
+    bat = m.battery
+    for j in bat.J:
+        e_rated = case.batteries.at[j, "e_rated"]
+        for t in T:
+            energy = bat.e[j, t].value
+            bat_rows.append(
+                (j, t, bat.pc[j, t].value * base, bat.pd[j, t].value * base, bat.q[j, t].value * base,
+                 energy * base, energy / e_rated)
+            )
 
 
 def clock_times(substation: pd.DataFrame) -> pd.Series | None:

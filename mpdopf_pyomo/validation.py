@@ -184,10 +184,14 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
     """Run the plan in ``results`` through OpenDSS hour by hour on ``case``'s network model; compare."""
     from mpdopf_pyomo.network import bus_voltages_pu, compile_model, engine, substation_power_kw
 
+    from mpdopf_pyomo import formulations
+
     t_start = time.perf_counter()
     hours = _hours(case, results)
     devices = _devices(results)
     model = Path(case.network_model)
+    if formulations.get(str(results.summary.get("formulation", "exact"))).validation == "nodes":
+        return _validate_nodes(case, results, hours, devices, t_start)
     shown = _compile_export(case)  # check (1): the case's balanced network, exported to OpenDSS
     dss = engine()
     where = f"{model}"
@@ -389,7 +393,8 @@ class _Original:
     dv: pd.DataFrame
 
 
-def _check_original(case: Case, results: Results, hours: list[int], devices: pd.DataFrame) -> _Original:
+def _check_original(case: Case, results: Results, hours: list[int], devices: pd.DataFrame,
+                    plan_nodes: pd.DataFrame | None = None) -> _Original:
     """Run the plan on the case's ORIGINAL OpenDSS feeder and measure the balanced model's gap.
 
     The feeder is compiled afresh and solved once with its controls on at its own load level
@@ -401,6 +406,11 @@ def _check_original(case: Case, results: Results, hours: list[int], devices: pd.
     every bus of the plan (in per unit on the equivalent's base of that bus) is compared with that bus's
     balanced voltage. A feeder that does not solve is a
     result (``converged`` false, the reason), not an error: check (1) already validated the plan.
+
+    ``plan_nodes`` (a three-phase plan's ``node_voltages`` table: node, t, v_pu, angle_deg, on the nodes'
+    own bases) compares node by node instead: magnitude and angle of every node, the source's P and Q per
+    phase and the losses (``by_hour`` then also has ``orig_max_abs_dangle_deg``, ``orig_dloss_kw``,
+    ``orig_max_abs_dp_phase_kw``; ``summary['opendss_bus_v']`` the buses' mean phase voltage per hour).
     """
     from mpdopf_pyomo.network import bus_voltages_pu, compile_model, engine, substation_power_kw
     from mpdopf_pyomo.network.opendss import solve_operating_point
@@ -461,8 +471,29 @@ def _check_original(case: Case, results: Results, hours: list[int], devices: pd.
     node_kv = case.buses["v_base_kv_ln"].where(~half, case.buses["v_base_kv_ln"] / 2) if "split_phase" in \
         case.buses else case.buses["v_base_kv_ln"]
     node_base_v = node_kv.set_axis(lower).reindex(node_bus).to_numpy(float) * 1000.0
+    if plan_nodes is not None:  # three-phase plan: its own nodes, on OpenDSS's own node bases
+        dss.Circuit.SetActiveElement(f"Vsource.{dss.Vsources.Name()}")
+        plan = plan_nodes.assign(node=plan_nodes["node"].astype(str).str.lower())
+        plan_mag = plan.pivot(index="node", columns="t", values="v_pu")
+        plan_ang = plan.pivot(index="node", columns="t", values="angle_deg")
+        missing = sorted(set(plan_mag.index) - set(node_names))
+        if missing:
+            raise CaseError(f"{model}: plan node(s) not in the feeder: {', '.join(missing[:5])}")
+        keep = [k for k, n in enumerate(node_names) if n in plan_mag.index]
+        nodes = [node_names[k] for k in keep]
+        node_bus = [n.split(".", 1)[0] for n in nodes]
+        dss_base = np.empty(len(nodes))
+        bases = {b.lower(): None for b in node_bus}
+        for b in bases:
+            dss.Circuit.SetActiveBus(b)
+            bases[b] = float(dss.Bus.kVBase()) * 1000.0
+        dss_base = np.array([bases[b] for b in node_bus])
+        node_base_v = dss_base
+        plan_sub = results.extra_tables.get("substation_phases")
+        opt_loss = results.branches.groupby(level="t")["loss_kw"].sum()
     by_t = {t: g for t, g in devices.groupby("t")}
     dv = np.empty((len(nodes), len(hours)))
+    bus_v = {}
     rows = []
     for k, t in enumerate(hours):
         try:
@@ -480,13 +511,33 @@ def _check_original(case: Case, results: Results, hours: list[int], devices: pd.
         if not converged:
             return failed(f"the power flow of hour {t} does not converge in {dss.Solution.Iterations()} iterations")
         mag = np.asarray(dss.Circuit.AllBusVMag(), dtype=float)[keep] / node_base_v
-        dv[:, k] = mag - opt_v[t].reindex(node_bus).to_numpy(float)
+        extra = {}
+        if plan_nodes is None:
+            dv[:, k] = mag - opt_v[t].reindex(node_bus).to_numpy(float)
+        else:
+            dv[:, k] = mag - plan_mag[t].reindex(nodes).to_numpy(float)
+            volts = np.asarray(dss.Circuit.AllBusVolts(), dtype=float)
+            ang = np.degrees(np.angle(volts[0::2] + 1j * volts[1::2]))[keep]
+            dang = (ang - plan_ang[t].reindex(nodes).to_numpy(float) + 180.0) % 360.0 - 180.0
+            bus_v[t] = pd.Series(mag, index=node_bus).groupby(level=0).mean()
+            loss_dss = float(dss.Circuit.Losses()[0]) / 1000.0
+            extra = {"orig_max_abs_dangle_deg": float(np.abs(dang).max()),
+                     "orig_loss_opendss_kw": loss_dss, "orig_dloss_kw": loss_dss - float(opt_loss.loc[t])}
+            if plan_sub is not None and len(plan_sub):
+                dss.Circuit.SetActiveElement(f"Vsource.{dss.Vsources.Name()}")
+                pw = np.asarray(dss.CktElement.Powers(), dtype=float)
+                ph_nodes = [int(x) for x in dss.CktElement.NodeOrder()[:dss.CktElement.NumConductors()]]
+                sub_t = plan_sub[plan_sub["t"] == t].set_index("phase")
+                d_ph = [(-pw[2 * j] - float(sub_t.at[ph, "p_kw"]), -pw[2 * j + 1] - float(sub_t.at[ph, "q_kvar"]))
+                        for j, ph in enumerate(ph_nodes) if ph in sub_t.index]
+                extra["orig_max_abs_dp_phase_kw"] = float(max(abs(d[0]) for d in d_ph))
+                extra["orig_max_abs_dq_phase_kvar"] = float(max(abs(d[1]) for d in d_ph))
         worst = int(np.argmax(np.abs(dv[:, k])))
         p_dss, q_dss = substation_power_kw()
         p_opt, q_opt = float(results.substation.at[t, "p_kw"]), float(results.substation.at[t, "q_kvar"])
         rows.append({"t": t, "orig_max_abs_dv_pu": float(abs(dv[worst, k])), "orig_worst_node": nodes[worst],
                      "orig_p_opendss_kw": p_dss, "orig_dp_sub_kw": p_dss - p_opt,
-                     "orig_q_opendss_kvar": q_dss, "orig_dq_sub_kvar": q_dss - q_opt})
+                     "orig_q_opendss_kvar": q_dss, "orig_dq_sub_kvar": q_dss - q_opt, **extra})
     by_hour = pd.DataFrame(rows).set_index("t")
     worst_t = int(by_hour["orig_max_abs_dv_pu"].idxmax())
     rel = (by_hour["orig_dp_sub_kw"].abs() / by_hour["orig_p_opendss_kw"].abs().clip(lower=1e-9)).max()
@@ -501,7 +552,97 @@ def _check_original(case: Case, results: Results, hours: list[int], devices: pd.
         "elements": "PV and battery: Generator model=1 on all phases of its bus; the feeder's PVSystem and "
                     "Storage elements disabled",
     }
+    if plan_nodes is not None:
+        summary["sign"] = "d = OpenDSS (original feeder) - optimisation (three-phase, node by node)"
+        summary["max_abs_dangle_deg"] = float(by_hour["orig_max_abs_dangle_deg"].max())
+        summary["max_abs_dloss_kw"] = float(by_hour["orig_dloss_kw"].abs().max())
+        if "orig_max_abs_dp_phase_kw" in by_hour:
+            summary["max_abs_dp_phase_kw"] = float(by_hour["orig_max_abs_dp_phase_kw"].max())
+            summary["max_abs_dq_phase_kvar"] = float(by_hour["orig_max_abs_dq_phase_kvar"].max())
+        summary["opendss_bus_v"] = pd.DataFrame(bus_v)
     return _Original(summary, by_hour, pd.DataFrame(dv, index=pd.Index(nodes, name="node"), columns=hours))
+
+
+#: Node-by-node check of a three-phase plan: largest accepted |dV| (pu) on any node and hour, and substation
+#: P mismatch as a fraction of |P_sub| (0.01 %): the same physics on both sides, so solver tolerance.
+TOL_NODES_V_PU = 1e-6
+TOL_NODES_REL_P_SUB = 1e-4
+
+
+def _validate_nodes(case: Case, results: Results, hours: list[int], devices: pd.DataFrame,
+                    t_start: float) -> Validation:
+    """The check of a three-phase plan (formulations whose ``validation`` is ``"nodes"``): the plan on the
+    ORIGINAL feeder (:func:`_check_original` with the plan's ``node_voltages``), every bus and phase in
+    magnitude and angle, the substation P and Q in total and per phase, the losses; passes when every node
+    and hour is within :data:`TOL_NODES_V_PU` and the substation P within :data:`TOL_NODES_REL_P_SUB`."""
+    if Path(case.network_model).suffix.lower() != ".dss":
+        raise CaseError(f"{case.source}: a three-phase plan is checked on its OpenDSS feeder; "
+                        f"{case.network_model} is not one")
+    nodes = results.extra_tables.get("node_voltages")
+    if nodes is None:
+        raise CaseError(f"{case.source}: the three-phase plan has no node_voltages table; cannot check it node by node")
+    orig = _check_original(case, results, hours, devices, plan_nodes=nodes)
+    o = orig.summary
+    if not o.get("converged"):
+        raise ValidationFailed(f"{case.network_model}: the node-by-node check could not run: {o.get('reason')}")
+    bus_v = o.pop("opendss_bus_v")
+    floor_kw = P_SUB_FLOOR_OF_BASE * case.bases.s_kva
+    h = orig.by_hour
+    by_hour = pd.DataFrame({
+        "load_mult": case.profile.loc[hours, "load_mult"].to_numpy(float),
+        "max_abs_dv_pu": h["orig_max_abs_dv_pu"], "worst_bus": h["orig_worst_node"],
+        "max_abs_dangle_deg": h["orig_max_abs_dangle_deg"],
+        "p_opt_kw": results.substation["p_kw"].reindex(h.index), "p_opendss_kw": h["orig_p_opendss_kw"],
+        "dp_sub_kw": h["orig_dp_sub_kw"],
+        "rel_dp_sub": h["orig_dp_sub_kw"].abs() / np.maximum(h["orig_p_opendss_kw"].abs(), floor_kw),
+        "q_opt_kvar": results.substation["q_kvar"].reindex(h.index), "q_opendss_kvar": h["orig_q_opendss_kvar"],
+        "dq_sub_kvar": h["orig_dq_sub_kvar"],
+        "loss_opendss_kw": h["orig_loss_opendss_kw"], "dloss_kw": h["orig_dloss_kw"],
+    }, index=h.index)
+    for col in ("orig_max_abs_dp_phase_kw", "orig_max_abs_dq_phase_kvar"):
+        if col in h:
+            by_hour[col.replace("orig_", "")] = h[col]
+    ok = (by_hour["max_abs_dv_pu"] <= TOL_NODES_V_PU) & (by_hour["rel_dp_sub"] <= TOL_NODES_REL_P_SUB)
+    by_hour["passed"] = ok
+    worst_t = int(by_hour["max_abs_dv_pu"].idxmax())
+    price = results.substation["price_usd_per_kwh"].reindex(by_hour.index).to_numpy(float)
+    cost_dss = float(np.sum(by_hour["p_opendss_kw"].to_numpy(float) * price * case.settings.dt_h))
+    summary = {
+        "max_abs_dv_pu": float(by_hour["max_abs_dv_pu"].max()),
+        "max_abs_dangle_deg": float(by_hour["max_abs_dangle_deg"].max()),
+        "max_abs_dp_sub_kw": float(by_hour["dp_sub_kw"].abs().max()),
+        "max_abs_dq_sub_kvar": float(by_hour["dq_sub_kvar"].abs().max()),
+        "max_abs_dloss_kw": float(by_hour["dloss_kw"].abs().max()),
+        "max_rel_dp_sub": float(by_hour["rel_dp_sub"].max()),
+        "max_abs_dp_phase_kw": o.get("max_abs_dp_phase_kw"),
+        "max_abs_dq_phase_kvar": o.get("max_abs_dq_phase_kvar"),
+        "energy_cost_opendss_usd": cost_dss,
+        "energy_cost_opendss_per_phase_usd": cost_dss / 3,
+        "worst_hour": worst_t,
+        "worst_bus": str(by_hour.at[worst_t, "worst_bus"]),
+        "worst_node": str(by_hour.at[worst_t, "worst_bus"]),
+        "nodes": o["nodes"],
+        "tolerance_pu": TOL_NODES_V_PU,
+        "tolerance_rel_p_sub": TOL_NODES_REL_P_SUB,
+        "passed": bool(ok.all()),
+        "hours_failed": [int(t) for t in by_hour.index[~ok]],
+        "by_hour": [
+            {"t": int(t), "max_abs_dv_pu": float(r.max_abs_dv_pu), "dp_sub_kw": float(r.dp_sub_kw),
+             "dq_sub_kvar": float(r.dq_sub_kvar), "dloss_kw": float(r.dloss_kw), "rel_dp_sub": float(r.rel_dp_sub)}
+            for t, r in by_hour.iterrows()
+        ],
+        "engine": engine_version(),
+        "network_model": o["network_model"],
+        "check": "node by node on the original feeder (every bus and phase: magnitude and angle; substation P, Q "
+                 "in total and per phase; losses)",
+        "regulators": o["regulators"],
+        "elements": o["elements"],
+        "sign": o["sign"],
+        "time_s": time.perf_counter() - t_start,
+    }
+    voltages = bus_v.reindex([str(b).lower() for b in results.voltages.index])
+    voltages.index.name = "bus"
+    return Validation(summary, by_hour, voltages, orig.dv)
 
 
 def _compile_export(case: Case) -> str:
@@ -540,6 +681,10 @@ def format_validation(v: dict[str, Any], verbose: bool = False) -> list[str]:
         f"max |dLoss| {v.get('max_abs_dloss_kw', float('nan')):.4f} kW: {verdict} "
         f"(|dV| <= {tol:g} pu, |dP_sub| <= {100 * tol_p:g} %)"
     ]
+    if "max_abs_dangle_deg" in v:  # a three-phase plan, checked node by node on the original feeder
+        lines.append(f"  node by node     {v.get('nodes')} nodes of the original feeder: max |dangle| "
+                     f"{v['max_abs_dangle_deg']:.1e} deg, per phase max |dP| {v.get('max_abs_dp_phase_kw') or 0:.4f} kW, "
+                     f"max |dQ| {v.get('max_abs_dq_phase_kvar') or 0:.4f} kvar")
     if "energy_cost_opendss_usd" in v:
         lines.append(f"  OpenDSS cost     energy {v['energy_cost_opendss_usd']:.4f} USD three-phase = "
                      f"{v['energy_cost_opendss_per_phase_usd']:.4f} USD per phase "

@@ -18,10 +18,10 @@ import pandas as pd
 
 from mpdopf_pyomo import problem, solvers
 from mpdopf_pyomo.case import Case
-from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values
+from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values, peak_rss_mb
 from mpdopf_pyomo.decomposition.core import TIMING_COLUMNS, IterationCallback, initial_boundary, make_layout
-from mpdopf_pyomo.decomposition.executors import default_executor, make_executor
-from mpdopf_pyomo.decomposition.partition import with_areas
+from mpdopf_pyomo.decomposition.executors import default_executor, make_executor, worker_table
+from mpdopf_pyomo.decomposition.partition import auto_areas, with_areas
 from mpdopf_pyomo.errors import CaseError, SolveFailed, bad_setting
 from mpdopf_pyomo.results import Results
 from mpdopf_pyomo.progress import Progress, quiet
@@ -115,12 +115,18 @@ def solve_distributed(
         warm = 0
     options = solvers.check_options(solver, options)
     t0 = time.perf_counter()
-    case = with_areas(case, n_areas)
+    executor = executor or default_executor(scheduler, n_workers)
+    exe = make_executor(executor, scheduler, n_workers)
+    try:
+        if n_areas == "auto":  # as many areas as the executor has workers (a cluster's, not this machine's)
+            n_areas = auto_areas(case, **exe.capacity())
+        case = with_areas(case, n_areas)
+    except BaseException:
+        exe.close()
+        raise
     areas = sorted(int(a) for a in case.buses["area"].unique())
     start = problem.flat_start(case)
     specs = [AreaSpec(case, a, formulation, solver, dict(options or {}), start) for a in areas]
-    executor = executor or default_executor(scheduler)
-    exe = make_executor(executor, scheduler, n_workers)
     progress(f"{algorithm}: {len(areas)} areas (cut branches {', '.join(case.cut_branches)}), "
              f"executor {executor}; building the area models")
     try:
@@ -154,6 +160,7 @@ def solve_distributed(
             )
         values = exe.map("values", {a: () for a in areas})
         peak = exe.map("peak_mb", {a: () for a in areas})
+        workers = worker_table(exe, info, peak)
     finally:
         exe.close()
     models = []
@@ -180,11 +187,13 @@ def solve_distributed(
         "area_solve_total_s": out.area_solve_total_s,
         "coordination_s": out.coordination_s,
         "per_iteration_s": (out.area_solve_s + out.coordination_s) / max(out.iterations, 1),
-        **timing_summary(out, [float(info[a]["build_s"]) for a in areas], build_s, solve_s),
+        **timing_summary(out, [float(info[a]["build_s"]) for a in areas], build_s, solve_s,
+                         [float(info[a].get("build_cpu_s", 0.0)) for a in areas]),
         "persistent_area_solvers": all(info[a]["persistent"] for a in areas),
-        # peak resident memory of each worker process holding areas, MB (the coordinator's own when serial)
-        "worker_peak_mb": {str(pid): max(peak[a] for a in areas if info[a]["pid"] == pid)
-                           for pid in sorted({info[a]["pid"] for a in areas})},
+        # peak resident memory of each worker holding areas, MB (the coordinator's own when serial)
+        "worker_peak_mb": {w["worker"]: w["peak_mb"] for w in workers},
+        "workers": workers,
+        "coordinator_peak_mb": peak_rss_mb(),
         **({"rho": out.extra.get("rho_final"), "rho_adaptive": out.extra.get("rho_adaptive"),
             "over_relaxation": relax, "warm_start_iterations": out.extra.get("warm_start_iterations")} if algorithm == "admm" else {"damping": damping}),
     }
@@ -209,22 +218,30 @@ def solve_distributed(
     return results
 
 
-def timing_summary(out: Any, area_build_s: list[float], build_s: float, solve_s: float) -> dict[str, Any]:
+def timing_summary(out: Any, area_build_s: list[float], build_s: float, solve_s: float,
+                   area_build_cpu_s: list[float] | None = None) -> dict[str, Any]:
     """summary['distributed'] timing keys: the per-iteration terms of :data:`.core.TIMING_COLUMNS` summed
     over the run, and the projected wall time with one core per area (the slowest area build, then every
-    iteration's critical path, transfer and coordinator time) beside the measured build + iterations."""
+    iteration's critical path, transfer and coordinator time) beside the measured build + iterations;
+    ``projected_one_core_per_area_cpu`` is the same with the builds' and solves' CPU times (what a
+    machine with a free core per area would take when this one was busy with other work)."""
     tot = {c: float(sum(r[c] for r in out.timing)) for c in TIMING_COLUMNS[1:]}
     return {
         "timing_s": {
             "critical_path": tot["critical_s"],
             "area_solves_total": tot["solve_total_s"],
             "waiting": tot["waiting_s"],
+            "idle": tot["idle_s"],
             "transfer": tot["transfer_s"],
             "coordinator": tot["coordinator_s"],
             "area_build_max": max(area_build_s, default=0.0),
             "area_build_total": float(sum(area_build_s)),
             "measured_build_and_iterations": build_s + solve_s,
             "projected_one_core_per_area": max(area_build_s, default=0.0) + tot["projected_s"],
+            "critical_path_cpu": tot["critical_cpu_s"],
+            "area_solves_total_cpu": tot["solve_total_cpu_s"],
+            "projected_one_core_per_area_cpu": max(area_build_cpu_s or [0.0]) + tot["critical_cpu_s"]
+            + tot["transfer_s"] + tot["coordinator_s"],
         },
     }
 

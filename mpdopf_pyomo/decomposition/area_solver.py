@@ -92,11 +92,28 @@ def load_values(m: pyo.ConcreteModel, values: np.ndarray) -> None:
             v.set_value(float(val), skip_validation=True)
 
 
+def _cpu_time() -> float:
+    """CPU seconds of this thread plus those of the finished child processes (a solver executable)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.thread_time() + children.ru_utime + children.ru_stime
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
 class AreaSolver:
     """An area model and its persistent solver; :meth:`solve` is one iteration's area solve."""
 
     def __init__(self, spec: AreaSpec):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         self.area = spec.area
         self.solver = spec.solver
         self.options = dict(spec.options)
@@ -118,6 +135,7 @@ class AreaSolver:
         if self.persistent:
             self._build_nlp()
         self.build_s = time.perf_counter() - t0
+        self.build_cpu_s = time.thread_time() - c0
 
     # ----------------------------------------------------------------------------------------------
     def _build_nlp(self) -> None:
@@ -171,13 +189,16 @@ class AreaSolver:
               iteration: int = 0) -> dict[str, Any]:
         """Solve with penalty coefficients ``w2``, ``w1`` and ports pinned where ``pin`` is not NaN.
 
-        Returns ``x`` (port values), ``cost`` (the area's base cost, USD), ``iterations``, ``solve_s``.
+        Returns ``x`` (port values), ``cost`` (the area's base cost, USD), ``iterations``, ``solve_s`` (wall)
+        and ``cpu_s`` (CPU time of this thread: the solve's time on a core of its own, whatever else the
+        machine runs; IPOPT and the model evaluations run in this one thread; a solver executable's time
+        is added when it ends).
         Raises :class:`SolveFailed` naming the area and iteration unless the solve is optimal.
         """
         w2 = np.asarray(w2, dtype=float)
         w1 = np.asarray(w1, dtype=float)
         pin = np.full(len(self.keys), np.nan) if pin is None else np.asarray(pin, dtype=float)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_time()
         try:
             if self.persistent:
                 x_ports, total, iters = self._solve_persistent(w2, w1, pin)
@@ -187,7 +208,8 @@ class AreaSolver:
             raise SolveFailed(f"area {self.area}, iteration {iteration}: {exc}") from None
         self.n_solves += 1
         cost = total - float(np.sum(w2 * x_ports**2 + w1 * x_ports))
-        return {"x": x_ports, "cost": cost, "iterations": iters, "solve_s": time.perf_counter() - t0}
+        return {"x": x_ports, "cost": cost, "iterations": iters, "solve_s": time.perf_counter() - t0,
+                "cpu_s": _cpu_time() - c0}
 
     def _solve_persistent(self, w2: np.ndarray, w1: np.ndarray, pin: np.ndarray) -> tuple[np.ndarray, float, int]:
         lb, ub = self._lb0.copy(), self._ub0.copy()
@@ -272,20 +294,16 @@ class AreaSolver:
         return model_values(self.model)
 
     def peak_mb(self) -> float:
-        """Peak resident memory of this area's process so far, MB (ru_maxrss; every area of a worker
-        reports its worker's figure)."""
-        import resource
-        import sys
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+        """Peak resident memory of this area's process so far, MB (every area of a worker reports its
+        worker's figure)."""
+        return peak_rss_mb()
 
     def info(self) -> dict[str, Any]:
         """Route, version and build time of this area's solver."""
         import os
 
         return {"area": self.area, "route": self.route, "version": self.version, "persistent": self.persistent,
-                "build_s": self.build_s, "pid": os.getpid(), "ports": self.ports()}
+                "build_s": self.build_s, "build_cpu_s": self.build_cpu_s, "pid": os.getpid(), "ports": self.ports()}
 
 
 class AreaHost:

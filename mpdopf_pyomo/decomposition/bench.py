@@ -33,7 +33,9 @@ def benchmark_rows(
                                coordination_s=d["coordination_s"], per_iteration_s=d["per_iteration_s"],
                                critical_path_s=d["timing_s"]["critical_path"], waiting_s=d["timing_s"]["waiting"],
                                transfer_s=d["timing_s"]["transfer"],
-                               projected_s=d["timing_s"]["projected_one_core_per_area"])
+                               projected_s=d["timing_s"]["projected_one_core_per_area"],
+                               projected_cpu_s=d["timing_s"]["projected_one_core_per_area_cpu"],
+                               worker_peak_mb=max(w["peak_mb"] for w in d["workers"]))
                 except MpdopfError as exc:
                     row.update(iterations=None, converged=False, error=str(exc))
                 row["wall_s"] = time.perf_counter() - t0

@@ -115,11 +115,15 @@ class Outcome:
 #: Per-iteration timing (seconds), see :class:`Tally`: ``critical_s`` the slowest area solve (the wall of
 #: the round with one core per area), ``solve_total_s`` the sum of the area solves (the CPU work),
 #: ``waiting_s`` the time the slowest worker spent on its other areas (workers solve their areas one after
-#: another: busiest worker's sum minus the slowest area), ``transfer_s`` the rest of the rounds' wall
-#: (sending arguments, pickling, receiving results), ``coordinator_s`` the coordinator's own update, and
-#: ``projected_s`` = critical + transfer + coordinator, the iteration's wall with one core per area.
-TIMING_COLUMNS = ("iteration", "critical_s", "solve_total_s", "waiting_s", "transfer_s", "coordinator_s",
-                  "projected_s", "wall_s")
+#: another: busiest worker's sum minus the slowest area), ``idle_s`` the workers' idle time while the
+#: busiest one still solves (sum over workers of the busiest worker's sum minus theirs: the imbalance),
+#: ``transfer_s`` the rest of the rounds' wall (sending arguments, pickling, scheduling, receiving
+#: results), ``coordinator_s`` the coordinator's own update, and ``projected_s`` = critical + transfer +
+#: coordinator, the iteration's wall with one core per area. ``critical_cpu_s`` and ``solve_total_cpu_s``
+#: are the same two figures in CPU time of the solving threads: on a machine that runs other work too
+#: (wall times stretched by the contention) they are what the solves take on cores of their own.
+TIMING_COLUMNS = ("iteration", "critical_s", "solve_total_s", "waiting_s", "idle_s", "transfer_s",
+                  "coordinator_s", "projected_s", "wall_s", "critical_cpu_s", "solve_total_cpu_s")
 
 
 class Clock:
@@ -154,7 +158,8 @@ class Tally:
 
     @staticmethod
     def _new_round() -> dict[str, float]:
-        return {"critical_s": 0.0, "solve_total_s": 0.0, "waiting_s": 0.0, "transfer_s": 0.0, "map_s": 0.0}
+        return {"critical_s": 0.0, "solve_total_s": 0.0, "waiting_s": 0.0, "idle_s": 0.0, "transfer_s": 0.0,
+                "critical_cpu_s": 0.0, "solve_total_cpu_s": 0.0, "map_s": 0.0}
 
     @property
     def iterations(self) -> int:
@@ -170,13 +175,18 @@ class Tally:
         self.solve_total += sum(times.values())
         self.ipopt_iterations += sum(int(o["iterations"]) for o in out.values())
         groups = [g for g in (self.executor.groups() or [[a] for a in times]) if any(a in times for a in g)]
-        busiest = max(sum(times.get(a, 0.0) for a in g) for g in groups)
+        busy = [sum(times.get(a, 0.0) for a in g) for g in groups]
+        busiest = max(busy)
         crit = max(times.values())
         rnd = self._round
         rnd["critical_s"] += crit
         rnd["solve_total_s"] += sum(times.values())
         rnd["waiting_s"] += busiest - crit
+        rnd["idle_s"] += sum(busiest - b for b in busy)
         rnd["transfer_s"] += max(wall - busiest, 0.0)
+        cpu = [float(o.get("cpu_s", o["solve_s"])) for o in out.values()]
+        rnd["critical_cpu_s"] += max(cpu)
+        rnd["solve_total_cpu_s"] += sum(cpu)
         rnd["map_s"] += wall
         return out
 

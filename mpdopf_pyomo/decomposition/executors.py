@@ -5,7 +5,9 @@ Every executor has the same small interface, so an algorithm never knows which o
 * ``start(specs)``: build the area solvers (once per run) in their workers; returns ``info`` per area;
 * ``map(method, args_by_area)``: call ``AreaSolver.<method>(*args)`` for each listed area, in parallel
   where the executor can, and return the results by area;
-* ``close()``; ``parallel`` says whether areas run concurrently; ``worker_pids()`` lists the processes.
+* ``close()``; ``parallel`` says whether areas run concurrently; ``worker_pids()`` lists the processes,
+  ``groups()`` the areas of each worker and ``worker_labels()`` their names; ``capacity()`` tells
+  ``--areas auto`` how many workers there are.
 
 A worker that dies raises :class:`WorkerDied` (an :class:`MpdopfError`) within about a second; nothing
 waits forever.
@@ -61,6 +63,15 @@ class Executor(ABC):
         """The areas of each worker (a worker solves its areas one after another)."""
         return []
 
+    def worker_labels(self) -> list[str]:
+        """A name for each worker of :meth:`groups` (its process id, or its Dask address)."""
+        return [f"pid {pid}" for pid in self.worker_pids()]
+
+    def capacity(self) -> dict[str, int]:
+        """Keywords of :func:`.partition.auto_areas` for this executor (``cores``: its workers); empty:
+        this machine's."""
+        return {}
+
     def describe(self) -> str:
         return self.name
 
@@ -85,6 +96,9 @@ class SerialExecutor(Executor):
 
     def groups(self) -> list[list[int]]:
         return [list(self.host.solvers)]
+
+    def worker_labels(self) -> list[str]:
+        return [f"coordinator (pid {os.getpid()})"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -219,6 +233,9 @@ class ProcessExecutor(Executor):
     def groups(self) -> list[list[int]]:
         return [list(areas) for _, _, areas in self.workers]
 
+    def capacity(self) -> dict[str, int]:
+        return {"cores": self.n_workers}
+
     def close(self) -> None:
         for proc, conn, _ in self.workers:
             try:
@@ -245,11 +262,19 @@ class ProcessExecutor(Executor):
 
 
 class DaskExecutor(Executor):
-    """``dask.distributed`` Actors, one per worker, each holding a group of areas.
+    """``dask.distributed`` Actors, one per worker, each holding a group of areas for the whole run.
 
-    Without ``scheduler``: a LocalCluster on 127.0.0.1 (processes, one thread each, as many workers as
-    cores, at most one per area). With ``scheduler``: ``Client(address)`` joins an existing cluster, whose
-    workers must have this package installed.
+    Without ``scheduler``: a LocalCluster on 127.0.0.1 of ``n_workers`` worker processes (default: one per
+    core; at most one per area), one thread each, no Dask memory limit (a solve is never paused or killed
+    by Dask's memory manager; the operating system's limits apply), Dask's logging silenced and Ctrl-C left
+    to this process (the workers ignore SIGINT; closing the cluster ends them). With ``scheduler``:
+    ``Client(address)`` joins an existing cluster and spreads the areas over its workers (the first
+    ``n_workers`` of them, waiting up to :data:`WAIT_WORKERS_S` for that many to join, when given). Every
+    worker must run the same versions of this package and of the numerical stack (:data:`SAME_VERSIONS`);
+    a worker that does not is refused before any area is built.
+
+    Each actor (an :class:`AreaHost`) builds its areas' models once; an iteration sends each worker only
+    its areas' boundary vectors and receives their port values.
     """
 
     name = "dask"
@@ -261,54 +286,105 @@ class DaskExecutor(Executor):
         self.poll_s = poll_s
         self.cluster: Any = None
         self.client: Any = None
+        self.workers: list[str] = []  # addresses of the workers this run uses
         self.actors: list[tuple[Any, str, list[int]]] = []  # (actor, worker address, areas)
 
-    def start(self, specs: list[AreaSpec]) -> dict[int, dict[str, Any]]:
+    # ----------------------------------------------------------------------------------------------
+    def connect(self, n_areas: int | None = None) -> None:
+        """Join the scheduler or start the local cluster (once), and check the workers' versions."""
+        if self.client is not None:
+            return
         try:
-            from distributed import Client, LocalCluster
+            from distributed import Client
         except ImportError as exc:  # pragma: no cover
             raise bad_setting("executor", "--executor", "'dask'", f"needs the 'distributed' package: {exc}",
                               MpdopfError) from None
-        # Dask logs a lost worker or scheduler as several ERROR/WARNING lines on stderr; the run reports it
-        # as one line (WorkerDied), so keep its own logging to CRITICAL while this executor runs.
+        self._silence_dask()
+        try:
+            if self.scheduler:
+                _reachable(self.scheduler)
+                try:
+                    self.client = Client(self.scheduler, timeout=f"{CONNECT_TIMEOUT_S:g}s")
+                except Exception as exc:
+                    raise WorkerDied(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
+                self.workers = self._cluster_workers()
+            else:
+                n = self.n_workers or os.cpu_count() or 1
+                n = max(1, min(n, n_areas or n))  # at most one worker per area
+                self.cluster = _local_cluster(n)
+                self.client = Client(self.cluster)
+                self.workers = sorted(self._identity()["workers"])
+            check_worker_versions(self.client, self.workers)
+        except BaseException:
+            self.close()
+            raise
+
+    def _cluster_workers(self) -> list[str]:
+        """The existing cluster's workers this run uses (waits for ``n_workers`` or at least one)."""
+        want = self.n_workers or 1
+        try:
+            self.client.wait_for_workers(want, timeout=WAIT_WORKERS_S if self.n_workers else CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            have = len(self._identity()["workers"])
+            raise WorkerDied(f"the Dask scheduler at {self.scheduler} has {have} worker(s), {want} needed "
+                             f"(waited {WAIT_WORKERS_S if self.n_workers else CONNECT_TIMEOUT_S:g} s); start "
+                             "them with `dask worker " + self.scheduler + " --nthreads 1`") from None
+        workers = sorted(self._identity()["workers"])
+        return workers[: self.n_workers] if self.n_workers else workers
+
+    def _identity(self) -> dict[str, Any]:
+        """The scheduler's description of the cluster, with every worker, fetched now.
+
+        (``Client.scheduler_info()`` returns a cached copy that the client's periodic refresh replaces
+        by one *without* the workers: it raced with a check of whether a worker is alive.)"""
+        return self.client.sync(self.client.scheduler.identity, n_workers=-1)
+
+    def capacity(self) -> dict[str, int]:
+        """What ``--areas auto`` should plan for: the cluster's workers (and their memory, when limited)."""
+        if not self.scheduler:
+            return {"cores": self.n_workers} if self.n_workers else {}
+        self.connect()
+        info = self._identity()["workers"]
+        limits = [int(info[w].get("memory_limit") or 0) for w in self.workers]
+        out = {"cores": len(self.workers)}
+        if limits and all(limits):
+            out["memory_bytes"] = sum(limits)
+        return out
+
+    def _silence_dask(self) -> None:
+        """Dask logs a lost worker or scheduler as several ERROR/WARNING lines on stderr; the run reports it
+        as one line (WorkerDied), so keep its own logging to CRITICAL while this executor runs."""
         import logging
 
         names = ["distributed"] + [n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]
         self._dask_levels = {n: logging.getLogger(n).level for n in names}
         for n in names:
             logging.getLogger(n).setLevel(logging.CRITICAL)
-        if self.scheduler:
-            _reachable(self.scheduler)
-            try:
-                self.client = Client(self.scheduler, timeout=f"{CONNECT_TIMEOUT_S:g}s")
-            except Exception as exc:
-                raise WorkerDied(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
-        else:
-            n = self.n_workers or min(len(specs), os.cpu_count() or 1)
-            _quiet_resource_tracker()
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                        scheduler_port=0, dashboard_address=None)
-            self.client = Client(self.cluster)
-        workers = sorted(self.client.scheduler_info()["workers"])
-        if not workers:
-            raise MpdopfError("the Dask cluster has no workers")
-        groups = split_areas(specs, len(workers))
+
+    def start(self, specs: list[AreaSpec]) -> dict[int, dict[str, Any]]:
+        self.connect(len(specs))
+        if not self.workers:
+            raise WorkerDied("the Dask cluster has no workers")
+        groups = split_areas(specs, len(self.workers))
         futures = []
-        for w, group in zip(workers, groups):
+        for w, group in zip(self.workers, groups):
             fut = self.client.submit(AreaHost, group, actor=True, workers=[w], allow_other_workers=False,
                                      pure=False)
             futures.append((fut, w, [s.area for s in group]))
         for fut, w, areas in futures:
-            self.actors.append((self._wait(fut, w, "start"), w, areas))
+            self.actors.append((self._wait(fut, w, "start", areas), w, areas))
         return self.map("info", {a: () for _, _, areas in self.actors for a in areas})
 
     def groups(self) -> list[list[int]]:
         return [list(areas) for _, _, areas in self.actors]
 
+    def worker_labels(self) -> list[str]:
+        return [w for _, w, _ in self.actors]
+
     def _alive(self, address: str) -> bool | None:
         """Whether the scheduler lists the worker; None when the scheduler itself does not answer."""
         try:
-            return address in self.client.scheduler_info()["workers"]
+            return address in self._identity()["workers"]
         except Exception:
             return None
 
@@ -320,13 +396,14 @@ class DaskExecutor(Executor):
             raise WorkerDied(f"lost the connection to the Dask scheduler {where} during '{what}' (client "
                              f"status '{status}'); the distributed run was stopped")
 
-    def _gone(self, address: str, what: str, state: bool | None) -> None:
+    def _gone(self, address: str, what: str, state: bool | None, areas: list[int]) -> None:
         """Raise for a lost scheduler (state None) or a worker the scheduler no longer lists (False)."""
         self._scheduler_lost(what, lost=state is None)
         if state is False:
-            raise WorkerDied(f"Dask worker {address} died during '{what}'; the distributed run was stopped")
+            raise WorkerDied(f"Dask worker {address} holding area(s) {', '.join(map(str, areas))} died during "
+                             f"'{what}'; the distributed run was stopped")
 
-    def _wait(self, fut: Any, address: str, what: str) -> Any:
+    def _wait(self, fut: Any, address: str, what: str, areas: list[int]) -> Any:
         """Result of a (actor) future; a clear error when its worker or the scheduler is gone, not a hang."""
         while True:
             self._scheduler_lost(what)
@@ -341,25 +418,25 @@ class DaskExecutor(Executor):
                 while state is True and time.monotonic() < deadline and not isinstance(exc, MpdopfError):
                     time.sleep(0.2)
                     state = self._alive(address)
-                self._gone(address, what, state)
+                self._gone(address, what, state, areas)
                 if isinstance(exc, MpdopfError):
                     raise
                 raise MpdopfError(f"Dask worker {address} failed during '{what}': {exc}") from None
-            self._gone(address, what, self._alive(address))
+            self._gone(address, what, self._alive(address), areas)
 
     def map(self, method: str, args_by_area: Mapping[int, tuple]) -> dict[int, Any]:
         calls = []
         for actor, w, areas in self.actors:
             sub = {a: args_by_area[a] for a in areas if a in args_by_area}
             if sub:
-                calls.append((actor.call(method, sub), w))
+                calls.append((actor.call(method, sub), w, areas))
         out: dict[int, Any] = {}
-        for fut, w in calls:
-            out.update(self._wait(fut, w, method))
+        for fut, w, areas in calls:
+            out.update(self._wait(fut, w, method, areas))
         return out
 
     def worker_pids(self) -> list[int]:
-        return [self._wait(actor.pid(), w, "pid") for actor, w, _ in self.actors]
+        return [self._wait(actor.pid(), w, "pid", areas) for actor, w, areas in self.actors]
 
     def close(self) -> None:
         self.actors = []
@@ -367,7 +444,7 @@ class DaskExecutor(Executor):
             if obj is not None:
                 try:
                     obj.close()
-                except Exception:
+                except BaseException:  # an interrupt while closing: the workers go with this process
                     pass
         self.client = self.cluster = None
         import logging
@@ -380,8 +457,77 @@ class DaskExecutor(Executor):
         return f"dask ({where}, {len(self.actors)} workers)"
 
 
+def _local_cluster(n_workers: int) -> Any:
+    """A LocalCluster of ``n_workers`` single-threaded worker processes on 127.0.0.1 whose processes
+    ignore SIGINT (the disposition is inherited through spawn), so that Ctrl-C in a terminal -- sent to
+    the whole process group -- reaches only this process, which then closes the cluster quietly."""
+    import logging
+    import signal
+    import threading
+
+    from distributed import LocalCluster
+
+    _quiet_resource_tracker()
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            scheduler_port=0, dashboard_address=None, memory_limit=0,
+                            silence_logs=logging.CRITICAL,
+                            # no dashboard; its HTTP server (health checks) on a free port, not 8787,
+                            # which another cluster may hold (Dask then warns on stderr)
+                            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
+
+
+#: Packages whose versions must be the same on every Dask worker as in this process (the area models and
+#: their solves must be the ones this process would build: a distributed run gives the serial answer).
+SAME_VERSIONS = ("mpdopf_pyomo", "python", "pyomo", "numpy", "cyipopt-wheels")
+
+
+def environment() -> dict[str, str | None]:
+    """This process's versions of :data:`SAME_VERSIONS` (run on every Dask worker by ``client.run``)."""
+    import importlib.metadata
+    import platform
+
+    import mpdopf_pyomo
+
+    out: dict[str, str | None] = {"mpdopf_pyomo": mpdopf_pyomo.__version__,
+                                  "python": ".".join(platform.python_version_tuple()[:2])}
+    for pkg in SAME_VERSIONS[2:]:
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def check_worker_versions(client: Any, workers: list[str]) -> None:
+    """Refuse (exit 2, one line naming the worker) a Dask worker that cannot import this package or runs
+    other versions of :data:`SAME_VERSIONS` than this process."""
+    here = environment()
+    try:
+        theirs = client.run(environment, workers=workers, on_error="return")
+    except Exception as exc:
+        raise WorkerDied(f"the Dask workers did not answer the version check: {exc}") from None
+    for w in workers:
+        env = theirs.get(w)
+        if isinstance(env, BaseException):
+            raise MpdopfError(f"Dask worker {w} cannot run mpdopf_pyomo ({type(env).__name__}: {env}); install "
+                              f"mpdopf_pyomo {here['mpdopf_pyomo']} in the environment of every worker")
+        for pkg in SAME_VERSIONS:
+            if env.get(pkg) != here[pkg]:
+                raise MpdopfError(f"Dask worker {w} runs {pkg} {env.get(pkg)}, this process {here[pkg]}: "
+                                  "install the same versions on every worker (the workers must build the "
+                                  "same area models)")
+
+
 #: Seconds to wait for a Dask scheduler to answer when joining it (a refused port fails at once).
 CONNECT_TIMEOUT_S = 5.0
+#: Seconds to wait for ``n_workers`` workers to join an existing cluster.
+WAIT_WORKERS_S = 30.0
 #: Address schemes of dask.distributed; only tcp/tls addresses can be checked for a host and port.
 _DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
 
@@ -453,12 +599,20 @@ def _quiet_resource_tracker() -> None:
         pass
 
 
-def default_executor(scheduler: str | None = None) -> str:
+def worker_table(exe: Executor, info: Mapping[int, Mapping[str, Any]], peak: Mapping[int, float]) -> list[dict[str, Any]]:
+    """``summary['distributed']['workers']``: per worker its name (process id or Dask address), process
+    id, areas and peak resident memory (MB), so a run shows where each area ran and what it cost."""
+    return [{"worker": label, "pid": int(info[areas[0]]["pid"]), "areas": list(areas),
+             "peak_mb": float(max(peak[a] for a in areas))}
+            for label, areas in zip(exe.worker_labels(), exe.groups()) if areas]
+
+
+def default_executor(scheduler: str | None = None, n_workers: int | None = None) -> str:
     """'dask' when a scheduler is named; else 'processes' on a multi-core machine (ieee123, 5 h, 2 cores:
-    ADMM command 4.0-4.2 s against 4.95-5.0 s serial), 'serial' on one core."""
+    ADMM command 4.0-4.2 s against 4.95-5.0 s serial) or when workers are asked for, 'serial' on one core."""
     if scheduler:
         return "dask"
-    return "processes" if (os.cpu_count() or 1) > 1 else "serial"
+    return "processes" if (os.cpu_count() or 1) > 1 or n_workers else "serial"
 
 
 def make_executor(name: str = "serial", scheduler: str | None = None, n_workers: int | None = None) -> Executor:
@@ -466,6 +620,11 @@ def make_executor(name: str = "serial", scheduler: str | None = None, n_workers:
     if scheduler and name != "dask":
         raise MpdopfError(f"scheduler = {scheduler!r} needs executor = 'dask', got {name!r}",
                           cli_message="--scheduler needs --executor dask")
+    if n_workers is not None and not (isinstance(n_workers, int) and n_workers >= 1):
+        raise bad_setting("n_workers", "--workers", repr(n_workers), "the number of workers must be an integer >= 1")
+    if n_workers is not None and name == "serial":
+        raise bad_setting("n_workers", "--workers", str(n_workers), "applies to executor 'processes' or 'dask', "
+                          "not 'serial'")
     if name == "serial":
         return SerialExecutor()
     if name == "processes":

@@ -1,0 +1,90 @@
+"""The formulation registry: a formulation owns its physics, its central problem and how its results read back.
+
+Every name ``--formulation`` accepts is a key of :data:`FORMULATIONS`; the CLI's choices, ``cases show``,
+the pipeline and validation look a formulation up here and call it without knowing which one it is:
+
+* ``family``: ``"balanced"`` (the single-phase equivalent DistFlow of :mod:`mpdopf_pyomo.blocks.branch_flow`:
+  ``exact``, ``socp``, ``linear``) or ``"three-phase"`` (:mod:`.three_phase`: ``3ph-exact``);
+* :meth:`OpfFormulation.unsupported` - why a case cannot use it (None: it can);
+* :meth:`OpfFormulation.solve_central` - build, start, solve and read back the central problem;
+* ``distributed`` - whether ``--algorithm admm|enapp`` may use it;
+* ``validation`` - ``"balanced"`` (check (1) on the exported balanced network, then the original feeder
+  as a report) or ``"nodes"`` (every bus and phase of the original feeder, pass or fail).
+
+Adding a formulation is one module with one :class:`OpfFormulation` subclass and one :func:`register` call.
+A distributed three-phase solve would add an area build to its formulation (the per-node tables restricted
+to an area's buses, with per-phase ports: P and Q of each phase of the cut branch and the parent bus's
+phase voltages) and set ``distributed``; the balanced family's area models stay in
+:mod:`mpdopf_pyomo.problem`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Literal, Mapping
+
+from mpdopf_pyomo.errors import CaseError
+
+if TYPE_CHECKING:
+    from mpdopf_pyomo.case import Case
+    from mpdopf_pyomo.progress import Progress
+    from mpdopf_pyomo.results import Results
+
+
+class OpfFormulation(ABC):
+    """One formulation of the multi-period OPF (see the module docstring)."""
+
+    name: str
+    family: Literal["balanced", "three-phase"]
+    description: str
+    distributed: bool = False
+    validation: Literal["balanced", "nodes"] = "balanced"
+
+    def unsupported(self, case: "Case") -> str | None:
+        """Why ``case`` cannot be solved with this formulation, one phrase; None when it can."""
+        return None
+
+    @abstractmethod
+    def solve_central(self, case: "Case", solver: str, options: Mapping[str, Any] | None, tee: bool,
+                      progress: "Progress") -> "Results":
+        """Build the whole-feeder, whole-horizon NLP, solve it and return its :class:`Results`."""
+
+
+#: Every formulation by name, in the order the CLI lists them.
+FORMULATIONS: dict[str, OpfFormulation] = {}
+
+
+def register(f: OpfFormulation) -> OpfFormulation:
+    """Add ``f`` to :data:`FORMULATIONS` under ``f.name``."""
+    FORMULATIONS[f.name] = f
+    return f
+
+
+def get(name: str) -> OpfFormulation:
+    """The formulation called ``name``; :class:`CaseError` (exit 2) naming the known ones otherwise."""
+    try:
+        return FORMULATIONS[name]
+    except KeyError:
+        raise CaseError(f"--formulation: unknown formulation '{name}'; choose one of {', '.join(FORMULATIONS)}") from None
+
+
+def check(name: str, case: "Case", algorithm: str = "central") -> OpfFormulation:
+    """The formulation ``name`` after checking it can solve ``case`` with ``algorithm`` (one-line
+    :class:`CaseError`, exit 2, otherwise)."""
+    f = get(name)
+    if algorithm != "central" and not f.distributed:
+        raise CaseError(f"--formulation {name} has no distributed solve yet; use --algorithm central "
+                        f"(or a balanced formulation: {', '.join(n for n, g in FORMULATIONS.items() if g.distributed)})")
+    why = f.unsupported(case)
+    if why:
+        raise CaseError(f"--formulation {name}: {case.source}: {why}")
+    return f
+
+
+def supported(case: "Case") -> list[tuple[str, str | None]]:
+    """Every formulation with None (supported) or the reason it cannot solve ``case``."""
+    return [(name, f.unsupported(case)) for name, f in FORMULATIONS.items()]
+
+
+from mpdopf_pyomo.formulations import balanced as _balanced  # noqa: E402,F401  (registers exact, socp, linear)
+from mpdopf_pyomo.formulations import three_phase as _three_phase  # noqa: E402,F401  (registers 3ph-exact)
