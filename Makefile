@@ -63,8 +63,7 @@ bench: setup
 	$(PY) -m mpdopf_pyomo.benchmark --out bench/results
 	$(PY) -m mpdopf_pyomo.benchmark --commands --repeat 5 --out bench/results
 	$(PY) -m mpdopf_pyomo.benchmark_scale --out bench/results
-	-$(PY) -m mpdopf_pyomo.feeders base --out bench/results
-	-$(PY) -m mpdopf_pyomo.feeders solve --hours 5 --out bench/results
+	-$(PY) -m mpdopf_pyomo.feeders table --out bench/results
 
 # The large generated feeders (1,025 x 5 h, 2,561 x 24 h, 10,241 x 4 h buses x hours; central, ADMM, ENApp):
 # tables in bench/results/large.md and .csv. About 30-40 min on 2 cores (not part of `make bench`).

@@ -72,7 +72,8 @@ class Case:
       ``p_load``, ``q_load`` (nominal load, pu; scaled by ``profile.load_mult``), ``q_cap`` (fixed capacitor
       injection, pu; not scaled), ``x``, ``y`` (coordinates for plots, NaN when unknown). A network read
       through the reduction (:mod:`mpdopf_pyomo.network.reduce`; MATPOWER today) adds ``v_base_kv_ln``
-      (each bus's own base), ``b_shunt`` and the ZIP fractions ``p_zip_*``, ``q_zip_*``.
+      (each bus's own base), ``b_shunt``, the ZIP fractions ``p_zip_*``, ``q_zip_*`` and the network's
+      generators as a fixed injection ``p_fixed``, ``q_fixed`` (pu, not scaled by any load multiplier).
     * ``branches``: index ``branch`` (str, the OpenDSS element name without class, e.g. ``l1``); columns
       ``from_bus`` (parent), ``to_bus`` (child), ``r``, ``x`` (series impedance, pu on the to-bus base);
       through the reduction also ``tap`` and ``kind``. Oriented from the
@@ -82,6 +83,8 @@ class Case:
       ``soc_min``, ``soc_max``, ``soc0`` (fractions of ``e_rated``), ``eta_c``, ``eta_d``.
     * ``profile``: index ``t`` = 1..T; columns ``load_mult``, ``pv_mult`` (multipliers), ``price`` (USD/kWh),
       ``clock_hour`` (0-based hour of day of the period's start).
+    * ``load_profiles`` (optional): per-bus load multipliers that replace ``load_mult`` at their buses (from
+      the network's LoadShapes and the case file's ``[profiles.loads]``); see :meth:`load_mult_by_bus`.
     """
 
     name: str
@@ -99,10 +102,34 @@ class Case:
     description: str = ""
     warnings: list[str] = field(default_factory=list)  #: unusual values the loader accepted (one line each)
     conversion: Any = None  #: the ConversionReport of the reduction (None only for a Case built by hand)
+    #: Per-bus load multipliers (index ``t`` like ``profile``, one column per bus that has its own; a bus
+    #: without a column follows ``profile.load_mult``). None: every bus follows ``profile.load_mult``.
+    load_profiles: pd.DataFrame | None = None
+    #: The same per network load (index ``t``, one column per load name of the network file with its own
+    #: multiplier): what validation's check (2) applies to each load of the original feeder.
+    load_element_profiles: pd.DataFrame | None = None
 
     @property
     def hours(self) -> int:
         return len(self.profile)
+
+    def load_kw(self) -> np.ndarray:
+        """The feeder's active load per period at nominal voltage, kW three-phase (every bus's p_load x its
+        multiplier: per-bus profiles included; the network's generators are not loads and not in it)."""
+        p = self.buses["p_load"].to_numpy(dtype=float)
+        return (p @ self.load_mult_by_bus()) * self.bases.s_kva
+
+    def load_mult_by_bus(self, buses: Any = None) -> np.ndarray:
+        """Load multipliers, one row per bus of ``buses`` (default: every bus) and one column per period:
+        ``profile.load_mult``, replaced by the bus's own column of ``load_profiles`` where it has one."""
+        index = self.buses.index if buses is None else pd.Index(buses)
+        lm = self.profile["load_mult"].to_numpy(dtype=float)
+        out = np.tile(lm, (len(index), 1))
+        if self.load_profiles is not None:
+            own = [b for b in self.load_profiles.columns if b in index]
+            if own:
+                out[index.get_indexer(own)] = self.load_profiles[own].to_numpy(dtype=float).T
+        return out
 
     @property
     def n_areas(self) -> int:
@@ -200,6 +227,10 @@ SCHEMA: tuple[Key, ...] = (
     Key("profiles.daily", "pv_mult", "-", _REQUIRED, "PV output per period as a fraction of p_DR.", "mult_list"),
     Key("profiles.daily", "price_usd_per_kwh", "USD/kWh", _REQUIRED, "Price of substation energy per period.",
         "price_list"),
+    Key("profiles.loads", "file", "path", "",
+        "CSV of per-bus load multipliers, relative to the case file: a header row naming buses (or LoadShapes "
+        "of the network, for every load on that shape), then one row per period of `profiles.daily`; a bus's "
+        "loads follow its column instead of `load_mult`.", "str"),
     Key("profiles.horizon.N", "clock_hour", "h", _Derived("the middle N periods of the day"),
         "Clock hour of each of the N periods (for reports); its first is the table's start: "
         "a run with another `start` (`--start`) cuts profiles.daily instead.", "hour_list"),
@@ -428,6 +459,8 @@ class _Reader:
                 for sub, tbl in body.items():
                     if sub == "daily":
                         self._unknown_in("profiles.daily", tbl, _SECTIONS["profiles.daily"])
+                    elif sub == "loads":
+                        self._unknown_in("profiles.loads", tbl, _SECTIONS["profiles.loads"])
                     elif sub == "horizon":
                         if not isinstance(tbl, dict):
                             self.problem("profiles.horizon", "must be a table of [profiles.horizon.N]")
@@ -441,7 +474,7 @@ class _Reader:
                             else:
                                 self._unknown_in(f"profiles.horizon.{n}", t, _SECTIONS["profiles.horizon.N"])
                     else:
-                        self.problem(f"profiles.{_key(sub)}", "unknown key (expected daily or horizon.N)")
+                        self.problem(f"profiles.{_key(sub)}", "unknown key (expected daily, loads or horizon.N)")
             elif sec in _SECTIONS:
                 self._unknown_in(sec, body, _SECTIONS[sec])
             else:
@@ -468,7 +501,8 @@ class _Reader:
         prof = self.data.get("profiles")
         if not isinstance(prof, dict):
             return
-        tables = [("profiles.daily", "profiles.daily", prof.get("daily"))]
+        tables = [("profiles.daily", "profiles.daily", prof.get("daily")),
+                  ("profiles.loads", "profiles.loads", prof.get("loads"))]
         horizon = prof.get("horizon")
         if isinstance(horizon, dict):
             tables += [("profiles.horizon.N", f"profiles.horizon.{n}", t) for n, t in horizon.items()]
@@ -898,6 +932,8 @@ class _NetworkPart:
     branches: pd.DataFrame  #: from_bus, to_bus, r, x (pu), tap, kind
     ders: pd.DataFrame  #: the network's own DERs (BalancedTables.ders)
     conversion: Any  #: the ConversionReport of the reduction
+    loads: pd.DataFrame  #: the network's loads (BalancedTables.loads: bus, p, q, shape)
+    profiles: dict[str, np.ndarray]  #: the network's LoadShapes, hourly
 
 
 def _read_network_part(model: Path, s_kva: float) -> _NetworkPart:
@@ -907,12 +943,9 @@ def _read_network_part(model: Path, s_kva: float) -> _NetworkPart:
 
     tables, report = reduce_balanced(network.read_network_file(model), s_kva)
     return _NetworkPart(tables.root, tables.source_kv_ll, tables.source_pu, tables.buses["v_base_kv_ln"],
-                        tables.buses.copy(), tables.branches.copy(), tables.ders, report)
+                        tables.buses.copy(), tables.branches.copy(), tables.ders, report, tables.loads,
+                        tables.profiles)
 
-
-#: Conversion-report entry of generators whose fixed kW the case folds into the bus load.
-GENERATOR_AS_LOAD = ("generators with a fixed kW: a negative constant-power load at their bus (scaled by "
-                     "load_mult like the loads; exact at load_mult 1)")
 
 #: Defaults of a bare network file used as a case (``cases show feeder.dss``, ``solve --case case69.m``):
 #: power base, flat price, and voltage limits wide enough that a base case is a plain power flow.
@@ -1026,26 +1059,12 @@ def load_case(spec: str | Path, hours: int | None = None,
     area = network.assign_areas(branches, root, cut_branches)
     buses.insert(0, "area", area.reindex(order).to_numpy().astype(int))
 
-    held = part.ders
-    gens = held[held["kind"] == "generator"] if len(held) else held
-    for der, g in gens.iterrows():
-        bus = g["bus"]
-        buses.loc[bus, "q_cap"] += g["q_fixed"]  # a fixed reactive injection, as ieee123's capacitor generators
-        if abs(g["p_rated"]) > 0:
-            # The physics has no fixed active-power injection: the generator becomes a negative constant-power
-            # load at its bus, which load_mult scales (exact at load_mult 1); reported. A bus whose load is
-            # not constant power would give the generator that voltage dependence: refused.
-            zip_p = [float(buses.at[bus, c]) for c in ("p_zip_z", "p_zip_i", "p_zip_p")] if "p_zip_p" in buses else [0, 0, 1]
-            if buses.at[bus, "p_load"] != 0 and zip_p != [0.0, 0.0, 1.0]:
-                r.problem("case.network", f"generator {der} at bus {bus}: a fixed active-power injection at a bus "
-                                          "with a voltage-dependent (ZIP) load cannot be represented")
-                continue
-            buses.loc[bus, "p_load"] -= g["p_rated"]
-            kw = float(g["p_rated"]) * s_kva
-            part.conversion.entry(GENERATOR_AS_LOAD).add(0.0, abs(kw), f"generator {der} at bus {bus}: {kw:.1f} kW")
+    held = part.ders  # the network's own DERs; its generators are the p_fixed/q_fixed bus columns
     pvs = _der_table(r, "pv", buses, root, s_kva, held)
     batteries = _batteries(r, buses, root, s_kva, held)
+    load_profiles = r.run(_load_profiles, r, path, part, profile, settings.dt_h)
     r.raise_problems()
+    by_bus, by_load = load_profiles if load_profiles is not None else (None, None)
 
     for msg in r.warnings:
         if warn is not None:
@@ -1066,7 +1085,136 @@ def load_case(spec: str | Path, hours: int | None = None,
         description=description,
         warnings=list(r.warnings),
         conversion=part.conversion,
+        load_profiles=by_bus,
+        load_element_profiles=by_load,
     )
+
+
+#: Conversion-report entry of buses whose loads follow different profiles.
+MIXED_PROFILES = ("buses whose loads follow different profiles: one P-weighted multiplier per bus "
+                  "(Q scaled with it)")
+
+
+def _read_profile_csv(r: _Reader, file: Path, periods: int) -> tuple[dict[str, np.ndarray], bool]:
+    """The columns of a ``[profiles.loads]`` CSV (header row, then ``periods`` rows of numbers) and whether
+    it has problems: each is recorded under ``profiles.loads.file`` with the file's name (row numbers
+    count the header as row 1)."""
+    import csv
+
+    key = "profiles.loads.file"
+    try:
+        text = file.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise r.stop(key, f"cannot read {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise r.stop(key, f"{file}: not a UTF-8 text file (byte {exc.start})") from None
+    except ValueError:  # a NUL byte in the name
+        raise r.stop(key, f"cannot read {_short(str(file))}: not a valid file name") from None
+    rows = [row for row in csv.reader(text.splitlines()) if any(c.strip() for c in row)]
+    if not rows:
+        raise r.stop(key, f"{file}: empty (expected a header row naming buses or LoadShapes)")
+    header = [c.strip().lower() for c in rows[0]]
+    bad = []
+    for k, name in enumerate(header):
+        if not name:
+            bad.append(f"column {k + 1} has no name")
+        elif name in header[:k]:
+            bad.append(f"column {_short(name)} appears twice")
+    if len(rows) - 1 != periods:
+        bad.append(f"{len(rows) - 1} rows of values, but profiles.daily has {periods} periods (one row per period)")
+    bound = BOUNDS["profiles.daily.load_mult"]
+    cols: dict[str, list[float]] = {h: [] for h in header}
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            bad.append(f"row {n}: {len(row)} values for {len(header)} columns")
+            continue
+        for name, cell in zip(header, row):
+            try:
+                v = float(cell)
+            except ValueError:
+                v = math.nan
+            if not math.isfinite(v):
+                bad.append(f"column {_short(name)}, row {n}: {_short(cell.strip())} is not a finite number")
+            elif not bound.accepts(v):
+                bad.append(f"column {_short(name)}, row {n}: {bound.violation(v)}")
+            cols[name].append(v)
+    for what in bad[:MAX_CSV_PROBLEMS]:
+        r.problem(key, f"{file.name}: {what}")
+    if len(bad) > MAX_CSV_PROBLEMS:
+        r.problem(key, f"{file.name}: ... and {len(bad) - MAX_CSV_PROBLEMS} more")
+    return {h: np.asarray(v, dtype=float) for h, v in cols.items()}, bool(bad)
+
+
+#: Problems of a profile CSV listed one by one (all are counted).
+MAX_CSV_PROBLEMS = 12
+
+
+def _load_profiles(r: _Reader, path: Path, part: _NetworkPart, profile: pd.DataFrame,
+                   dt_h: float) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Per-bus and per-load multipliers over the horizon (``Case.load_profiles``, ``load_element_profiles``).
+
+    A load's multiplier: the column of its bus in the ``[profiles.loads]`` CSV, else the column named
+    after its LoadShape, else its LoadShape in the network file (hourly values; the period starting at
+    clock hour h takes hour floor(h) of the shape, counted from its first point), else none (it follows
+    ``load_mult``). CSV rows are the periods of ``profiles.daily`` (the period from clock hour h is row
+    h / dt_h). A bus's multiplier is the P-weighted mean over its loads (those without one at
+    ``load_mult``); buses whose loads all follow ``load_mult`` get no column.
+    """
+    loads = part.loads
+    tbl = r.data.get("profiles", {}).get("loads") if isinstance(r.data.get("profiles"), dict) else None
+    spec = r.get("profiles.loads", "file", tbl, "profiles.loads") if isinstance(tbl, dict) else ""
+    clock = profile["clock_hour"].to_numpy(dtype=float)
+    csv_cols: dict[str, np.ndarray] = {}
+    if spec:
+        file = Path(os.path.abspath(path.parent / spec))
+        daily = r.data["profiles"]["daily"]["load_mult"]
+        csv_cols, bad = _read_profile_csv(r, file, len(daily))
+        rows = np.rint(clock / dt_h).astype(int)
+        if (np.abs(rows * dt_h - clock) > 1e-9).any() or rows.min() < 0 or rows.max() >= len(daily):
+            raise r.stop("profiles.loads.file", f"{file.name}: the horizon's clock hours {clock.tolist()} are not "
+                                                f"periods 0..{len(daily) - 1} of profiles.daily (dt_h = {dt_h:g} h)")
+        buses_with_load = set(loads["bus"])
+        shapes = set(loads["shape"]) - {""}
+        unknown = [c for c in csv_cols if c not in buses_with_load and c not in shapes]
+        for c in unknown:
+            what = ("is a bus without loads" if c in part.buses.index else
+                    "is neither a bus of the network nor a LoadShape its loads use")
+            r.problem("profiles.loads.file", f"{file.name}: column {_short(c)} {what}")
+        if unknown or bad:
+            raise _Reported()
+        csv_cols = {c: v[rows] for c, v in csv_cols.items()}
+    hour = np.floor(clock + 1e-9).astype(int)
+    own: dict[str, np.ndarray] = {}
+    for name, bus, shape in zip(loads.index, loads["bus"], loads["shape"]):
+        if bus in csv_cols:
+            own[name] = csv_cols[bus]
+        elif shape and shape in csv_cols:
+            own[name] = csv_cols[shape]
+        elif shape and len(part.profiles.get(shape, ())):
+            values = part.profiles[shape]
+            own[name] = values[hour % len(values)]
+    if not own:
+        return None, None
+    lm = profile["load_mult"].to_numpy(dtype=float)
+    index = profile.index
+    by_load = pd.DataFrame(own, index=index)
+    by_bus: dict[str, np.ndarray] = {}
+    mixed = 0
+    for bus, group in loads.groupby("bus", sort=False):
+        if not any(n in own for n in group.index):
+            continue
+        mults = np.array([own.get(n, lm) for n in group.index])
+        w = group["p"].abs().to_numpy(dtype=float)
+        if not w.sum():
+            w = group["q"].abs().to_numpy(dtype=float)
+        w = w if w.sum() else np.ones(len(group))
+        by_bus[bus] = w @ mults / w.sum()
+        if len(group) > 1 and np.ptp(mults, axis=0).max() > 1e-12:
+            mixed += 1
+            part.conversion.entry(MIXED_PROFILES).add(
+                float(group["p"].sum()) * r.get("bases", "s_kva"), float(np.ptp(mults)),
+                f"bus {bus}: {len(group)} loads, multipliers spread up to {np.ptp(mults, axis=0).max():.3g}")
+    return pd.DataFrame(by_bus, index=index), by_load
 
 
 def _natural(name: str) -> tuple:
@@ -1113,6 +1261,10 @@ def describe_case(case: Case) -> str:
         + ", ".join(f"{bus} {caps.at[bus, 'q_cap'] * s3:g} = {caps.at[bus, 'q_cap'] * s3 / ph:g}"
                     for bus in sorted(caps.index, key=_natural)),
     ]
+    if "p_fixed" in b and ((b["p_fixed"] != 0) | (b["q_fixed"] != 0)).any():
+        g = b[(b["p_fixed"] != 0) | (b["q_fixed"] != 0)]
+        lines.append(f"  generators  {len(g)} buses: {g['p_fixed'].sum() * s3:.3f} kW + {g['q_fixed'].sum() * s3:.3f} "
+                     "kvar three-phase, fixed injections (p_fixed, q_fixed; not loads, not scaled)")
     if "b_shunt" in b and (b["b_shunt"] != 0).any():
         sh = b[b["b_shunt"] != 0]
         lines.append(f"  shunts      {len(sh)} buses: {sh['b_shunt'].sum() * s3:.3f} kvar three-phase at 1 pu "
@@ -1145,6 +1297,9 @@ def describe_case(case: Case) -> str:
         f"  horizon     {case.hours} x {st.dt_h:g} h, "
         f"clock hours {pr['clock_hour'].iloc[0]}..{pr['clock_hour'].iloc[-1]}",
         "    load_mult  " + " ".join(f"{v:g}" for v in pr["load_mult"]),
+        *([f"    own load profiles at {case.load_profiles.shape[1]} bus(es) (LoadShapes or [profiles.loads]); "
+           "feeder load " + " ".join(f"{v:.1f}" for v in case.load_kw()) + " kW"]
+          if case.load_profiles is not None else []),
         "    pv_mult    " + " ".join(f"{v:g}" for v in pr["pv_mult"]),
         "    price      " + " ".join(f"{v:g}" for v in pr["price"]) + " USD/kWh",
         f"  settings    V_sub {st.v_sub_pu:g} pu, V {st.v_min_pu:g}..{st.v_max_pu:g} pu, "

@@ -175,7 +175,10 @@ def cases(ctx: click.Context) -> None:
 @click.option("--start", type=int, default=None, metavar="HH",
               help="Clock hour of the first period, 0..23 for a 24-period day (default: the case's exact "
                    "horizon table, else the middle of the day); the window must end within the day.")
-def cases_show(case: str, hours: int | None, start: int | None) -> None:
+@click.option("--gap", is_flag=True,
+              help="OpenDSS networks: also solve the original feeder and the converted network at the base case "
+                   "and print the gap (substation P and Q, backbone voltages) split by element group.")
+def cases_show(case: str, hours: int | None, start: int | None, gap: bool) -> None:
     """Load CASE (a bundled name or a path to a .toml) and print its buses, branches, loads, DERs, areas."""
     from mpdopf_pyomo import formulations
     from mpdopf_pyomo.case import describe_case, load_case
@@ -189,6 +192,12 @@ def cases_show(case: str, hours: int | None, start: int | None) -> None:
         click.echo(f"    {name:<11} {'yes' if why is None else 'no '}  {f.family}: "
                    + (f.description if why is None else why)
                    + (" (on the feeder's balanced equivalent: the conversion report above)" if reduced else ""))
+    if gap:
+        if loaded.network_model.suffix.lower() != ".dss":
+            raise CaseError(f"--gap: {loaded.network_model} is not an OpenDSS feeder (no original to compare)")
+        from mpdopf_pyomo.feeders import base_case_gap, format_gap
+
+        click.echo(format_gap(base_case_gap(loaded.network_model)))
 
 
 @cases.command("generate")

@@ -1,5 +1,12 @@
 """The public feeders' figures (issue 11): the base-case gap of the balanced conversion, and timed solves.
 
+``python -m mpdopf_pyomo.feeders`` (= ``... table``) writes the closing table, one row per feeder (IEEE 13,
+34, 123, 8500, 9500 and the MATPOWER case33bw, case69, case141): buses, branches, loads, the conversion
+report in one cell, the base-case gap (OpenDSS feeders: to the original feeder, below; MATPOWER: losses and
+the lowest voltage against the published base case), the 5-h central and ADMM (4 areas, the fixed penalty
+:data:`ADMM_OPTIONS`) wall times, and both validation figures: ``bench/results/feeders.md`` and ``.csv``
+(rewritten after every feeder).
+
 ``python -m mpdopf_pyomo.feeders base [FEEDER.dss ...]`` compares, for each OpenDSS feeder (default: the
 IEEE 13, 34, 123, 8500 and 9500 of ``../shared/reference/feeders``), the converted balanced model with the
 original feeder in OpenDSS at the base case -- no DERs, one hour, the feeder's own load:
@@ -66,6 +73,40 @@ def feeder_path(name: str, reference: Path = REFERENCE) -> Path:
     return reference / FEEDERS[name]
 
 
+#: Element groups of :func:`power_by_group` (OpenDSS classes): where a base-case gap comes from.
+GROUPS = {"load": "loads", "line": "lines", "capacitor": "lines", "reactor": "lines", "transformer": "transformers",
+          "generator": "generators", "pvsystem": "generators", "storage": "generators"}
+
+
+def power_by_group(element_group: dict[str, str] | None = None) -> dict[str, tuple[float, float]]:
+    """kW and kvar of the solved circuit per element group: ``loads`` (what they draw), ``lines`` (series
+    losses of lines and reactors with their charging, and the shunt capacitors' and reactors' kvar: in the
+    balanced equivalent line charging sits in bus shunts, so they are one group), ``transformers``
+    (transformers and regulators: series losses, magnetising, no-load loss), ``generators`` (what they
+    draw: negative). Their sum is the substation's P and Q. ``element_group`` (lower-case element name ->
+    group) overrides the class rule: the exported balanced model writes a transformer as an ideal
+    transformer and a Line of the branch's name that carries its impedance."""
+    from mpdopf_pyomo.network import engine
+
+    dss = engine()
+    out = {g: [0.0, 0.0] for g in dict.fromkeys(GROUPS.values())}
+    for name in dss.Circuit.AllElementNames():
+        group = (element_group or {}).get(name.lower()) or GROUPS.get(name.split(".", 1)[0].lower())
+        if group is None:
+            continue
+        dss.Circuit.SetActiveElement(name)
+        if not dss.CktElement.Enabled():
+            continue
+        if group in ("loads", "generators"):
+            pw = dss.CktElement.Powers()
+            p, q = sum(pw[0::2]), sum(pw[1::2])
+        else:
+            p, q = (v / 1000.0 for v in dss.CktElement.Losses())
+        out[group][0] += p
+        out[group][1] += q
+    return {g: (v[0], v[1]) for g, v in out.items()}
+
+
 def _original_base_case(path: Path) -> dict[str, Any]:
     """Solve the original feeder at its operating point without DERs; substation P, Q and node voltages."""
     from mpdopf_pyomo.network import compile_model, engine, substation_power_kw
@@ -85,10 +126,11 @@ def _original_base_case(path: Path) -> dict[str, Any]:
     except Exception:
         converged = False
     p, q = substation_power_kw()
+    groups = power_by_group() if converged else {}
     nodes = [n.lower() for n in dss.Circuit.AllNodeNames()]
     mag = np.asarray(dss.Circuit.AllBusVMag(), dtype=float) / 1000.0  # kV; per unit on the equivalent's base below
     return {"operating_point_converged": op_converged, "converged": converged, "p_kw": p, "q_kvar": q,
-            "loads": int(dss.Loads.Count()),
+            "loads": int(dss.Loads.Count()), "groups": groups,
             "nodes": dict(zip(nodes, mag))}
 
 
@@ -113,7 +155,9 @@ def _converted_base_case(path: Path) -> dict[str, Any]:
     dss.Solution.Solve()
     p, q = substation_power_kw()
     return {"case": case, "converged": bool(dss.Solution.Converged()), "p_kw": p, "q_kvar": q,
-            "v": bus_voltages_pu(), "load_s": t_load}
+            "v": bus_voltages_pu(), "load_s": t_load,
+            "groups": power_by_group({f"line.{b}".lower(): "transformers" for b, kind in case.branches["kind"].items()
+                                      if kind in ("transformer", "regulator")})}
 
 
 def base_case_gap(path: str | Path) -> dict[str, Any]:
@@ -148,9 +192,35 @@ def base_case_gap(path: str | Path) -> dict[str, Any]:
         "backbone_buses": len(backbone), "backbone_max_dv_pu": dv, "backbone_worst_bus": worst,
         "load_case_s": conv["load_s"],
     }
+    # where the gap comes from: converted - original per element group (sums to the substation's gap)
+    for group in dict.fromkeys(GROUPS.values()):
+        for k, what in ((0, "dp"), (1, "dq")):
+            a, b = conv["groups"].get(group), orig["groups"].get(group)
+            row[f"{what}_{group}"] = a[k] - b[k] if a is not None and b is not None else math.nan
+    # what no group holds (the source's side: OpenDSS's TotalPower against the elements' own powers)
+    row["dp_rest"] = conv["p_kw"] - orig["p_kw"] - sum(row[f"dp_{g}"] for g in dict.fromkeys(GROUPS.values()))
+    row["dq_rest"] = conv["q_kvar"] - orig["q_kvar"] - sum(row[f"dq_{g}"] for g in dict.fromkeys(GROUPS.values()))
     row["within_target"] = bool(row["original_converged"] and row["rel_dp"] <= TARGET_REL_PQ
                                 and row["rel_dq"] <= TARGET_REL_PQ and dv <= TARGET_DV_PU)
     return row
+
+
+def format_gap(row: dict[str, Any]) -> str:
+    """A :func:`base_case_gap` row as the lines ``cases show --gap`` prints (indented like the report)."""
+    if not row["original_converged"]:
+        return ("  base-case gap  no reference: the original feeder's own OpenDSS power flow does not converge "
+                f"(converted: {row['p_conv_kw']:.1f} kW + {row['q_conv_kvar']:.1f} kvar)")
+    groups = ("loads", "lines", "transformers", "generators", "rest")
+    names = {"lines": "lines+shunts", "rest": "source side"}
+    return "\n".join([
+        f"  base-case gap  the network alone (no DERs, one hour, its own load) against the original feeder in "
+        f"OpenDSS: P {row['p_orig_kw']:.1f} -> {row['p_conv_kw']:.1f} kW ({100 * row['rel_dp']:.2f} %), "
+        f"Q {row['q_orig_kvar']:.1f} -> {row['q_conv_kvar']:.1f} kvar ({100 * row['rel_dq']:.2f} %), backbone "
+        f"max |dV| {row['backbone_max_dv_pu']:.4f} pu (bus {row['backbone_worst_bus']})",
+        "    by element group (converted - original): dQ " + ", ".join(
+            f"{names.get(g, g)} {row[f'dq_{g}']:+.1f}" for g in groups if abs(row[f"dq_{g}"]) >= 0.05) + " kvar; dP "
+        + ", ".join(f"{names.get(g, g)} {row[f'dp_{g}']:+.1f}" for g in groups if abs(row[f"dp_{g}"]) >= 0.05) + " kW",
+    ])
 
 
 BASE_COLUMNS = [
@@ -161,17 +231,22 @@ BASE_COLUMNS = [
     ("q_orig_kvar", "Q orig kvar", "{:.1f}"), ("q_conv_kvar", "Q conv kvar", "{:.1f}"), ("rel_dq", "dQ", "{:.2%}"),
     ("backbone_max_dv_pu", "backbone max |dV| pu", "{:.4f}"), ("backbone_worst_bus", "at bus", "{}"),
     ("within_target", "within 1 % / 0.02 pu", "{}"),
+    ("dq_loads", "dQ loads kvar", "{:+.1f}"), ("dq_lines", "dQ lines+shunts kvar", "{:+.1f}"),
+    ("dq_transformers", "dQ transformers kvar", "{:+.1f}"), ("dp_lines", "dP lines kW", "{:+.1f}"),
+    ("dp_transformers", "dP transformers kW", "{:+.1f}"),
 ]
 
 
 def solve_row(path: Path, hours: int = 5, algorithm: str = "central", areas: int = 4,
-              out: Path | None = None) -> dict[str, Any]:
-    """``solve --case PATH --hours H`` (central, or ADMM on ``areas`` areas) in a fresh process: wall time,
-    exit code, and the validation's two figures from summary.json."""
+              out: Path | None = None, extra: list[str] | None = None) -> dict[str, Any]:
+    """``solve --case PATH --hours H`` (central, or ADMM on ``areas`` areas; ``extra`` options such as
+    ``--rho``) in a fresh process: wall time, exit code, iterations and the validation's two figures from
+    summary.json."""
     cmd = [sys.executable, "-m", "mpdopf_pyomo", "solve", "--case", str(path), "--hours", str(hours),
            "--no-plots", "--algorithm", algorithm]
     if algorithm != "central":
         cmd += ["--areas", str(areas), "--executor", "serial"]
+    cmd += list(extra or [])
     with tempfile.TemporaryDirectory(prefix="mpdopf_feeder_") as tmp:
         folder = out or Path(tmp) / "run"
         t0 = time.perf_counter()
@@ -185,6 +260,9 @@ def solve_row(path: Path, hours: int = 5, algorithm: str = "central", areas: int
             s = json.loads(summary.read_text())
             v = s.get("validation", {})
             o = v.get("original", {})
+            d = s.get("distributed") or {}
+            row.update({"iterations": d.get("iterations"), "converged": d.get("converged"),
+                        "options": " ".join(extra or [])})
             row.update({"objective_usd": s.get("objective_usd"), "check1_max_dv_pu": v.get("max_abs_dv_pu"),
                         "check1_passed": v.get("passed"), "check2_max_dv_pu": o.get("max_abs_dv_pu"),
                         "check2_worst_node": o.get("worst_node"), "check2_max_rel_dp": o.get("max_rel_dp_sub"),
@@ -202,16 +280,133 @@ SOLVE_COLUMNS = [
 ]
 
 
+#: The MATPOWER radial cases of the closing table (bundled ``models/<name>/<name>.m``) and their published
+#: base cases: losses (kW) and the lowest voltage (bus, pu). case141 has no published figure in our sources.
+MATPOWER = {"case33bw": (202.68, "18", 0.9131), "case69": (224.96, "65", 0.9092), "case141": (None, None, None)}
+#: The fixed ADMM penalty (and iteration cap) of the closing table, per feeder: ADMM's default adaptive
+#: penalty does not converge on the bare IEEE feeders (issue 11's note); these fixed values do.
+ADMM_OPTIONS = {"ieee13": ["--rho", "5e3", "--max-iter", "1000"], "ieee34": ["--rho", "5e3", "--max-iter", "1000"]}
+ADMM_DEFAULT_OPTIONS = ["--rho", "2e3", "--max-iter", "1000"]
+
+#: Short names of the conversion report's entries (the table's "conversion report" column).
+SHORT = {"normally-open": "open", "untransposed": "untransposed", "one- and two-phase branches": "laterals",
+         "per-phase taps": "bank taps", "voltage regulators": "regulators", "closed switches": "switches",
+         "one- and two-phase loads": "1-2-ph loads", "one- and two-phase shunts": "1-2-ph shunts",
+         "one- and two-phase DERs": "1-2-ph DERs", "centre-tap": "services", "bus voltage bases": "rebased",
+         "buses whose loads": "mixed profiles"}
+
+
+def report_summary(report: Any) -> str:
+    """The conversion report in one cell: short entry names with their element counts."""
+    out = []
+    for e in report.entries:
+        name = next((v for k, v in SHORT.items() if e.what.startswith(k)), e.what.split(":")[0])
+        out.append(f"{name} {e.count}")
+    return ", ".join(out) or "exact"
+
+
+def matpower_base(name: str) -> dict[str, Any]:
+    """A bundled MATPOWER case's base case by our optimisation (one hour, no DERs: its power flow): losses
+    and the lowest voltage against the published figures."""
+    from mpdopf_pyomo.case import load_case, resolve_case_path
+    from mpdopf_pyomo.pipeline import solve_case
+
+    path = resolve_case_path(f"{name}.m")
+    case = load_case(path, 1, warn=None)
+    res = solve_case(case)
+    v = res.voltages[1]
+    loss, bus, v_pub = MATPOWER[name]
+    gap = f"losses {res.summary['losses_kwh']:.3f} kW, V{v.idxmin()} {float(v.min()):.5f} pu"
+    if loss is not None:
+        gap += f" (published {loss:g} kW, V{bus} {v_pub:g})"
+    return {"feeder": name, "path": str(path), "buses": len(case.buses), "branches": len(case.branches),
+            "loads": int(((case.buses["p_load"] != 0) | (case.buses["q_load"] != 0)).sum()),
+            "report": report_summary(case.conversion), "base_gap": gap,
+            "losses_kw": res.summary["losses_kwh"], "v_min_pu": float(v.min()), "v_min_bus": str(v.idxmin())}
+
+
+def closing_row(name: str, hours: int = 5) -> dict[str, Any]:
+    """One row of the closing table: sizes, conversion report, base-case gap, and the ``hours``-h central
+    and ADMM (4 areas, fixed penalty :data:`ADMM_OPTIONS`) solves with both validation figures."""
+    if name in MATPOWER:
+        row = matpower_base(name)
+        path = Path(row["path"])
+    else:
+        path = feeder_path(name)
+        base = base_case_gap(path)
+        row = {k: base[k] for k in ("buses", "branches", "loads", "rel_dp", "rel_dq", "backbone_max_dv_pu",
+                                     "original_converged", "dq_loads", "dq_lines", "dq_transformers")}
+        from mpdopf_pyomo.case import load_case
+
+        row["report"] = report_summary(load_case(path, 1, warn=None).conversion)
+        row["base_gap"] = (f"dP {100 * base['rel_dp']:.2f} %, dQ {100 * base['rel_dq']:.2f} %, "
+                           f"dV {base['backbone_max_dv_pu']:.4f} pu" if base["original_converged"]
+                           else "no OpenDSS reference (its own power flow does not converge)")
+        row = {"feeder": name, "path": str(path), **row}
+    central = solve_row(path, hours, "central")
+    admm = solve_row(path, hours, "admm", extra=ADMM_OPTIONS.get(name, ADMM_DEFAULT_OPTIONS))
+    row.update({
+        "central_exit": central["exit"], "central_s": central["wall_s"],
+        "admm_exit": admm["exit"], "admm_s": admm["wall_s"], "admm_iterations": admm.get("iterations"),
+        "admm_options": " ".join(ADMM_OPTIONS.get(name, ADMM_DEFAULT_OPTIONS)),
+        "admm_rel_gap": (abs(admm["objective_usd"] - central["objective_usd"]) / abs(central["objective_usd"])
+                         if admm.get("objective_usd") is not None and central.get("objective_usd") else None),
+        "check1_central_pu": central.get("check1_max_dv_pu"), "check1_admm_pu": admm.get("check1_max_dv_pu"),
+        "check1_passed": bool(central.get("check1_passed")) and bool(admm.get("check1_passed")),
+        "check2_dv_pu": central.get("check2_max_dv_pu"), "check2_dp": central.get("check2_max_rel_dp"),
+        "check2_dq_kvar": central.get("check2_max_dq_kvar"),
+        "check2": central.get("check2", "-") if name not in MATPOWER else "- (not an OpenDSS feeder)",
+        "error": central["error"] or admm["error"],
+    })
+    return row
+
+
+CLOSING_COLUMNS = [
+    ("feeder", "feeder", "{}"), ("buses", "buses", "{:d}"), ("branches", "branches", "{:d}"), ("loads", "loads", "{:d}"),
+    ("report", "conversion report", "{}"), ("base_gap", "base-case gap", "{}"),
+    ("central_s", "5 h central s", "{:.1f}"), ("admm_s", "5 h ADMM 4 areas s", "{:.1f}"),
+    ("admm_iterations", "ADMM it.", "{}"), ("admm_options", "ADMM options", "{}"),
+    ("admm_rel_gap", "ADMM vs central objective", "{:.1e}"),
+    ("check1_central_pu", "check (1) central pu", "{:.1e}"), ("check1_admm_pu", "check (1) ADMM pu", "{:.1e}"),
+    ("check1_passed", "check (1) passed", "{}"), ("check2_dv_pu", "check (2) max dV pu", "{:.4f}"),
+    ("check2_dp", "check (2) dP_sub", "{:.2%}"), ("check2", "check (2)", "{}"),
+]
+#: The feeders of the closing table, in its order.
+CLOSING = [*FEEDERS, *MATPOWER]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``base`` or ``solve`` over the given feeders (paths or short names; default all five)."""
     from mpdopf_pyomo.benchmark import markdown_table, write_csv
 
     ap = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.feeders", description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["base", "solve"])
-    ap.add_argument("feeders", nargs="*", help="master .dss paths or short names (default: all five)")
+    ap.add_argument("what", nargs="?", choices=["table", "base", "solve"], default="table",
+                    help="table (default): the closing table of every feeder; base: base-case gaps; solve: solves")
+    ap.add_argument("feeders", nargs="*", help="master .dss paths or short names (default: all)")
     ap.add_argument("--hours", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args(argv)
+    if args.what == "table":
+        names = args.feeders or CLOSING
+        unknown = [n for n in names if n not in CLOSING]
+        if unknown:
+            print(f"error: unknown feeder(s) {', '.join(unknown)} (the table knows {', '.join(CLOSING)})",
+                  file=sys.stderr)
+            return 2
+        if not REFERENCE.is_dir() and any(n in FEEDERS for n in names):
+            print(f"error: the public feeders are not at {REFERENCE}", file=sys.stderr)
+            return 2
+        rows = []
+        args.out.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            t0 = time.perf_counter()
+            rows.append(closing_row(n, args.hours))
+            print(f"{n}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+            table = markdown_table(rows, CLOSING_COLUMNS)  # written after every feeder: a long run keeps its rows
+            (args.out / "feeders.md").write_text(table + "\n")
+            write_csv(rows, args.out / "feeders.csv")
+        print(table)
+        return 0
     paths = [feeder_path(f) if f in FEEDERS else Path(f) for f in (args.feeders or FEEDERS)]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:

@@ -319,8 +319,14 @@ def forecast_figure(case: Case, results: Results) -> Figure:
                               ("pv_mult", "#f0a000", "PV multiplier λ_PV (× rated PV power)")):
         if col in sub.columns:
             ax.stairs(sub[col].to_numpy(dtype=float), clock.edges, color=color, lw=2.2, label=label)
-    ax.set_ylim(0, 1.5 * max(1.0, float(sub[[c for c in ("load_mult", "pv_mult") if c in sub.columns]]
-                                         .to_numpy(dtype=float).max(initial=0.0))))
+    top = float(sub[[c for c in ("load_mult", "pv_mult") if c in sub.columns]].to_numpy(dtype=float).max(initial=0.0))
+    nominal = float(case.buses["p_load"].sum())
+    if case.load_profiles is not None and nominal > 0:  # per-bus profiles: the feeder's own load multiplier
+        feeder = case.load_kw() / (nominal * case.bases.s_kva)
+        ax.stairs(feeder, clock.edges, color="#4c72b0", lw=1.4, ls=":",
+                  label="feeder load with per-bus profiles (× nominal load)")
+        top = max(top, float(feeder.max(initial=0.0)))
+    ax.set_ylim(0, 1.5 * max(1.0, top))
     ax.set_ylabel("multiplier (pu)")
     axp = ax.twinx()
     axp.stairs(sub["price_usd_per_kwh"].to_numpy(dtype=float), clock.edges, color="#c44e52", lw=1.6, ls="--",

@@ -35,12 +35,15 @@ PORT_KINDS = ("P", "Q", "v")
 #: no shunt, constant-power load (ZIP fractions z, i, p = 0, 0, 1), a line (tap ratio 1).
 BUS_DEFAULTS: dict[str, float] = {
     "b_shunt": 0.0,
+    "g_shunt": 0.0,
     "p_zip_z": 0.0,
     "p_zip_i": 0.0,
     "p_zip_p": 1.0,
     "q_zip_z": 0.0,
     "q_zip_i": 0.0,
     "q_zip_p": 1.0,
+    "p_fixed": 0.0,
+    "q_fixed": 0.0,
 }
 BRANCH_DEFAULTS: dict[str, float] = {"tap": 1.0}
 #: How far a ZIP triple may sum from 1 (fractions read from files carry rounding).
@@ -51,7 +54,9 @@ def _network_columns(case: Case) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The case's bus and branch tables with every physics column present: the one place defaults apply.
 
     Bus columns (see :data:`BUS_DEFAULTS`): ``b_shunt`` (pu susceptance at v = 1: capacitors and line
-    charging, reactive injection b v; negative for a reactor) and the ZIP fractions ``p_zip_z``,
+    charging, reactive injection b v; negative for a reactor), ``g_shunt`` (pu conductance at v = 1:
+    transformers' no-load loss, a withdrawal g v), ``p_fixed`` and ``q_fixed`` (the network's
+    generators: a fixed injection, pu, not scaled by the load multiplier) and the ZIP fractions ``p_zip_z``,
     ``p_zip_i``, ``p_zip_p``, ``q_zip_z``, ``q_zip_i``, ``q_zip_p`` (each triple sums to 1). Branch column
     ``tap`` (off-nominal ratio at the from side, > 0). A case whose loader does not yet provide a column
     gets its default; a value that is not finite, a tap <= 0 or a ZIP triple not summing to 1 is a
@@ -162,7 +167,7 @@ def build_model(case: Case, formulation: str = "exact", area: int | None = None)
 
     all_buses, all_branches = _network_columns(case)
     buses = all_buses.loc[view.buses]
-    lm = prof["load_mult"].to_numpy()
+    lm = prof["load_mult"].to_numpy() if case.load_profiles is None else case.load_mult_by_bus(view.buses)
     p_load, p_load_v = _withdrawals(buses, "p", lm, T)
     q_load, q_load_v = _withdrawals(buses, "q", lm, T)
     p_inj: dict[tuple[str, int], Any] = {}
@@ -241,15 +246,21 @@ def _withdrawals(
 ) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], VoltageTerms]]:
     """Withdrawals per (bus, hour) of ``kind`` "p" or "q": the constant part and the voltage terms.
 
-    Load (p_load or q_load) x load_mult, split by the bus's ZIP fractions: the p fraction is constant, the
-    z fraction multiplies v, the i fraction |V|. Reactive power also takes the fixed injection q_cap
-    (constant, not scaled) and the shunt susceptance (-b_shunt on v). Zero entries are left out, so a
+    Load (p_load or q_load) x load_mult (``lm``: one row for every bus, or one row per bus: per-bus
+    profiles, :meth:`Case.load_mult_by_bus`), split by the bus's ZIP fractions: the p fraction is constant, the
+    z fraction multiplies v, the i fraction |V|. The generators' fixed injection p_fixed / q_fixed and the
+    fixed capacitor injection q_cap are subtracted (constant, not scaled), and reactive power takes the
+    shunt susceptance (-b_shunt on v), active power the shunt conductance (g_shunt on v). Zero entries are left out, so a
     constant-power feeder without shunts gives exactly the constant withdrawals of the PQ model.
     """
-    nominal = np.outer(buses[f"{kind}_load"].to_numpy(dtype=float), lm)
+    load = buses[f"{kind}_load"].to_numpy(dtype=float)
+    nominal = np.outer(load, lm) if np.ndim(lm) == 1 else load[:, None] * lm
     const = nominal * buses[f"{kind}_zip_p"].to_numpy(dtype=float)[:, None]
     z = nominal * buses[f"{kind}_zip_z"].to_numpy(dtype=float)[:, None]
     i = nominal * buses[f"{kind}_zip_i"].to_numpy(dtype=float)[:, None]
+    const = const - buses[f"{kind}_fixed"].to_numpy(dtype=float)[:, None]
+    if kind == "p":
+        z = z + buses["g_shunt"].to_numpy(dtype=float)[:, None]
     if kind == "q":
         const = const - buses["q_cap"].to_numpy(dtype=float)[:, None]
         z = z - buses["b_shunt"].to_numpy(dtype=float)[:, None]
@@ -324,28 +335,30 @@ def flat_start(case: Case) -> dict[str, pd.DataFrame]:
     buses, br = _network_columns(case)
     T = list(case.profile.index)
     lm = case.profile["load_mult"].to_numpy(dtype=float)
+    if case.load_profiles is not None:
+        lm = case.load_mult_by_bus(buses.index)
     pm = case.profile["pv_mult"].to_numpy(dtype=float)
 
     def col(name: str) -> np.ndarray:
         return buses[name].to_numpy(dtype=float)[:, None]
 
-    p_nom = np.outer(buses["p_load"].to_numpy(dtype=float), lm)
-    q_nom = np.outer(buses["q_load"].to_numpy(dtype=float), lm)
-    p_fixed = p_nom * col("p_zip_p")
-    q_fixed = q_nom * col("q_zip_p") - col("q_cap")
+    p_nom = np.outer(buses["p_load"].to_numpy(dtype=float), lm) if lm.ndim == 1 else col("p_load") * lm
+    q_nom = np.outer(buses["q_load"].to_numpy(dtype=float), lm) if lm.ndim == 1 else col("q_load") * lm
+    p_const = p_nom * col("p_zip_p") - col("p_fixed")
+    q_const = q_nom * col("q_zip_p") - col("q_cap") - col("q_fixed")
     if len(case.pvs):
         pv = np.outer(case.pvs["p_rated"].to_numpy(dtype=float), pm)
-        p_fixed = p_fixed - pd.DataFrame(pv, index=case.pvs.index).reindex(buses.index, fill_value=0.0).to_numpy()
+        p_const = p_const - pd.DataFrame(pv, index=case.pvs.index).reindex(buses.index, fill_value=0.0).to_numpy()
     f, to, levels = _tree_levels(case, br)
     r = br["r"].to_numpy(dtype=float)[:, None]
     x = br["x"].to_numpy(dtype=float)[:, None]
     inv_a2 = 1.0 / br["tap"].to_numpy(dtype=float)[:, None] ** 2
     v = np.full((len(buses), len(T)), case.settings.v_sub_pu**2)
-    dependent = buses[["p_zip_z", "p_zip_i", "q_zip_z", "q_zip_i", "b_shunt"]].to_numpy(dtype=float).any()
+    dependent = buses[["p_zip_z", "p_zip_i", "q_zip_z", "q_zip_i", "b_shunt", "g_shunt"]].to_numpy(dtype=float).any()
     for _ in range(START_SWEEPS if dependent else 1):
         mag = np.sqrt(np.maximum(v, 0.0))
-        down_p = p_fixed + p_nom * (col("p_zip_z") * v + col("p_zip_i") * mag)
-        down_q = q_fixed + q_nom * (col("q_zip_z") * v + col("q_zip_i") * mag) - col("b_shunt") * v
+        down_p = p_const + p_nom * (col("p_zip_z") * v + col("p_zip_i") * mag) + col("g_shunt") * v
+        down_q = q_const + q_nom * (col("q_zip_z") * v + col("q_zip_i") * mag) - col("b_shunt") * v
         for sel in reversed(levels):  # children before parents
             np.add.at(down_p, f[sel], down_p[to[sel]])
             np.add.at(down_q, f[sel], down_q[to[sel]])

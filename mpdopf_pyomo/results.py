@@ -187,6 +187,9 @@ class Results:
             "substation_peak_kw": float(substation["p_kw"].max()),
             "losses_kwh": losses_kwh,
             "losses_by_hour_kw": [float(loss_by_hour.loc[t]) for t in T],
+            "load_kwh": float(case.load_kw().sum() * dt),
+            "fixed_generation_kwh": (float(case.buses["p_fixed"].sum()) * base * len(T) * dt
+                                     if "p_fixed" in case.buses else 0.0),
             "pv_energy_kwh": float(pv["p_kw"].sum() * dt) if len(pv) else 0.0,
             "pv_reactive_kvarh": float(pv["q_kvar"].sum() * dt) if len(pv) else 0.0,
             "battery_charge_kwh": float(battery["charge_kw"].sum() * dt) if len(battery) else 0.0,

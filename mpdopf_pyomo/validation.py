@@ -16,7 +16,10 @@ For each hour t of the plan:
 1. the exported model (compiled ONCE per validation, with an absolute path, exceptions on and without
    letting OpenDSS change the working directory: :func:`mpdopf_pyomo.network.compile_model`) gets its loads
    scaled by the hour's ``load_mult`` through the global load multiplier (``Solution.LoadMult``: it scales
-   the kW and kvar of every model=1 load, exactly what the optimisation does with p_L and q_L);
+   the kW and kvar of every model=1 load, exactly what the optimisation does with p_L and q_L); a bus with
+   its own load profile (``Case.load_profiles``) has its load taken off the global multiplier
+   (``status=fixed``) and set to nominal x its own multiplier each hour, and check (2) does the same for
+   each load of the original feeder with its own profile (``Case.load_element_profiles``);
 2. every PV and every battery of the plan is an element that injects exactly the planned three-phase P and Q
    (element choice below); PV P and Q come from ``results.pv``, battery P = discharge - charge and Q from
    ``results.battery`` -- the plan's own numbers, never recomputed from the case;
@@ -214,6 +217,18 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
     except Exception as exc:
         raise ValidationFailed(f"{where}: OpenDSS could not prepare the validation circuit: {exc_message(exc)}") from None
 
+    own = {}  # the exported loads of buses with their own profile: held at nominal x the bus's multiplier
+    if case.load_profiles is not None:
+        for b in case.load_profiles.columns:
+            kw, kvar = (float(case.buses.at[b, c]) * case.bases.s_kva for c in ("p_load", "q_load"))
+            if kw or kvar:
+                own[f"load_{b}".lower()] = (kw, kvar, case.load_profiles[b].to_numpy(dtype=float))
+    try:
+        _hold_loads(own)
+    except Exception as exc:
+        raise ValidationFailed(f"{where}: OpenDSS could not prepare the per-bus load profiles: "
+                               f"{exc_message(exc)}") from None
+
     opt_v = results.voltages
     opt_buses = [str(b).lower() for b in opt_v.index]
     missing = [b for b in opt_buses if b not in bus_names]
@@ -248,6 +263,7 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
         lm = float(case.profile.at[t, "load_mult"])
         try:
             dss.Solution.LoadMult(lm)
+            _set_loads(own, k)
             hour_devices = by_t.get(t)
             if hour_devices is not None:
                 for kind, bus, p, q in hour_devices[["kind", "bus", "p_kw", "q_kvar"]].itertuples(index=False):
@@ -345,6 +361,28 @@ def validate(case: Case, results: Results, tol_v_pu: float = TOL_V_PU,
     return Validation(summary, by_hour, voltages, None if original is None else original.dv)
 
 
+def _hold_loads(own: dict[str, tuple[float, float, np.ndarray]]) -> None:
+    """Take the loads of ``own`` (name -> nominal kW, kvar and one multiplier per hour) off the global load
+    multiplier (``status=fixed``): :func:`_set_loads` sets their power hour by hour."""
+    from mpdopf_pyomo.network import engine
+
+    dss = engine()
+    for name in own:
+        dss.Text.Command(f"Load.{name}.status=fixed")
+
+
+def _set_loads(own: dict[str, tuple[float, float, np.ndarray]], k: int) -> None:
+    """Hour ``k`` (0-based) of the loads of :func:`_hold_loads`: nominal x their own multiplier (kW first:
+    the kW setter recomputes kvar from the load's power factor)."""
+    from mpdopf_pyomo.network import engine
+
+    dss = engine()
+    for name, (kw, kvar, mult) in own.items():
+        dss.Loads.Name(name)
+        dss.Loads.kW(kw * float(mult[k]))
+        dss.Loads.kvar(kvar * float(mult[k]))
+
+
 @dataclass
 class _Original:
     """Check (2): ``summary`` (summary.json["validation"]["original"]), ``by_hour`` (``orig_*`` columns of
@@ -412,6 +450,13 @@ def _check_original(case: Case, results: Results, hours: list[int], devices: pd.
                              f"kV={kv:.12g} kW=0 kvar=0 model=1 vminpu=0.5 vmaxpu=1.5")
             elements[kind, bus] = name, len(nodes)
         node_names = [n.lower() for n in dss.Circuit.AllNodeNames()]
+        own = {}  # the feeder's loads with their own profile (LoadShape or the case's [profiles.loads])
+        if case.load_element_profiles is not None:
+            for name in case.load_element_profiles.columns:
+                dss.Loads.Name(name)
+                own[name] = (float(dss.Loads.kW()), float(dss.Loads.kvar()),
+                             case.load_element_profiles[name].to_numpy(dtype=float))
+        _hold_loads(own)
     except Exception as exc:
         raise ValidationFailed(f"{model}: OpenDSS could not prepare the original feeder: {exc_message(exc)}") from None
 
@@ -420,9 +465,13 @@ def _check_original(case: Case, results: Results, hours: list[int], devices: pd.
     keep = [k for k, n in enumerate(node_names) if n.split(".", 1)[0] in opt_v.index]
     nodes = [node_names[k] for k in keep]
     node_bus = [n.split(".", 1)[0] for n in nodes]
-    # per unit on the equivalent's bus base (= OpenDSS's, unless the conversion relabelled a bus's base)
-    node_base_v = case.buses["v_base_kv_ln"].set_axis([str(b).lower() for b in case.buses.index]) \
-        .reindex(node_bus).to_numpy(float) * 1000.0
+    # per unit on the equivalent's bus base (= OpenDSS's, unless the conversion relabelled a bus's base); a
+    # centre-tap secondary's base is the whole 240 V, each of its 120 V nodes is at half of it
+    lower = [str(b).lower() for b in case.buses.index]
+    half = case.buses["split_phase"].astype(bool) if "split_phase" in case.buses else False
+    node_kv = case.buses["v_base_kv_ln"].where(~half, case.buses["v_base_kv_ln"] / 2) if "split_phase" in \
+        case.buses else case.buses["v_base_kv_ln"]
+    node_base_v = node_kv.set_axis(lower).reindex(node_bus).to_numpy(float) * 1000.0
     if plan_nodes is not None:  # three-phase plan: its own nodes, on OpenDSS's own node bases
         dss.Circuit.SetActiveElement(f"Vsource.{dss.Vsources.Name()}")
         plan = plan_nodes.assign(node=plan_nodes["node"].astype(str).str.lower())
@@ -450,6 +499,7 @@ def _check_original(case: Case, results: Results, hours: list[int], devices: pd.
     for k, t in enumerate(hours):
         try:
             dss.Solution.LoadMult(float(case.profile.at[t, "load_mult"]))
+            _set_loads(own, k)
             for kind, bus, p, q in (by_t[t][["kind", "bus", "p_kw", "q_kvar"]].itertuples(index=False)
                                     if t in by_t else []):
                 dss.Generators.Name(elements[kind, bus][0])

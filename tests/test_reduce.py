@@ -177,20 +177,21 @@ def test_switches_open_dropped_closed_kept():
     assert tables.branches.loc["sw", ["r", "x"]].tolist() == pytest.approx([1e-6 / ZB, 1e-6 / ZB])
 
 
-def test_service_transformer_collapsed_onto_the_primary():
-    """A one-phase 7.2 kV / 120 V transformer and its triplex: loads move to the primary bus, buses vanish."""
+def test_two_winding_service_transformer_is_a_lateral():
+    """A one-phase 7.2 kV / 120 V two-winding transformer and its line are no longer collapsed onto the
+    primary (their impedance and losses stay): an ordinary one-phase lateral, its loads spread."""
     net = _net([_br("l1", "s", "a"), _br("svc", "a", "x1", z=[[0.01 + 0.02j]], phases=(1,), kind="transformer"),
                 _br("tpx", "x1", "x2", z=[[0.05 + 0.02j]], phases=(1,))],
                [Load("h1", "x1", (1,), "wye", 5.0, 1.0, PQ), Load("h2", "x2", (1,), "wye", 7.0, 2.0, PQ),
                 Load("big", "a", (1, 2, 3), "wye", 100.0, 20.0, PQ)],
                buses={"x1": 0.12, "x2": 0.12})
     tables, report = reduce_balanced(net, S_KVA)
-    e = _only(report, rd.SERVICE)
-    assert (e.count, e.load_kw) == (1, 12.0)
-    assert e.largest == ("12.0 kW of 2 secondary bus(es) moved onto primary bus a; 2 secondary buses and "
-                         "2 branches removed in all")
-    assert list(tables.buses.index) == ["s", "a"] and list(tables.branches.index) == ["l1"]
-    assert tables.buses.at["a", "p_load"] == pytest.approx(0.112)
+    assert report.get(rd.SERVICE) is None
+    assert (report.get(rd.LATERAL).count, report.get(rd.LATERAL).load_kw) == (2, 12.0)
+    assert list(tables.buses.index) == ["s", "a", "x1", "x2"]
+    zb = 3 * 0.12**2 * 1000 / S_KVA
+    assert tables.branches.loc["tpx", ["r", "x"]].tolist() == pytest.approx([3 * 0.05 / zb, 3 * 0.02 / zb])
+    assert tables.buses.at["x2", "p_load"] == pytest.approx(0.007)
 
 
 def test_zip_weighting_and_shunts():
@@ -324,8 +325,9 @@ def test_zip_load_rated_off_the_bus_base():
     assert [b.q_zip_z, b.q_zip_p] == pytest.approx([0.5 * r2 / (0.5 * r2 + 0.5), 0.5 / (0.5 * r2 + 0.5)])
 
 
-def test_fixed_generator_folded_into_the_load_and_reported(tmp_path):
-    """A MATPOWER PQ generator (Pg, Qg): Qg a fixed injection, Pg a negative load, reported; check (1) holds."""
+def test_fixed_generator_is_p_fixed_not_a_load(tmp_path):
+    """A MATPOWER PQ generator (Pg, Qg) is the bus's fixed injection p_fixed/q_fixed (not a negative load,
+    not scaled by load_mult), named in the report's notes; check (1) holds."""
     from tests.test_matpower import TINY
 
     text = TINY.replace("\t1\t0\t0\t10\t-10\t1.02\t10\t1\t10\t0;\n", "\t1\t0\t0\t10\t-10\t1.02\t10\t1\t10\t0;\n"
@@ -333,12 +335,11 @@ def test_fixed_generator_folded_into_the_load_and_reported(tmp_path):
     assert text != TINY
     (tmp_path / "gen.m").write_text(text)
     case = load_case(tmp_path / "gen.m", 1)
-    assert case.buses.at["3", "p_load"] == pytest.approx((1000.0 - 400.0) / 1000.0)
-    assert case.buses.at["3", "q_cap"] == pytest.approx(0.1)
-    from mpdopf_pyomo.case import GENERATOR_AS_LOAD
-
-    e = case.conversion.get(GENERATOR_AS_LOAD)
-    assert e.count == 1 and e.largest == "generator gen2 at bus 3: 400.0 kW"
+    assert case.buses.at["3", "p_load"] == pytest.approx(1.0)  # the load alone
+    assert case.buses.loc["3", ["p_fixed", "q_fixed", "q_cap"]].tolist() == pytest.approx([0.4, 0.1, 0.0])
+    assert any("1 generator(s): fixed injections p_fixed/q_fixed" in n and "400.0 kW + 100.0 kvar" in n
+               for n in case.conversion.notes)
+    assert all("generator" not in e.what for e in case.conversion.entries)
     res = solve_case(case)
     attach_validation(case, res)
     assert res.summary["validation"]["passed"]

@@ -294,15 +294,23 @@ def _check_branch(br: Branch, buses: dict) -> None:
 
 
 def _shunt_lines(network: Network) -> list[str]:
-    """``Capacitor`` (kvar > 0) and shunt ``Reactor`` (kvar < 0) lines at their rated voltage."""
+    """``Capacitor`` (kvar > 0) and shunt ``Reactor`` (kvar < 0) lines at their rated voltage; a shunt
+    conductance (``Shunt.kw``, three-phase wye only) as a shunt ``Reactor`` of resistance R = V_LL^2 / P."""
     out = []
     for sh in network.shunts:
         _check_name("shunt", sh.name)
         n = _n_phases(sh.phases, sh.conn)
         kv = sh.kv_ln_rated if (n == 1 and sh.conn == "wye") else sh.kv_ln_rated * math.sqrt(3)
-        cls = "Capacitor" if sh.kvar >= 0 else "Reactor"
-        out.append(f"New {cls}.{sh.name} bus1={_nodes(sh.bus, sh.phases)} phases={n} conn={sh.conn} "
-                   f"kvar={_num(abs(sh.kvar))} kV={_num(kv)}")
+        if sh.kvar or not sh.kw:
+            cls = "Capacitor" if sh.kvar >= 0 else "Reactor"
+            out.append(f"New {cls}.{sh.name} bus1={_nodes(sh.bus, sh.phases)} phases={n} conn={sh.conn} "
+                       f"kvar={_num(abs(sh.kvar))} kV={_num(kv)}")
+        if sh.kw:
+            if n != 3 or sh.conn != "wye":
+                raise CaseError(f"export to OpenDSS: shunt {sh.name}: a conductance is written for three-phase wye "
+                                "shunts only")
+            out.append(f"New Reactor.{sh.name}_g bus1={_nodes(sh.bus, sh.phases)} phases=3 conn=wye "
+                       f"R={_num(3 * sh.kv_ln_rated ** 2 * 1000.0 / sh.kw)} X=0")
     return out
 
 
@@ -379,7 +387,7 @@ def _transformer_rows(network: Network, br: Branch) -> list[str]:
             f"New Transformer.{name} phases={m} windings=2 buses=[{_nodes(br.bus1, p1)} {_nodes(br.bus2, p2)}] "
             f"conns=[{br.conn[0]} {br.conn[1]}] kVs=[{_num(kv1)} {_num(kv2)}] kVAs=[{_num(kva_k)} {_num(kva_k)}] "
             f"taps=[1 {_num(t2)}]{span} %Rs=[{_num(z_pct.real / 2)} {_num(z_pct.real / 2)}] XHL={_num(z_pct.imag)} "
-            f"%noloadloss=0 %imag=0 ppm={_num(br.ppm_antifloat)}")
+            f"%noloadloss={_num(br.noload_pct)} %imag={_num(br.imag_pct)} ppm={_num(br.ppm_antifloat)}")
     return rows
 
 

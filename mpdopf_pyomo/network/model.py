@@ -57,6 +57,10 @@ class Branch:
     #: the imaginary part of each terminal's self-admittance; OpenDSS's default is 1). It changes a flow by
     #: about 1e-6; the balanced reduction ignores it, the faithful export writes it back. 0 elsewhere.
     ppm_antifloat: float = 0.0
+    #: a transformer's magnetising current and no-load loss (OpenDSS ``%imag``, ``%noloadloss``: percent of
+    #: ``kva`` at rated voltage, a constant-impedance shunt); 0 elsewhere.
+    imag_pct: float = 0.0
+    noload_pct: float = 0.0
 
 
 @dataclass
@@ -88,6 +92,8 @@ class Shunt:
     conn: str
     kvar: float
     kv_ln_rated: float
+    #: a shunt conductance: kW drawn at the rated voltage (constant impedance); 0 for a capacitor or reactor.
+    kw: float = 0.0
 
 
 @dataclass

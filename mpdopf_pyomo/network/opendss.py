@@ -570,16 +570,19 @@ class _Reader:
             if buses[0] == buses[1]:
                 self.bad("Transformer with both windings on one bus", name)
                 continue
-            if _float_prop(f"transformer.{name}", "%imag", 0.0) or _float_prop(f"transformer.{name}", "%noloadloss", 0.0):
+            imag = _float_prop(f"transformer.{name}", "%imag", 0.0)
+            noload = _float_prop(f"transformer.{name}", "%noloadloss", 0.0)
+            if imag or noload:
                 self.magnetising.append(name)
             out.append(dict(name=name, nph=nph, buses=buses, nodes=nodes, wdg=wdg, xhl=xhl, xht=xht, xlt=xlt,
+                            imag=imag, noload=noload,
                             ppm=_float_prop(f"transformer.{name}", "ppm_antifloat", 0.0),
                             center_tap=center_tap, regulator=name in controlled,
                             is_open=any(dss.CktElement.IsOpen(t, 0) for t in (1, 2))))
         self.note_disabled("transformer", enabled)
         if self.magnetising:
             self.notes.append(f"{len(self.magnetising)} transformer(s) with magnetising current or no-load loss "
-                              f"(%imag, %noloadloss) read without them (series impedance only): "
+                              f"(%imag, %noloadloss), read as a constant-impedance shunt: "
                               f"{_shown(self.magnetising)}")
         return out
 
@@ -618,7 +621,7 @@ class _Reader:
                 phases=ph, z_ohm=np.eye(n) * z, y_shunt_s=np.zeros((n, n), complex), tap=np.full(n, v1 / v2),
                 conn=("delta" if w1["delta"] else "wye", "delta" if w2["delta"] else "wye"), kva=w1["kva"],
                 normally_open=t["is_open"], phases2=ph2 if (t["center_tap"] or ph2 != ph) else None,
-                center_tap=t["center_tap"], ppm_antifloat=t["ppm"]))
+                center_tap=t["center_tap"], ppm_antifloat=t["ppm"], imag_pct=t["imag"], noload_pct=t["noload"]))
         n_ct = sum(b.center_tap for b in singles)
         if n_ct:
             self.notes.append(
@@ -662,7 +665,7 @@ class _Reader:
                 phases=tuple(p for g in group for p in g.phases), z_ohm=z, y_shunt_s=y,
                 tap=np.concatenate([g.tap for g in group]), conn=group[0].conn, kva=sum(g.kva for g in group),
                 normally_open=b.normally_open, elements=tuple(g.name for g in group),
-                ppm_antifloat=b.ppm_antifloat))
+                ppm_antifloat=b.ppm_antifloat, imag_pct=b.imag_pct, noload_pct=b.noload_pct))
             merged.append(f"{'+'.join(g.name for g in group)} ({b.kind} {b.bus1}-{b.bus2})")
         if merged:
             self.notes.append(f"{len(merged)} bank(s) of single-phase elements between the same two buses merged "

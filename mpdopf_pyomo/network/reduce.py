@@ -21,8 +21,11 @@ voltage of its own phase(s) at the end of a one- or two-phase lateral):
   lateral's losses ``n |S / n|^2 r_ph = 3 |S / 3|^2 r_eq`` are kept; what is lost is the unbalance the
   lateral's current causes upstream on the three-phase backbone (reported: count, load carried, the
   lateral with the largest load). Shunt admittance of such a branch: ``(n / 3) y_ph`` (total charging kept).
-* **Line charging and transformer magnetising admittance**: half of the positive-sequence susceptance to
-  each end bus's ``b_shunt`` (exact in the balanced model; conductance cannot be represented -> error).
+* **Line charging**: half of the positive-sequence susceptance to each end bus's ``b_shunt`` (exact in the
+  balanced model; a line's shunt conductance cannot be represented -> error).
+* **Transformer magnetising current and no-load loss** (OpenDSS ``%imag``, ``%noloadloss``): a
+  constant-impedance shunt at the secondary bus, ``-%imag/100 x kVA`` into ``b_shunt`` and
+  ``%noloadloss/100 x kVA`` into ``g_shunt`` (a note in the report gives the totals).
 * **Transformers and regulators**: series impedance referred to the to-bus base (the model's convention)
   and the tap ratio; per-phase taps that differ (regulators of a three single-phase bank) -> their mean,
   reported with the largest spread. A delta-wye phase shift does not matter to the magnitudes.
@@ -35,12 +38,19 @@ voltage of its own phase(s) at the end of a one- or two-phase lateral):
 * **Loads**: total kW and kvar at the bus, ZIP fractions load-weighted per bus (``p_zip_*`` by |kW|,
   ``q_zip_*`` by |kvar|). A balanced three-phase load (wye or delta) is exact; one- and two-phase loads
   (wye or delta) are spread over three phases with their total P and Q (reported).
-* **Centre-tap service transformers and triplex secondaries**: a transformer with fewer than three phases
-  whose secondary base is below :data:`SERVICE_KV_LN` kV, and everything below it, is collapsed onto the
-  transformer's primary bus: loads, shunts and DERs move there, the secondary buses and branches disappear
-  (reported: transformers, secondary buses, load moved, the largest service).
+* **Centre-tap service transformers and triplex secondaries** (8500, 9500): each service is kept as a
+  balanced branch to a bus holding its load. The secondary's equivalent base is the whole 240 V (twice the
+  120 V half-winding base), so a load across both halves is one single-phase load: the transformer's
+  impedance is the one such a load sees (``Branch.z_ohm`` x 4 on the 240 V base), a two-conductor triplex
+  line its loop impedance ``Z11 + Z22 - Z12 - Z21`` (admittance ``(Y11 + Y22 - Y12 - Y21) / 4``), a
+  one-conductor secondary line ``4 Z11``; then the ``n = 1`` lateral rule (``z_eq = 3 z``). A secondary
+  bus without load, shunt or DER between one incoming and one outgoing branch is merged away (the service
+  transformer and its triplex drop in series: one branch primary -> load bus). Lost: the unbalance between
+  the two 120 V halves (the neutral current), reported with the services' count and load.
 * **DERs** (PV, battery, generator) are handed back in ``BalancedTables.ders`` in per unit; one- and
-  two-phase units are spread (reported).
+  two-phase units are spread (reported). Generators (OpenDSS ``Generator``, MATPOWER non-slack gens) are
+  fixed injections at their (kW, kvar): they also fill the bus columns ``p_fixed`` / ``q_fixed``, which the
+  formulations subtract from the bus's withdrawal unscaled (not a load; a note in the report).
 """
 
 from __future__ import annotations
@@ -61,8 +71,6 @@ MAX_LISTED = 12
 
 #: Smallest resistance and reactance (ohm) of a closed switch in the equivalent.
 SWITCH_MIN_OHM = 1e-6
-#: Secondary base (line-to-neutral kV) below which a one- or two-phase transformer is a service transformer.
-SERVICE_KV_LN = 0.3
 #: Relative sequence coupling above which a three-phase element counts as untransposed.
 ASYMMETRY_TOL = 1e-6
 #: Shunt conductance (pu) below which it is taken as none.
@@ -153,7 +161,8 @@ SWITCH = f"closed switches: series branches of their own impedance (at least {SW
 UNBAL_LOAD = "one- and two-phase loads (wye or delta): spread over three phases"
 UNBAL_SHUNT = "one- and two-phase shunts: spread over three phases"
 UNBAL_DER = "one- and two-phase DERs: spread over three phases"
-SERVICE = "centre-tap service transformers and secondaries: loads collapsed onto the primary bus"
+SERVICE = ("centre-tap service transformers and secondaries: one balanced branch each on the 240 V base, "
+           "the two 120 V halves taken as equally loaded")
 REBASED = ("bus voltage bases relabelled: a bus reached through lines takes its upstream bus's base "
            "(OpenDSS's CalcVoltageBases gave it another)")
 
@@ -167,14 +176,19 @@ class BalancedTables:
 
     * ``buses`` (root first, breadth-first; :data:`BUS_COLUMNS`): ``v_base_kv_ln``; ``p_load``, ``q_load``
       (nominal, three-phase total); ``p_zip_z/i/p``, ``q_zip_z/i/p`` (load-weighted ZIP fractions, default
-      0, 0, 1); ``q_cap`` (a fixed injection); ``b_shunt`` (susceptance at v = 1: capacitors and half of each
-      adjacent line's charging; reactive injection ``b_shunt * v``, v the squared magnitude); ``x``, ``y``.
+      0, 0, 1); ``q_cap`` (a fixed reactive injection: generators with kW = 0, as the hand-made ieee123
+      writes its capacitors); ``p_fixed``, ``q_fixed`` (the other generators' fixed injection; neither is
+      scaled by the load multiplier); ``b_shunt`` (susceptance at v = 1: capacitors and half of each
+      adjacent line's charging, minus transformers' magnetising; reactive injection ``b_shunt * v``, v the
+      squared magnitude); ``g_shunt`` (conductance at v = 1: transformers' no-load loss, drawing ``g_shunt * v``);
+      ``split_phase`` (True on a centre-tap secondary, whose base is the whole 240 V: each of the original
+      bus's 120 V nodes is at half of it); ``x``, ``y``.
     * ``branches`` (oriented from the root; :data:`BRANCH_COLUMNS`): ``r``, ``x`` on the to-bus base,
       ``tap`` (ideal transformer at the from side: ``v_to = v_from / tap**2 - 2 (r P + x Q) + |z|^2 l``),
       ``kind`` (the :class:`~mpdopf_pyomo.network.model.Branch` kind it came from).
     * ``ders`` (index ``der``; :data:`DER_COLUMNS`): ``kind`` pv/battery/generator, ``bus`` in the
       equivalent, ``p_rated``, ``s_rated``, ``e_rated``/``e_stored`` (pu h, batteries), ``q_fixed``
-      (generators' kvar), ``shape`` (not used yet).
+      (generators' kvar; generators are in the bus columns ``p_fixed``/``q_fixed`` too), ``shape``.
     """
 
     root: str
@@ -183,10 +197,16 @@ class BalancedTables:
     buses: pd.DataFrame
     branches: pd.DataFrame
     ders: pd.DataFrame
+    #: the network's loads (index ``load``; :data:`LOAD_COLUMNS`): ``bus`` in the equivalent, ``p``, ``q``
+    #: (pu at 1 pu of the bus, what they add to p_load / q_load) and ``shape`` (the LoadShape, "" if none).
+    loads: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["bus", "p", "q", "shape"]))
+    #: the network's LoadShapes as hourly multipliers (``Network.profiles``).
+    profiles: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+LOAD_COLUMNS = ("bus", "p", "q", "shape")
 BUS_COLUMNS = ("v_base_kv_ln", "p_load", "q_load", "p_zip_z", "p_zip_i", "p_zip_p", "q_zip_z", "q_zip_i",
-               "q_zip_p", "q_cap", "b_shunt", "x", "y")
+               "q_zip_p", "q_cap", "p_fixed", "q_fixed", "b_shunt", "g_shunt", "split_phase", "x", "y")
 BRANCH_COLUMNS = ("from_bus", "to_bus", "r", "x", "tap", "kind")
 DER_COLUMNS = ("kind", "bus", "p_rated", "s_rated", "e_rated", "e_stored", "q_fixed", "shape")
 
@@ -215,51 +235,105 @@ def sequence_asymmetry(m: np.ndarray) -> float:
     return float(off / max(abs(s[1, 1]), 1e-300))
 
 
-def _service_subtrees(net: Network, closed: list[Branch]) -> tuple[dict[str, str], set[str]]:
-    """Buses below service transformers -> their primary bus; names of the branches that disappear."""
-    src = net.source.bus
-    adj: dict[str, list[Branch]] = {}
+def _split_phase_secondaries(net: Network, closed: list[Branch], buses: dict[str, Bus]
+                             ) -> tuple[list[Branch], dict[str, Bus], set[str], dict[str, str], list[Branch]]:
+    """Centre-tap secondaries as balanced single-phase branches on the whole-secondary (240 V) base.
+
+    Returns the branches (centre-tap transformers and secondary lines replaced by their 1 x 1 equivalent,
+    series chains through empty secondary buses merged), the buses (secondary buses on twice their 120 V
+    base), the secondary buses still in the network, ``{merged-away bus: the bus that stands for it}`` and
+    the centre-tap transformers (for the report). See the module docstring for the rules.
+    """
+    heads = [b for b in closed if b.center_tap]
+    if not heads:
+        return closed, buses, set(), {}, []
+    adj: dict[str, list[Branch]] = defaultdict(list)
     for b in closed:
-        adj.setdefault(b.bus1, []).append(b)
-        adj.setdefault(b.bus2, []).append(b)
-    # orient (breadth-first) so that "below" is well defined
+        adj[b.bus1].append(b)
+        adj[b.bus2].append(b)
     parent: dict[str, Branch] = {}
-    seen = {src}
-    queue = [src]
-    for bus in queue:
+    seen = {net.source.bus}
+    queue = [net.source.bus]
+    for bus in queue:  # orient breadth-first from the source: "below" is well defined
         for b in adj.get(bus, []):
             other = b.bus2 if b.bus1 == bus else b.bus1
             if other not in seen:
                 seen.add(other)
                 parent[other] = b
                 queue.append(other)
-    moved: dict[str, str] = {}
-    gone: set[str] = set()
-    for bus in queue[1:]:  # breadth-first: a primary is always decided before its secondaries
-        b = parent[bus]
-        up = b.bus1 if b.bus2 == bus else b.bus2
-        if up in moved:
-            moved[bus] = moved[up]
-            gone.add(b.name)
-        elif (b.kind == "transformer" and len(b.phases) < 3 and bus in net.buses
-              and net.buses[bus].kv_ln < SERVICE_KV_LN <= net.buses[up].kv_ln):
-            moved[bus] = up
-            gone.add(b.name)
-    return moved, gone
+    split: set[str] = set()
+    head_names = {b.name for b in heads}
+    for bus in queue[1:]:
+        up = parent[bus]
+        above = up.bus1 if up.bus2 == bus else up.bus2
+        if up.name in head_names and up.bus2 == bus or above in split and up.name not in head_names:
+            split.add(bus)
+    buses = {b: replace(bus, kv_ln=2 * bus.kv_ln) if b in split else bus for b, bus in buses.items()}
+    out: list[Branch] = []
+    for b in closed:
+        if b.center_tap and b.bus2 in split:
+            out.append(replace(b, z_ohm=4 * np.asarray(b.z_ohm, complex)))
+        elif b.bus1 in split and b.bus2 in split:
+            z, y = np.asarray(b.z_ohm, complex), np.asarray(b.y_shunt_s, complex)
+            if len(b.phases) >= 2:
+                z1 = z[0, 0] + z[1, 1] - z[0, 1] - z[1, 0]
+                y1 = (y[0, 0] + y[1, 1] - y[0, 1] - y[1, 0]) / 4
+            else:
+                z1, y1 = 4 * z[0, 0], y[0, 0] / 4
+            out.append(replace(b, phases=(1,), z_ohm=np.array([[z1]]), y_shunt_s=np.array([[y1]]), tap=np.ones(1)))
+        else:
+            out.append(b)
+    # merge series chains through empty secondary buses (breadth-first: the transformer first)
+    occupied = {x.bus for x in (*net.loads, *net.shunts, *net.ders)}
+    by_name = {b.name: b for b in out}
+    incident: dict[str, list[str]] = defaultdict(list)
+    for b in out:
+        incident[b.bus1].append(b.name)
+        incident[b.bus2].append(b.name)
+    merged: dict[str, str] = {}
+    for bus in queue[1:]:
+        if bus not in split or bus in occupied or len(incident[bus]) != 2:
+            continue
+        up = next((n for n in incident[bus] if by_name[n].bus2 == bus), None)
+        down = next((n for n in incident[bus] if n != up), None)
+        if up is None or down is None or by_name[down].bus1 != bus:
+            continue
+        u, d = by_name[up], by_name[down]
+        if np.any(np.asarray(d.tap, float) != 1.0):
+            continue
+        far = d.bus2
+        by_name[up] = replace(u, bus2=far, z_ohm=u.z_ohm + d.z_ohm, y_shunt_s=u.y_shunt_s + d.y_shunt_s,
+                              elements=(*(u.elements or (u.name,)), *(d.elements or (d.name,))))
+        del by_name[down]
+        incident[far] = [up if n == down else n for n in incident[far]]
+        incident[bus] = []
+        merged[bus] = far
+    for bus in list(merged):  # a chain merged twice: follow to the bus that remains
+        while merged[bus] in merged:
+            merged[bus] = merged[merged[bus]]
+    return list(by_name.values()), buses, split - set(merged), merged, heads
 
 
-def _at_bus_base(ld: Load, kv_ln: float) -> tuple[float, float, np.ndarray, np.ndarray]:
+def _at_bus_base(ld: Load, kv_ln: float, split: bool = False) -> tuple[float, float, np.ndarray, np.ndarray]:
     """A load's kW, kvar and ZIP fractions at 1 pu of its bus's base, from those at its rated kV.
 
     ``Load.kv_rated`` (when the reader gives it; line-to-neutral for a one-phase wye load, else
     line-to-line) may differ from the bus base; a constant-Z / constant-I part then draws
     ``(V_base / V_rated)^2`` / ``V_base / V_rated`` of its rating at 1 pu. Constant-power loads are unchanged.
+    On a centre-tap secondary (``split``: ``kv_ln`` is the whole 240 V) the rating across the whole
+    secondary is compared: twice the kV of a load on one half; for one on both halves the kV as given (a
+    load across 1-2) or 2 kV / sqrt(3) (a two-phase wye load), whichever is nearer the base.
     """
     z = np.asarray(ld.zip, dtype=float)
     rated = getattr(ld, "kv_rated", math.nan)
     if not (math.isfinite(rated) and rated > 0):
         return ld.kw, ld.kvar, z[:3], z[3:]
-    base = kv_ln if (len(ld.phases) == 1 and ld.conn == "wye") else kv_ln * math.sqrt(3)
+    if split:
+        base = kv_ln
+        rated = 2 * rated if len(ld.phases) == 1 else min((rated, 2 * rated / math.sqrt(3)),
+                                                          key=lambda r: abs(r - kv_ln))
+    else:
+        base = kv_ln if (len(ld.phases) == 1 and ld.conn == "wye") else kv_ln * math.sqrt(3)
     r = base / rated
     if abs(r - 1.0) < 1e-9:
         return ld.kw, ld.kvar, z[:3], z[3:]
@@ -355,8 +429,8 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
     for bus, (old, new) in rebased.items():
         report.entry(REBASED).add(load_at_bus.get(bus, 0.0), abs(old - new),
                                   f"bus {bus}: {old * math.sqrt(3):.4g} kV -> {new * math.sqrt(3):.4g} kV (line-to-line)")
+    closed, buses, split, moved, services = _split_phase_secondaries(net, closed, buses)
     net = replace(net, buses=buses)
-    moved, gone = _service_subtrees(net, closed)
     home = {b: moved.get(b, b) for b in buses}
 
     # --- load carried below each bus (for the report's "load affected") ------------------------------
@@ -370,9 +444,9 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
     laterals: dict[str, str] = {}  # one- and two-phase branch -> its phases
     affected: dict[str, list[str]] = {}  # report entry -> the branches it counts (for the load they carry)
     b_shunt: dict[str, float] = dict.fromkeys(buses, 0.0)
+    g_shunt: dict[str, float] = dict.fromkeys(buses, 0.0)
+    mag: list[tuple[float, float]] = []  # transformers' magnetising kvar and no-load kW at 1 pu
     for br in closed:
-        if br.name in gone:
-            continue
         n = len(br.phases)
         z = np.asarray(br.z_ohm, dtype=complex)
         y = np.asarray(br.y_shunt_s, dtype=complex)
@@ -404,7 +478,7 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
             if asym > ASYMMETRY_TOL:
                 affected.setdefault(UNTRANSPOSED, []).append(br.name)
                 report.entry(UNTRANSPOSED).add(0.0, asym, f"{label}: sequence coupling {100 * asym:.2f} % of |z1|")
-        else:
+        elif br.bus2 not in split:  # a service's branches are reported as services
             laterals[br.name] = f"{''.join('abc'[p - 1] for p in br.phases)}"
         if br.kind == "switch":
             z_eq = complex(max(z_eq.real, SWITCH_MIN_OHM), max(z_eq.imag, SWITCH_MIN_OHM))
@@ -427,11 +501,22 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
         if abs(g_pu) > G_TOL_PU:
             errors.append(f"{label}: shunt conductance {g_pu:.3g} pu cannot be represented")
             continue
+        if br.imag_pct or br.noload_pct:
+            # magnetising and no-load loss: a constant-impedance shunt at the secondary bus, where OpenDSS's
+            # transformer model has it (tests/test_feeder_elements.py measures both ends against OpenDSS)
+            mag_kvar, nll_kw = br.imag_pct / 100 * br.kva, br.noload_pct / 100 * br.kva
+            mag.append((mag_kvar, nll_kw))
+            b_shunt[home[br.bus2]] -= mag_kvar / s_kva
+            g_shunt[home[br.bus2]] += nll_kw / s_kva
         b_pu = y_eq.imag * zb  # total, pi model: half at each end
         # the from-side half sits behind the ideal transformer: referred by 1/tap^2 to the from bus
         b_shunt[home[br.bus1]] += b_pu / 2 / t**2
         b_shunt[home[br.bus2]] += b_pu / 2
         rows.append((br.name, br.bus1, br.bus2, z_eq.real / zb, z_eq.imag / zb, t, br.kind))
+    if mag:
+        report.notes.append(f"{len(mag)} transformer(s) with magnetising current or no-load loss: a constant-"
+                            f"impedance shunt at the secondary bus, {sum(m[0] for m in mag):.1f} kvar and "
+                            f"{sum(m[1] for m in mag):.1f} kW at 1 pu (b_shunt, g_shunt)")
     errors += _element_errors(net)
     if errors:
         shown = "; ".join(errors[:MAX_LISTED]) + (f"; ... and {len(errors) - MAX_LISTED} more"
@@ -483,18 +568,14 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
                          f"{below[worst] / 3:.1f} kW per phase in the equivalent")
 
     # --- service transformers ----------------------------------------------------------------------
-    if moved:
+    if services:
         svc = report.entry(SERVICE)
-        by_primary: dict[str, list[str]] = {}
-        for bus, prim in moved.items():
-            by_primary.setdefault(prim, []).append(bus)
-        xf = [b for b in closed if b.name in gone and b.kind == "transformer" and home[b.bus1] == b.bus1]
-        svc.count = len(xf)
-        svc.load_kw = float(sum(load_at[b] for b in moved))
-        prim = max(by_primary, key=lambda p: sum(load_at[b] for b in by_primary[p]))
-        svc.largest = (f"{sum(load_at[b] for b in by_primary[prim]):.1f} kW of {len(by_primary[prim])} secondary "
-                       f"bus(es) moved onto primary bus {prim}; {len(moved)} secondary buses and "
-                       f"{len(gone)} branches removed in all")
+        svc.count = len(services)
+        tops = [b.bus2 for b in services if b.bus2 in below] + [moved[b.bus2] for b in services if b.bus2 in moved]
+        svc.load_kw = float(sum(below[b] for b in tops))
+        worst = max(tops, key=lambda b: (below[b], b))
+        svc.largest = (f"{below[worst]:.1f} kW below service bus {worst}; {len(split)} secondary bus(es) kept, "
+                       f"{len(moved)} merged into their branch")
 
     # --- loads ---------------------------------------------------------------------------------------
     kw = dict.fromkeys(order, 0.0)
@@ -503,16 +584,18 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
     zq = {b: np.zeros(3) for b in order}
     wp = dict.fromkeys(order, 0.0)
     wq = dict.fromkeys(order, 0.0)
+    load_rows = []
     for ld in net.loads:
         bus = home[ld.bus]
-        p_kw, q_kvar, zp_l, zq_l = _at_bus_base(ld, buses[ld.bus].kv_ln)
+        p_kw, q_kvar, zp_l, zq_l = _at_bus_base(ld, buses[ld.bus].kv_ln, ld.bus in split)
+        load_rows.append((ld.name, bus, p_kw / s_kva, q_kvar / s_kva, ld.shape or ""))
         kw[bus] += p_kw
         kvar[bus] += q_kvar
         zp[bus] += abs(p_kw) * zp_l
         zq[bus] += abs(q_kvar) * zq_l
         wp[bus] += abs(p_kw)
         wq[bus] += abs(q_kvar)
-        if len(ld.phases) < 3 and ld.bus not in moved:
+        if len(ld.phases) < 3 and ld.bus not in split:
             ph = "".join("abc"[p - 1] for p in ld.phases)
             report.entry(UNBAL_LOAD).add(ld.kw, abs(complex(ld.kw, ld.kvar)),
                                          f"load {ld.name} at bus {ld.bus}: {ld.kw:.1f} kW + {ld.kvar:.1f} kvar "
@@ -532,6 +615,20 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
 
     # --- DERs ----------------------------------------------------------------------------------------
     der_rows = []
+    p_fixed = dict.fromkeys(order, 0.0)
+    q_fixed = dict.fromkeys(order, 0.0)
+    q_cap = dict.fromkeys(order, 0.0)
+    gens = [d for d in net.ders if d.kind == "generator" and d.kw != 0]
+    for d in gens:
+        p_fixed[home[d.bus]] += d.kw / s_kva
+        q_fixed[home[d.bus]] += d.kvar / s_kva
+    for d in net.ders:  # kvar-only generators: fixed capacitor injections (the hand-made ieee123's capacitors)
+        if d.kind == "generator" and d.kw == 0:
+            q_cap[home[d.bus]] += d.kvar / s_kva
+    if gens:
+        report.notes.append(f"{len(gens)} generator(s): fixed injections p_fixed/q_fixed at their bus, "
+                            f"{sum(d.kw for d in gens):.1f} kW + {sum(d.kvar for d in gens):.1f} kvar in all "
+                            "(not loads; not scaled by the load multiplier)")
     for d in net.ders:
         bus = home[d.bus]
         der_rows.append((d.name, d.kind, bus, d.kw / s_kva, d.kva / s_kva, d.kwh / s_kva, d.kwh_stored / s_kva,
@@ -547,14 +644,20 @@ def reduce_balanced(net: Network, s_kva: float) -> tuple[BalancedTables, Convers
         bus_tbl[f"p_zip_{c}"] = [float(zp[b][k]) for b in order]
     for k, c in enumerate("zip"):
         bus_tbl[f"q_zip_{c}"] = [float(zq[b][k]) for b in order]
-    bus_tbl["q_cap"] = 0.0
+    bus_tbl["q_cap"] = [q_cap[b] for b in order]
+    bus_tbl["p_fixed"] = [p_fixed[b] for b in order]
+    bus_tbl["q_fixed"] = [q_fixed[b] for b in order]
     bus_tbl["b_shunt"] = [b_shunt[b] for b in order]
+    bus_tbl["g_shunt"] = [g_shunt[b] for b in order]
+    bus_tbl["split_phase"] = [b in split for b in order]
     bus_tbl["x"] = [buses[b].x for b in order]
     bus_tbl["y"] = [buses[b].y for b in order]
     branches = tree[["from_bus", "to_bus", "r", "x", "tap", "kind"]].copy()
     ders = pd.DataFrame(der_rows, columns=["der", *DER_COLUMNS]).set_index("der")
     tables = BalancedTables(root=net.source.bus, source_kv_ll=net.source.kv_ll, source_pu=net.source.pu,
-                            buses=bus_tbl, branches=branches, ders=ders)
+                            buses=bus_tbl, branches=branches, ders=ders,
+                            loads=pd.DataFrame(load_rows, columns=["load", *LOAD_COLUMNS]).set_index("load"),
+                            profiles=dict(net.profiles))
     return tables, report
 
 
@@ -565,7 +668,9 @@ def balanced_network(buses: pd.DataFrame, branches: pd.DataFrame, root: str, s_k
     What validation check (1) exports to OpenDSS: the converted model itself, so that OpenDSS and the
     optimisation solve the same equations. Series ``r, x`` and ``tap``; loads with the bus's ZIP fractions
     (nominal, the caller scales them); ``b_shunt`` as a capacitor (or reactor) of ``b_shunt x s_kva`` kvar at
-    the bus's base; ``q_cap`` as a fixed reactive injection (a generator with kW = 0).
+    the bus's base (``g_shunt`` as a shunt resistance drawing ``g_shunt x s_kva`` kW at 1 pu); ``q_cap`` as a
+    fixed reactive injection (a generator with kW = 0); ``p_fixed`` /
+    ``q_fixed`` as a generator (model 1, not scaled by the load multiplier).
     """
     from pathlib import Path
 
@@ -593,11 +698,15 @@ def balanced_network(buses: pd.DataFrame, branches: pd.DataFrame, root: str, s_k
         if p or q:
             zip_ = tuple(get(b, f"{k}_zip_{c}", 1.0 if c == "p" else 0.0) for k in "pq" for c in "zip")
             loads.append(Load(f"load_{b}", b, (1, 2, 3), "wye", p, q, zip_, vminpu=0.0, vmaxpu=math.inf))
-        bs = get(b, "b_shunt", 0.0)
-        if bs:
-            shunts.append(Shunt(f"shunt_{b}", b, (1, 2, 3), "wye", bs * s_kva, nb[b].kv_ln))
+        bs, gs = get(b, "b_shunt", 0.0), get(b, "g_shunt", 0.0)
+        if bs or gs:
+            shunts.append(Shunt(f"shunt_{b}", b, (1, 2, 3), "wye", bs * s_kva, nb[b].kv_ln, kw=gs * s_kva))
         qc = get(b, "q_cap", 0.0)
         if qc:
             ders.append(Der(f"qcap_{b}", "generator", b, (1, 2, 3), 0.0, abs(qc) * s_kva, kvar=qc * s_kva))
+        pf, qf = get(b, "p_fixed", 0.0), get(b, "q_fixed", 0.0)
+        if pf or qf:
+            ders.append(Der(f"gen_{b}", "generator", b, (1, 2, 3), pf * s_kva, abs(complex(pf, qf)) * s_kva,
+                            kvar=qf * s_kva))
     src = Source(root, nb[root].kv_ln * math.sqrt(3), source_pu)
     return Network(name, Path(str(path)), "balanced", src, 60.0, nb, brs, loads, shunts, ders, {}, [])
