@@ -3,8 +3,8 @@
 ``python -m mpdopf_pyomo.feeders`` (= ``... table``) writes the closing table, one row per feeder (IEEE 13,
 34, 123, 8500, 9500 and the MATPOWER case33bw, case69, case141): buses, branches, loads, the conversion
 report in one cell, the base-case gap (OpenDSS feeders: to the original feeder, below; MATPOWER: losses and
-the lowest voltage against the published base case), the 5-h central and ADMM (4 areas, the fixed penalty
-:data:`ADMM_OPTIONS`) wall times, and both validation figures: ``bench/results/feeders.md`` and ``.csv``
+the lowest voltage against the published base case), the 5-h central and ADMM (4 areas, default
+settings) wall times, and both validation figures: ``bench/results/feeders.md`` and ``.csv``
 (rewritten after every feeder).
 
 ``python -m mpdopf_pyomo.feeders base [FEEDER.dss ...]`` compares, for each OpenDSS feeder (default: the
@@ -283,10 +283,6 @@ SOLVE_COLUMNS = [
 #: The MATPOWER radial cases of the closing table (bundled ``models/<name>/<name>.m``) and their published
 #: base cases: losses (kW) and the lowest voltage (bus, pu). case141 has no published figure in our sources.
 MATPOWER = {"case33bw": (202.68, "18", 0.9131), "case69": (224.96, "65", 0.9092), "case141": (None, None, None)}
-#: The fixed ADMM penalty (and iteration cap) of the closing table, per feeder: ADMM's default adaptive
-#: penalty does not converge on the bare IEEE feeders (issue 11's note); these fixed values do.
-ADMM_OPTIONS = {"ieee13": ["--rho", "5e3", "--max-iter", "1000"], "ieee34": ["--rho", "5e3", "--max-iter", "1000"]}
-ADMM_DEFAULT_OPTIONS = ["--rho", "2e3", "--max-iter", "1000"]
 
 #: Short names of the conversion report's entries (the table's "conversion report" column).
 SHORT = {"normally-open": "open", "untransposed": "untransposed", "one- and two-phase branches": "laterals",
@@ -327,7 +323,7 @@ def matpower_base(name: str) -> dict[str, Any]:
 
 def closing_row(name: str, hours: int = 5) -> dict[str, Any]:
     """One row of the closing table: sizes, conversion report, base-case gap, and the ``hours``-h central
-    and ADMM (4 areas, fixed penalty :data:`ADMM_OPTIONS`) solves with both validation figures."""
+    and ADMM (4 areas, default settings) solves with both validation figures."""
     if name in MATPOWER:
         row = matpower_base(name)
         path = Path(row["path"])
@@ -344,11 +340,11 @@ def closing_row(name: str, hours: int = 5) -> dict[str, Any]:
                            else "no OpenDSS reference (its own power flow does not converge)")
         row = {"feeder": name, "path": str(path), **row}
     central = solve_row(path, hours, "central")
-    admm = solve_row(path, hours, "admm", extra=ADMM_OPTIONS.get(name, ADMM_DEFAULT_OPTIONS))
+    admm = solve_row(path, hours, "admm")
     row.update({
         "central_exit": central["exit"], "central_s": central["wall_s"],
         "admm_exit": admm["exit"], "admm_s": admm["wall_s"], "admm_iterations": admm.get("iterations"),
-        "admm_options": " ".join(ADMM_OPTIONS.get(name, ADMM_DEFAULT_OPTIONS)),
+        "admm_options": "defaults",
         "admm_rel_gap": (abs(admm["objective_usd"] - central["objective_usd"]) / abs(central["objective_usd"])
                          if admm.get("objective_usd") is not None and central.get("objective_usd") else None),
         "check1_central_pu": central.get("check1_max_dv_pu"), "check1_admm_pu": admm.get("check1_max_dv_pu"),
