@@ -5,7 +5,9 @@ runs, ``--repeat`` rounds of fresh processes interleaved (D M V, D M V, ...):
 
 - D: distopf 1.0.2 in its own environment (``.venv-distopf``: its pins, numpy >= 2.2.6, pyomo >= 6.9.4, ...,
   must not touch ``.venv``): its case ``ieee123_30der_bat`` with ``n_steps=24``, the nonlinear branch flow
-  model (``formulation="branchflow"``: Pyomo + IPOPT, FBS starting point), objective ``loss``;
+  model (``formulation="branchflow"``: Pyomo + IPOPT; squared voltages and currents, P/Q flows, the
+  current angle differences fixed at one FBS power flow), objective ``loss`` (sum of r (P^2 + Q^2) over
+  branches, phases and steps);
 - M: ``python -m mpdopf_pyomo solve --case ieee123-opendss --hours 24 --formulation 3ph-exact --no-plots
   --no-validate --json``;
 - V: the same with the OpenDSS validation (the default).
@@ -13,10 +15,11 @@ runs, ``--repeat`` rounds of fresh processes interleaved (D M V, D M V, ...):
 Both call the same IPOPT: our AMPL ``ipopt`` executable (``solvers.ipopt_executable()``, the MUMPS 5.8
 build of ``install-solvers``) is put first on distopf's PATH, and the child checks that Pyomo's
 ``SolverFactory("ipopt")`` resolved to that very file. Wall time is of the whole process (imports, case
-build, solve, results), median of the rounds; the ratio is distopf's median over each of ours.
+build, solve, results), median of the rounds; the ratio is distopf's median over each of ours (and the same for CPU time, less
+sensitive to other load on the machine).
 
 The two tools solve different models of IEEE 123 (say so whenever the ratio is quoted): distopf's own
-130-bus CSV case (4 regulators, 4 capacitors) with 5 three-phase generators in ``gen_data.csv`` (1 ``pv``,
+130-bus CSV case (5 regulators, 4 capacitors) with 5 three-phase generators in ``gen_data.csv`` (1 ``pv``,
 2 ``diesel``, 2 ``pv+bess``; P and Q controlled) and 2 three-phase batteries (buses 48 and 76), minimising the
 line losses; ours the official OpenDSS model (132 buses, 278 nodes, regulators at fixed taps) with the
 study's DER recipe, 17 PVs and 26 batteries, minimising energy cost plus battery conversion losses. The
@@ -70,7 +73,8 @@ print(json.dumps({
     "variables": int(nvar) if nvar else None,
     "constraints": int(neq) + int(nineq) if neq and nineq else None,
     "solve_s": res.solve_time, "command_total_s": t1 - t0, "objective": res.objective_value,
-    "buses": len(case.bus_data), "ders": len(case.gen_data), "batteries": len(case.bat_data),
+    "buses": len(case.bus_data), "generators": case.gen_data["type"].value_counts().sort_index().to_dict(),
+    "batteries": len(case.bat_data),
 }))
 """
 
@@ -166,8 +170,10 @@ def rows_from_runs(runs: dict[str, list[dict[str, Any]]], ipopt: str) -> list[di
                                "peak_mb": max(r["peak_mb"] for r in rs), "repeat": len(rs),
                                "load_avg": "; ".join(r["load"] for r in rs)}
         if label == "distopf":
-            row.update(model=(f"distopf {s['distopf']} case {DISTOPF_CASE}: {s['buses']} buses, {s['ders']} DERs, "
-                              f"{s['batteries']} batteries, branch flow (NLP), min line losses"),
+            gens = s["generators"]
+            kinds = ", ".join(f"{n} {kind}" for kind, n in gens.items())
+            row.update(model=(f"distopf {s['distopf']} case {DISTOPF_CASE}: {s['buses']} buses, {sum(gens.values())} "
+                              f"generators ({kinds}), {s['batteries']} batteries, branch flow (NLP), min line losses"),
                        variables=s["variables"], constraints=s["constraints"], iterations=s["iterations"],
                        termination=s["exit"],
                        solve_s=statistics.median(r["summary"]["solve_s"] for r in rs),
@@ -184,14 +190,16 @@ def rows_from_runs(runs: dict[str, list[dict[str, Any]]], ipopt: str) -> list[di
                        iterations=st.get("iterations"), termination=st.get("termination"),
                        solve_s=statistics.median(r["summary"]["timings"]["solve_s"] for r in rs),
                        command_total_s=statistics.median(r["summary"]["timings"]["total_s"] for r in rs),
-                       route=f"{s.get('solver_route')} IPOPT {s.get('solver_version')} MUMPS {st.get('mumps')}",
+                       route=(f"{s.get('solver_route')} {ipopt if s.get('solver_route') == 'executable' else ''} "
+                              f"IPOPT {s.get('solver_version')} MUMPS {st.get('mumps')}"),
                        same_ipopt=s.get("solver_route") == "executable")
             if "validation" in s:
                 row["validation_max_dv_pu"] = max(r["summary"]["validation"]["max_abs_dv_pu"] for r in rs)
         rows.append(row)
-    d_wall = rows[0]["wall_s"]
+    d_wall, d_cpu = rows[0]["wall_s"], rows[0]["cpu_s"]
     for row in rows:
         row["distopf_over_this"] = d_wall / row["wall_s"]
+        row["distopf_cpu_over_this"] = d_cpu / row["cpu_s"]
     return rows
 
 
@@ -202,6 +210,7 @@ COLUMNS = [
     ("command_total_s", "command total s", "{:.1f}"), ("wall_s", "wall s (median)", "{:.1f}"),
     ("wall_min_s", "wall s (min)", "{:.1f}"), ("cpu_s", "CPU s", "{:.1f}"), ("peak_mb", "peak MB", "{:.0f}"),
     ("distopf_over_this", "distopf wall / this wall", "{:.1f}x"),
+    ("distopf_cpu_over_this", "distopf CPU / this CPU", "{:.1f}x"),
     ("validation_max_dv_pu", "OpenDSS max |dV| pu", "{:.1e}"), ("route", "route", "{}"),
 ]
 

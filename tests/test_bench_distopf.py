@@ -55,7 +55,8 @@ def test_rows_medians_ratio_and_model_counts() -> None:
     ipopt = "/opt/ipopt/bin/ipopt"
     d = {"distopf": "1.0.2", "pyomo": "6.10.1", "ipopt_path": ipopt, "ipopt_version": "3.14.19",
          "iterations": 60, "exit": "Solved To Acceptable Level.", "variables": 100, "constraints": 90,
-         "solve_s": 30.0, "command_total_s": 50.0, "objective": 1.8, "buses": 130, "ders": 5, "batteries": 2}
+         "solve_s": 30.0, "command_total_s": 50.0, "objective": 1.8, "buses": 130,
+         "generators": {"diesel": 2, "pv": 1, "pv+bess": 2}, "batteries": 2}
     ours = {"solver_route": "executable", "solver_version": "3.14.19", "case_file": str(ROOT / "cases/ieee123-opendss.toml"),
             "solver_stats": {"iterations": 29, "termination": "optimal", "variables": 23304, "constraints": 24578,
                              "mumps": "5.8.2"},
@@ -71,7 +72,8 @@ def test_rows_medians_ratio_and_model_counts() -> None:
     assert abs(rows["mpdopf"]["distopf_over_this"] - 62.0 / 15.0) < 1e-12
     assert abs(rows["mpdopf+validation"]["distopf_over_this"] - 62.0 / 20.0) < 1e-12
     assert rows["distopf"]["same_ipopt"] and rows["mpdopf"]["same_ipopt"]
-    assert "130 buses, 5 DERs, 2 batteries" in rows["distopf"]["model"]
+    assert "130 buses, 5 generators (2 diesel, 1 pv, 2 pv+bess), 2 batteries" in rows["distopf"]["model"]
+    assert abs(rows["mpdopf"]["distopf_cpu_over_this"] - 31.0 / 7.5) < 1e-12  # CPU = wall / 2 in _run_record
     assert "132 buses (278 nodes), 17 PVs, 26 batteries" in rows["mpdopf"]["model"]
     assert rows["mpdopf+validation"]["validation_max_dv_pu"] == 3e-8 and "validation_max_dv_pu" not in rows["mpdopf"]
     assert (rows["distopf"]["iterations"], rows["mpdopf"]["iterations"]) == (60, 29)
