@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.setup-done
+# PNNL's distopf, only for `make bench-distopf`: its own environment, its pins never touch $(VENV).
+DISTOPF_VENV := .venv-distopf
 
-.PHONY: setup run test bench bench-large docs docs-check doctor paper clean
+.PHONY: setup run test bench bench-large bench-distopf docs docs-check doctor paper clean
 
 setup: $(STAMP)
 
@@ -64,6 +66,18 @@ bench: setup
 	$(PY) -m mpdopf_pyomo.benchmark --commands --repeat 5 --out bench/results
 	$(PY) -m mpdopf_pyomo.benchmark_scale --out bench/results
 	-$(PY) -m mpdopf_pyomo.feeders table --out bench/results
+	-$(PY) -m mpdopf_pyomo.bench_distopf --env $(DISTOPF_VENV) --out bench/results
+
+# PNNL's distopf 1.0.2 (PyPI) on its own unbalanced IEEE 123 with batteries, 24 steps, nonlinear branch flow,
+# beside `solve --case ieee123-opendss --hours 24 --formulation 3ph-exact` (with and without validation), both
+# on our IPOPT executable: bench/results/distopf.md and .csv (mpdopf_pyomo/bench_distopf.py). Installs distopf
+# into $(DISTOPF_VENV) first (needs the package index; skipped with one line when that fails). About 5 min.
+bench-distopf: setup
+	@if $(DISTOPF_VENV)/bin/python -c 'import distopf' 2>/dev/null || \
+	   { { test -x $(DISTOPF_VENV)/bin/python || $(PYTHON) -m venv $(DISTOPF_VENV); } && \
+	     $(DISTOPF_VENV)/bin/python -m pip install -q 'distopf==1.0.2' > $(DISTOPF_VENV)/install.log 2>&1; }; \
+	then $(PY) -m mpdopf_pyomo.bench_distopf --env $(DISTOPF_VENV) --out bench/results; \
+	else echo "distopf comparison skipped: could not install distopf==1.0.2 into $(DISTOPF_VENV) (offline? see $(DISTOPF_VENV)/install.log)"; fi
 
 # The large generated feeders (1,025 x 5 h, 2,561 x 24 h, 10,241 x 4 h buses x hours; central, ADMM, ENApp):
 # tables in bench/results/large.md and .csv. About 30-40 min on 2 cores (not part of `make bench`).
@@ -74,4 +88,4 @@ doctor: setup
 	$(PY) -m mpdopf_pyomo doctor
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(DISTOPF_VENV) build *.egg-info .pytest_cache
