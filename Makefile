@@ -53,8 +53,16 @@ docs-check: docs
 # (Markdown and CSV, gitignored) and on stdout. `$(PY) -m mpdopf_pyomo.benchmark --profile 24` breaks one
 # run down by stage. Then the public feeders from ../shared/reference/feeders (skipped when absent): the
 # base-case gap of the balanced conversion and 5-h central and ADMM solves (mpdopf_pyomo/feeders.py).
+# `--commands`: whole-command wall times (the default 5-h command, 24 h without figures, and the published
+# case beside bench/plain_pyomo.py, the same model written directly in Pyomo and solved with cyipopt-wheels),
+# run round-robin, median of 5, with IPOPT's split into function evaluations and linear algebra
+# (bench/results/commands.md); `--baseline DIR` adds the same commands from another source tree.
+# benchmark_scale: central solves of ieee123 x 5/24 h and generated 2,561 x 5/24 h and 10,241 x 4 h feeders
+# with IPOPT's time split into function evaluations and linear algebra (bench/results/scale.md; ~3 min).
 bench: setup
 	$(PY) -m mpdopf_pyomo.benchmark --out bench/results
+	$(PY) -m mpdopf_pyomo.benchmark --commands --repeat 5 --out bench/results
+	$(PY) -m mpdopf_pyomo.benchmark_scale --out bench/results
 	-$(PY) -m mpdopf_pyomo.feeders base --out bench/results
 	-$(PY) -m mpdopf_pyomo.feeders solve --hours 5 --out bench/results
 

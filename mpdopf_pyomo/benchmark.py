@@ -32,6 +32,7 @@ import csv
 import io
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -124,6 +125,157 @@ def bench_central(case: str = "ieee123", hours: tuple[int, ...] = DEFAULT_HOURS,
                 "route": _route_label(s),
             })
     return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole commands (``--commands``, part of ``make bench``)
+# --------------------------------------------------------------------------------------------------
+
+#: The hand-written Pyomo + cyipopt-wheels script the first row is compared with (in the source tree).
+PLAIN_SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "plain_pyomo.py"
+
+#: (row label, arguments of ``python -m mpdopf_pyomo`` after ``--out X``-less ``solve``; compare with the plain
+#: script?) of the whole-command rows, and the targets of issue 15.
+COMMAND_ROWS: tuple[tuple[str, list[str], bool, float | None], ...] = (
+    ("published 5 h, no check, no figures", ["--case", "ieee123-published", "--hours", "5", "--no-validate",
+                                              "--no-plots"], True, None),
+    ("default 5 h (OpenDSS check + figures)", ["--case", "ieee123", "--hours", "5"], False, 1.5),
+    ("24 h, no figures", ["--case", "ieee123", "--hours", "24", "--no-plots"], False, 1.5),
+)
+
+#: IPOPT's ``print_timing_statistics`` lines the rows report (CPU seconds, the first number of each line).
+_TIMING_LINES = {"ipopt_cpu_s": "OverallAlgorithm", "function_evaluations_cpu_s": "Function Evaluations",
+                 "linear_algebra_cpu_s": "StdAugSystemSolverMultiSolve"}
+
+
+def ipopt_timing(log: str) -> dict[str, float]:
+    """IPOPT's time split from a log printed with ``print_timing_statistics yes``: the whole algorithm, the
+    function evaluations (objective, constraints, derivatives: Python/ASL) and the linear algebra (the
+    augmented-system solves: MUMPS' factorizations and back-solves), CPU seconds."""
+    out = {}
+    for key, label in _TIMING_LINES.items():
+        found = re.search(rf"^\s*{label}\.*:\s*([0-9.]+)", log, re.M)
+        if found:
+            out[key] = float(found.group(1))
+    return out
+
+
+def export_plain_data(case: str, hours: int, path: Path) -> None:
+    """The data of ``case`` as the JSON file :data:`PLAIN_SCRIPT` reads (balanced tables from ``load_case``)."""
+    from dataclasses import asdict
+
+    from mpdopf_pyomo import solvers
+    from mpdopf_pyomo.case import load_case
+    from mpdopf_pyomo.problem import _network_columns
+
+    c = load_case(case, hours)
+    buses, branches = _network_columns(c)
+    data = {"root": c.root, "s_base_kva": c.bases.s_kva, "settings": asdict(c.settings),
+            "buses": buses[["p_load", "q_load", "q_cap"]].to_dict("index"),
+            "branches": branches[["from_bus", "to_bus", "r", "x", "tap"]].to_dict("index"),
+            "pvs": c.pvs.to_dict("index"), "batteries": c.batteries.to_dict("index"),
+            **{k: c.profile[k].tolist() for k in ("load_mult", "pv_mult", "price")},
+            "pynumero_library": solvers.pynumero_library()}
+    path.write_text(json.dumps(data))
+
+
+def bench_commands(repeat: int = 5, progress: Callable[[str], None] | None = None,
+                   baseline: str | None = None) -> list[dict[str, Any]]:
+    """Whole-command wall time of :data:`COMMAND_ROWS` (and of the plain script beside the first), fresh
+    processes run round-robin (A B C D A B C D ...) so that a change in the machine's load hits every
+    command alike; median and min of ``repeat``. One more run of each, with IPOPT's timing statistics,
+    gives the split into function evaluations and linear algebra (not part of the wall times).
+
+    ``baseline``: a source tree of another version of this package (e.g. ``git worktree add``); each
+    command also runs from it (``PYTHONPATH``), in the same round-robin, as a row marked "before"."""
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="mpdopf-bench-cmd-") as tmp:
+        data = Path(tmp) / "plain.json"
+        plain_ok = PLAIN_SCRIPT.is_file()
+        if plain_ok:
+            export_plain_data("ieee123-published", 5, data)
+        jobs: list[tuple[str, list[str], float | None, dict[str, str] | None]] = []
+        base_env = None
+        if baseline:
+            base_env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                [str(Path(baseline).resolve()), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        for label, args, with_plain, target in COMMAND_ROWS:
+            jobs.append((label, args, target, None))
+            if with_plain and plain_ok:
+                jobs.append(("plain Pyomo + cyipopt-wheels script, same model and data", [], None, None))
+            if base_env is not None:
+                jobs.append((f"{label} (before: {baseline})", args, target, base_env))
+        runs: dict[int, list[dict[str, Any]]] = {k: [] for k in range(len(jobs))}
+        for rep in range(repeat):
+            for k, (label, args, _, env) in enumerate(jobs):
+                out = Path(tmp) / f"run{k}_{rep}"
+                cmd = ([sys.executable, "-m", "mpdopf_pyomo", "solve", *args, "--json", "--out", str(out)] if args
+                       else [sys.executable, str(PLAIN_SCRIPT), str(data)])
+                run = run_process(cmd, env)
+                if run["returncode"] != 0:
+                    raise RuntimeError(f"{' '.join(cmd)} failed ({run['returncode']}): {run['stderr'].strip()[-400:]}")
+                run["summary"] = json.loads(run["stdout"].strip().splitlines()[-1] if not args else run["stdout"])
+                runs[k].append(run)
+                if progress:
+                    progress(f"  run {rep + 1}/{repeat} {label}: {run['wall_s']:.2f} s")
+        for k, (label, args, target, env) in enumerate(jobs):
+            rs = runs[k]
+            s = rs[0]["summary"]
+            if args:
+                diag = run_process([sys.executable, "-m", "mpdopf_pyomo", "solve", *args, "--no-validate",
+                                    "--no-plots", "--tee", "--solver-option", "print_timing_statistics=yes",
+                                    "--out", str(Path(tmp) / f"diag{k}")], env)
+                command = "python -m mpdopf_pyomo solve " + " ".join(args)
+                iterations, route = s["solver_stats"].get("iterations"), _route_label(s)
+            else:
+                diag = run_process([sys.executable, str(PLAIN_SCRIPT), str(data), "--timing"])
+                command = f"python {PLAIN_SCRIPT.parent.name}/{PLAIN_SCRIPT.name} (ieee123-published, 5 h)"
+                iterations = s.get("iterations")
+                route = "cyipopt-wheels" if "site-packages" in s.get("cyipopt", "") else s.get("cyipopt")
+            walls = [r["wall_s"] for r in rs]
+            row = {"row": label, "command": command, "runs": len(rs), "wall_s": statistics.median(walls),
+                   "wall_min_s": min(walls), "cpu_s": statistics.median(r["cpu_s"] for r in rs),
+                   "target_s": target, "iterations": iterations, "route": route,
+                   **ipopt_timing(diag["stdout"]), "peak_mb": max(r["peak_mb"] for r in rs),
+                   "objective_usd": s.get("objective_usd")}
+            if args:
+                row["total_s"] = statistics.median(r["summary"]["timings"]["total_s"] for r in rs)
+            rows.append(row)
+        if plain_ok:
+            ours, plain = rows[0], rows[1]
+            ours["ratio_to_plain"] = ours["wall_s"] / plain["wall_s"]
+            rel = abs(ours["objective_usd"] - plain["objective_usd"]) / abs(plain["objective_usd"])
+            ours["objective_rel_diff"] = plain["objective_rel_diff"] = rel
+    return rows
+
+
+COMMAND_COLUMNS = [
+    ("row", "row", "{}"),
+    ("wall_s", "wall s (median)", "{:.2f}"),
+    ("wall_min_s", "wall s (min)", "{:.2f}"),
+    ("target_s", "target s", "{}"),
+    ("ratio_to_plain", "× plain script", "{:.2f}"),
+    ("cpu_s", "CPU s", "{:.2f}"),
+    ("total_s", "total_s (summary)", "{:.2f}"),
+    ("iterations", "IPOPT iterations", "{}"),
+    ("ipopt_cpu_s", "IPOPT CPU s", "{:.3f}"),
+    ("function_evaluations_cpu_s", "function evaluations CPU s", "{:.3f}"),
+    ("linear_algebra_cpu_s", "linear algebra CPU s", "{:.3f}"),
+    ("peak_mb", "peak MB", "{:.0f}"),
+    ("route", "route", "{}"),
+    ("objective_rel_diff", "objective rel. diff to plain", "{:.1e}"),
+]
+
+
+def commands_text(rows: list[dict[str, Any]], repeat: int) -> str:
+    """The whole-command table with its commands and the machine's load (Markdown)."""
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    cmds = "\n".join(f"- {r['row']}: `{r['command']}`" for r in rows)
+    return (f"## Whole commands: fresh processes, run round-robin, median of {repeat} "
+            f"({os.cpu_count()} CPUs; load average at the end {load})\n\n"
+            + markdown_table(rows, COMMAND_COLUMNS) + "\n\nCommands (each with `--json --out <tmp>`):\n\n" + cmds
+            + "\n\nIPOPT CPU seconds from one more run of each with `print_timing_statistics yes` (OverallAlgorithm,"
+              " Function Evaluations, StdAugSystemSolverMultiSolve = MUMPS factorizations and back-solves).")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -315,7 +467,7 @@ class _Timers:
         setattr(owner, attr, classmethod(timed) if kind == "classmethod" else timed)
 
 
-def _profile_child(case: str, hours: int, out: str) -> dict[str, Any]:
+def _profile_child(case: str, hours: int, out: str, full: bool = False) -> dict[str, Any]:
     """Run the ``solve`` command in this (fresh) process with stage timers; return the stage times."""
     from mpdopf_pyomo import _START
 
@@ -338,32 +490,39 @@ def _profile_child(case: str, hours: int, out: str) -> dict[str, Any]:
     from mpdopf_pyomo import solvers
 
     t0 = time.perf_counter()
-    solvers.probe("ipopt")  # as the command does first: skips Pyomo's scipy extras, imports cyipopt
-    timers.add("import cyipopt + solver probe", time.perf_counter() - t0)
-    order.append("import cyipopt + solver probe")
-    imp("import PyNumero interfaces", "pyomo.contrib.pynumero.interfaces.cyipopt_interface")
+    route = solvers.probe("ipopt").route  # as the command does first (the library route imports cyipopt)
+    timers.add("solver probe (first)", time.perf_counter() - t0)
+    order.append("solver probe (first)")
+    stages: list[tuple[Any, str, str, str]] = []
+    if route == "library":
+        imp("import PyNumero interfaces", "pyomo.contrib.pynumero.interfaces.cyipopt_interface")
+        import pyomo.contrib.pynumero.interfaces.pyomo_nlp as pyomo_nlp
+        from pyomo.contrib.pynumero.interfaces import cyipopt_interface
 
-    import pyomo.contrib.pynumero.interfaces.pyomo_nlp as pyomo_nlp
-    from pyomo.contrib.pynumero.interfaces import cyipopt_interface
+        stages += [
+            (pyomo_nlp.PyomoNLP, "__init__", "PyomoNLP (NL file + ASL load + structures)", "method"),
+            (cyipopt_interface.CyIpoptNLP, "__init__", "CyIpoptNLP set-up", "method"),
+            (cyipopt_interface.CyIpoptNLP, "solve", "IPOPT itself (incl. its function evaluations)", "method"),
+        ]
     from pyomo.core.base.PyomoModel import ModelSolutions
+    from pyomo.opt.solver.shellcmd import SystemCallSolver
     from pyomo.repn.plugins import nl_writer
 
     from mpdopf_pyomo import case as case_mod
-    from mpdopf_pyomo import problem, solve
+    from mpdopf_pyomo import pipeline, problem
     from mpdopf_pyomo.results import Results
 
-    stages = [
+    stages += [
         (case_mod, "load_case", "case load (TOML, OpenDSS compile, tree, profiles)", "function"),
         (problem, "build_model", "build Pyomo model", "function"),
         (problem, "flat_start", "starting point: LinDistFlow sweep", "function"),
         (problem, "initialize", "starting point: load into model", "function"),
-        (solve, "solve_central", "solve_central (all of it)", "function"),
+        (pipeline, "solve_central", "solve_central (all of it)", "function"),
+        (SystemCallSolver, "_execute_command", "IPOPT executable (its own process)", "method"),
+        (SystemCallSolver, "process_output", "read the executable's solution file", "method"),
         (solvers, "solve", "solvers.solve (all of it)", "function"),
         (solvers, "probe", "solver probe", "function"),
         (nl_writer.NLWriter, "write", "write NL file", "method"),
-        (pyomo_nlp.PyomoNLP, "__init__", "PyomoNLP (NL file + ASL load + structures)", "method"),
-        (cyipopt_interface.CyIpoptNLP, "__init__", "CyIpoptNLP set-up", "method"),
-        (cyipopt_interface.CyIpoptNLP, "solve", "IPOPT itself (incl. its function evaluations)", "method"),
         (ModelSolutions, "load_from", "load solution into Pyomo", "method"),
         (Results, "from_models", "results tables (Results.from_models)", "classmethod"),
         (Results, "save", "write output folder (Results.save)", "method"),
@@ -377,21 +536,24 @@ def _profile_child(case: str, hours: int, out: str) -> dict[str, Any]:
     saved = sys.stdout
     sys.stdout = io.StringIO()
     try:
-        main(["solve", "--case", case, "--hours", str(hours), "--no-validate", "--no-plots", "--json",
-              "--out", out], standalone_mode=False)
+        main(["solve", "--case", case, "--hours", str(hours), *([] if full else ["--no-validate", "--no-plots"]),
+              "--json", "--out", out], standalone_mode=False)
+        summary = json.loads(sys.stdout.getvalue())
     finally:
         sys.stdout = saved
     timers.add("CLI command (all of it)", time.perf_counter() - t0)
     end = time.perf_counter() - _START
-    return {"child_total_s": end, "start": _START, "end": _START + end, "package_import_s": t_child, "order": order, "total": timers.total,
-            "calls": timers.calls}
+    return {"child_total_s": end, "start": _START, "end": _START + end, "package_import_s": t_child, "order": order,
+            "total": timers.total, "calls": timers.calls, "timings": summary["timings"], "route": route}
 
 
-def profile(case: str = "ieee123", hours: int = 24) -> tuple[list[dict[str, Any]], float]:
-    """Stage breakdown of one fresh ``solve`` process: rows (stage, seconds, share of wall) and the wall."""
+def profile(case: str = "ieee123", hours: int = 24, full: bool = False) -> tuple[list[dict[str, Any]], float]:
+    """Stage breakdown of one fresh ``solve`` process: rows (stage, seconds, share of wall) and the wall.
+
+    ``full``: the default command (OpenDSS check and figures) instead of ``--no-validate --no-plots``."""
     with tempfile.TemporaryDirectory(prefix="mpdopf-profile-") as tmp:
         cmd = [sys.executable, "-m", "mpdopf_pyomo.benchmark", "--_profile-child", case, str(hours),
-               str(Path(tmp) / "out")]
+               str(Path(tmp) / "out"), *(["--profile-full"] if full else [])]
         run = run_process(cmd)
     if run["returncode"] != 0:
         raise RuntimeError(f"profiling run failed: {run['stderr'].strip()}")
@@ -408,6 +570,7 @@ def profile(case: str = "ieee123", hours: int = 24) -> tuple[list[dict[str, Any]
     else:  # no shared clock: start-up and shut-down together
         rows = [("Python start-up + shut-down", wall - data["child_total_s"]),
                 ("import mpdopf_pyomo package", data["package_import_s"])]
+    route = data["route"]
     rows += [(label, tot[label]) for label in data["order"]]
     cli = g("CLI command (all of it)", 0.0)
     central = g("solve_central (all of it)", 0.0)
@@ -423,23 +586,33 @@ def profile(case: str = "ieee123", hours: int = 24) -> tuple[list[dict[str, Any]
     tables = g("results tables (Results.from_models)", 0.0)
     case_s = g("case load (TOML, OpenDSS compile, tree, profiles)", 0.0)
     save = g("write output folder (Results.save)", 0.0)
+    timings = data["timings"]
+    exe = g("IPOPT executable (its own process)", 0.0)
+    sol = g("read the executable's solution file", 0.0)
+    validation = timings.get("validation_s", 0.0)
+    figs = timings.get("figures_s", 0.0)
     rows += [
         ("case load (TOML, OpenDSS compile, tree, profiles)", case_s),
         ("build Pyomo model", build),
         ("starting point (LinDistFlow sweep + load into model)", start),
         ("solver probe again (inside solvers.solve)", probe_s),
         ("write NL file", nl),
-        ("PyomoNLP: ASL load, structures (beyond the NL file)", nlp - nl),
+        ("PyomoNLP: ASL load, structures (beyond the NL file)", nlp - nl if route == "library" else 0.0),
         ("CyIpoptNLP set-up", cy_init),
         ("IPOPT itself (incl. its function evaluations)", ipopt),
+        ("IPOPT executable (its own process; executable route)", exe),
+        ("read the executable's solution file", sol),
         ("load solution into Pyomo", load),
         ("other inside solvers.solve (SolverFactory, options, results object)",
-         ssolve - probe_s - nlp - cy_init - ipopt - load),
+         ssolve - probe_s - load - (nlp + cy_init + ipopt if route == "library" else nl + exe + sol)),
         ("other inside solve_central (counting variables/constraints)",
          central - build - start - ssolve - tables),
         ("results tables (Results.from_models)", tables),
-        ("write output folder (Results.save)", save),
-        ("CLI rest (option parsing, JSON to stdout)", cli - case_s - central - save),
+        ("OpenDSS validation (timings.validation_s)", validation),
+        ("figures not overlapped with validation (timings.figures_s)", figs),
+        ("write output folder (Results.save; tables, summary, rename)", save),
+        ("CLI rest (option parsing, import of plots if any, JSON to stdout)",
+         cli - case_s - central - validation - figs - save),
     ]
     if clock_ok:
         rows.append(("Python shut-down (freeing the model, module teardown, exit)", run["t1"] - data["end"]))
@@ -476,21 +649,31 @@ def main(argv: list[str] | None = None) -> int:
                              "%(const)s: about 1 min, 15 min and 15 min on 2 cores)")
     parser.add_argument("--areas", default=None, help="--large: areas of the distributed runs (default: sections)")
     parser.add_argument("--algorithms", default=",".join(LARGE_ALGORITHMS), help="--large: algorithms")
+    parser.add_argument("--profile-full", action="store_true",
+                        help="--profile: the default command (OpenDSS check and figures), not --no-validate --no-plots")
+    parser.add_argument("--commands", action="store_true",
+                        help="instead: whole-command wall times (median of --repeat, round-robin) of the default "
+                             "command, 24 h without figures and the published case beside a plain Pyomo script")
+    parser.add_argument("--baseline", default=None, metavar="DIR",
+                        help="--commands: also run each command from this source tree of another version "
+                             "(PYTHONPATH=DIR), in the same round-robin")
     parser.add_argument("--_profile-child", nargs=3, metavar=("CASE", "T", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args._profile_child:
         c, T, out = args._profile_child
-        result = _profile_child(c, int(T), out)
-        print(json.dumps(result))
-        return 0
+        result = _profile_child(c, int(T), out, args.profile_full)
+        print(json.dumps(result), flush=True)
+        sys.stderr.flush()
+        os._exit(0)  # as the command line does (mpdopf_pyomo.__main__): no interpreter teardown
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.profile is not None:
-        table, wall = profile(args.case, args.profile)
-        text = (f"## Where the time goes: `solve --case {args.case} --hours {args.profile} --no-validate "
-                f"--no-plots --json` (one fresh process, {wall:.2f} s wall)\n\n"
+        table, wall = profile(args.case, args.profile, args.profile_full)
+        flags = "" if args.profile_full else " --no-validate --no-plots"
+        text = (f"## Where the time goes: `solve --case {args.case} --hours {args.profile}{flags} --json` "
+                f"(one fresh process, {wall:.2f} s wall)\n\n"
                 + markdown_table(table, [("stage", "stage", "{}"), ("seconds", "seconds", "{:.3f}"),
                                          ("share", "share of wall", "{:.1%}")]))
         from mpdopf_pyomo.outputs import safe_label
@@ -498,6 +681,15 @@ def main(argv: list[str] | None = None) -> int:
         stem = f"profile_{safe_label(Path(args.case).stem)}_{args.profile}h"  # a case path is not a file name
         (out_dir / f"{stem}.md").write_text(text + "\n")
         write_csv(table, out_dir / f"{stem}.csv")
+        print(text)
+        return 0
+
+    if args.commands:
+        rows = bench_commands(args.repeat, progress=lambda m: print(m, file=sys.stderr, flush=True),
+                              baseline=args.baseline)
+        text = commands_text(rows, args.repeat)
+        write_csv(rows, out_dir / "commands.csv")
+        (out_dir / "commands.md").write_text(text + "\n")
         print(text)
         return 0
 

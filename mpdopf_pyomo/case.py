@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from mpdopf_pyomo import network
-from mpdopf_pyomo.errors import CaseError
+from mpdopf_pyomo.catalog import CASES_DIR, MODELS_DIR, list_cases  # noqa: F401  (light: the `cases` command)
+from mpdopf_pyomo.errors import CaseError, one_line
 
 
 @dataclass(frozen=True)
@@ -112,13 +113,6 @@ class Case:
 # Loader: cases/*.toml (+ the OpenDSS model it names) -> Case
 # ---------------------------------------------------------------------------------------------------------
 
-_PACKAGE = Path(__file__).resolve().parent
-#: Folder of the bundled cases: inside the installed package (a wheel carries cases/ as mpdopf_pyomo/cases),
-#: else the repository's cases/ beside the package (source tree, editable install).
-CASES_DIR = _PACKAGE / "cases" if (_PACKAGE / "cases").is_dir() else _PACKAGE.parent / "cases"
-#: Folder of the bundled network files (``models/<name>/<file>``), found by file name as bare cases; it sits
-#: beside CASES_DIR in both layouts (the case files' ``../models/...`` paths rely on that).
-MODELS_DIR = CASES_DIR.parent / "models"
 
 _REQUIRED = object()  #: marks a key without a default
 
@@ -320,11 +314,6 @@ RATING_PU_MAX = 100.0
 LOAD_PU_WARN = (0.01, 100.0)
 
 
-def one_line(text: str) -> str:
-    """``text`` with every control or other non-printable character escaped, so a message stays one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-
-
 def exc_message(exc: BaseException) -> str:
     """An exception's text as one line: whitespace runs (newlines too) collapsed, control characters escaped."""
     return one_line(" ".join(str(exc).split()))
@@ -356,19 +345,6 @@ def _is_file(p: Path) -> bool:
         return p.is_file()
     except (OSError, ValueError):
         return False
-
-
-def list_cases() -> list[tuple[str, str]]:
-    """Bundled cases as ``(name, description)``, sorted by name (read from the TOML, no network load)."""
-    out = []
-    for path in sorted(CASES_DIR.glob("*.toml"), key=lambda p: p.stem):
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-            desc = one_line(str(data.get("case", {}).get("description", "")))
-        except (OSError, UnicodeDecodeError, RecursionError, AttributeError, tomllib.TOMLDecodeError):
-            desc = "(unreadable case file)"
-        out.append((path.stem, desc))
-    return out
 
 
 def resolve_case_path(spec: str | Path) -> Path:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from mpdopf_pyomo import __version__
+from mpdopf_pyomo import __version__, algorithms
 from mpdopf_pyomo.errors import CaseError, MpdopfError
 from mpdopf_pyomo.formulations import FORMULATIONS
 
@@ -163,7 +163,7 @@ def install_solvers(fast: bool, force: bool) -> None:
 def cases(ctx: click.Context) -> None:
     """List the bundled study cases, one line each; `cases show NAME|PATH` describes one."""
     if ctx.invoked_subcommand is None:
-        from mpdopf_pyomo.case import list_cases
+        from mpdopf_pyomo.catalog import list_cases
 
         for name, description in list_cases():
             click.echo(f"{name:<20} {description}")
@@ -186,7 +186,7 @@ def cases_show(case: str, hours: int | None, start: int | None) -> None:
     for name, why in formulations.supported(loaded):
         f = formulations.get(name)
         reduced = f.family == "balanced" and loaded.conversion is not None and loaded.conversion.as_dict().get("entries")
-        click.echo(f"    {name:<10} {'yes' if why is None else 'no '}  {f.family}: "
+        click.echo(f"    {name:<11} {'yes' if why is None else 'no '}  {f.family}: "
                    + (f.description if why is None else why)
                    + (" (on the feeder's balanced equivalent: the conversion report above)" if reduced else ""))
 
@@ -220,10 +220,12 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
                    "horizon table, else the middle of the day); the window must end within the day.")
 @click.option("-v", "--verbose", is_flag=True,
               help="Print the OpenDSS check hour by hour (default: the worst hour and any hour above tolerance).")
-@click.option("--algorithm", type=click.Choice(["central", "admm", "enapp"]), default="central", show_default=True)
+@click.option("--algorithm", type=click.Choice(["central", *algorithms.names()]), default="central",
+              show_default=True)
 @click.option("--formulation", type=click.Choice(list(FORMULATIONS)), default="exact", show_default=True,
               help="Physics: balanced DistFlow (exact, socp: second-order-cone relaxation, linear: LinDistFlow) "
-                   "or 3ph-exact (exact unbalanced three-phase AC, OpenDSS feeders, central only); `cases show` "
+                   "or 3ph-exact (exact unbalanced three-phase AC, OpenDSS feeders, central only), 3ph-linear "
+                   "(LinDist3Flow, its node-by-node gap reported); `cases show` "
                    "lists which a case supports.")
 @click.option("--solver", default="ipopt", show_default=True, help="Any NLP solver Pyomo can drive (see `doctor`).")
 @click.option("--solver-option", "solver_options", multiple=True, metavar="KEY=VALUE",
@@ -254,12 +256,25 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
               help="Distributed stopping tolerance on the boundary residuals, pu, 1e-10 <= tol <= 1e-2 "
                    "(default 1e-4): looser lets the areas disagree by more than 1 % of the base power; "
                    "tighter is below what the area solves resolve.")
+@click.option("--stop", type=click.Choice(["residual", "gap"]), default=None,
+              help="Distributed stopping rule: residual (both boundary residuals <= --tol, the default) or "
+                   "gap (primal residual <= --tol and the objective within --gap-tol of --central-objective, "
+                   "or, without it, changed by at most --gap-tol relative in the last iteration).")
+@click.option("--gap-tol", "gap_tol", type=float, default=None,
+              help="--stop gap: relative objective tolerance, 1e-10 <= g <= 0.1 (default 1e-4).")
+@click.option("--central-objective", "central_objective", type=float, default=None, metavar="USD",
+              help="Distributed runs: the central optimum, when known (e.g. from a central run's summary); "
+                   "the summary reports the final gap to it and --stop gap stops on it.")
 @click.option("--max-iter", "max_iter", type=click.IntRange(1, None), default=None,
               help="Distributed iteration cap.")
 @click.option("--keep-last", is_flag=True, help="Distributed runs: keep the last iterate when the cap is reached.")
 @click.option("--damping", type=float, default=None,
               help="ENApp damping of the exchanged values, 0 < d <= 1 (default 1: undamped, as the study; "
                    "5 iterations on ieee123 5 h, 11 at 0.7).")
+@click.option("--enapp-prices", "enapp_prices", type=click.Choice(["substation", "exchange"]), default=None,
+              help="ENApp: children pay the substation price for their head power (substation, the study's, "
+                   "the default), or the areas also exchange their marginal values each round (exchange: "
+                   "LMPs for P and Q, the voltage's value), whose fixed point is the central optimum.")
 @click.option("--warm-start", "warm_start", type=click.Choice(["enapp", "none"]), default=None,
               help="ADMM starting point: a few re-priced ENApp iterations and their duals (enapp, the "
                    "default), or the LinDistFlow point at the substation price (none).")
@@ -267,7 +282,8 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
           solver: str, solver_options: tuple[str, ...], out_dir: str | None, as_json: bool, validate: bool, plots: bool,
           tee: bool, executor: str | None, scheduler: str | None, n_workers: int | None,
           n_areas: int | str | None, rho: float | None,
-          tol: float | None, max_iter: int | None, keep_last: bool, damping: float | None,
+          tol: float | None, stop: str | None, gap_tol: float | None, central_objective: float | None,
+          max_iter: int | None, keep_last: bool, damping: float | None, enapp_prices: str | None,
           warm_start: str | None) -> None:
     """Plan batteries and PV reactive power over the horizon at least energy cost; write results."""
     import time
@@ -289,10 +305,15 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
     if algorithm != "central":
         from mpdopf_pyomo.decomposition import check_settings
 
-        check_settings(tol=tol, rho=rho, scheduler=scheduler, damping=damping, warm_start=warm_start)
-    for flag, value, applies in (("--damping", damping, "enapp"), ("--warm-start", warm_start, "admm")):
-        if value is not None and algorithm != applies:
-            raise CaseError(f"{flag} applies only to --algorithm {applies}")
+        check_settings(tol=tol, rho=rho, scheduler=scheduler, damping=damping, warm_start=warm_start, stop=stop,
+                       gap_tol=gap_tol, central_objective=central_objective)
+    for flag, value, key in (("--damping", damping, "damping"), ("--warm-start", warm_start, "warm_start"),
+                             ("--rho", rho, "rho"), ("--enapp-prices", enapp_prices, "prices")):
+        if value is None:
+            continue  # (the registry imports the algorithms: only when a flag needs checking)
+        takers = [n for n in algorithms.names() if key in algorithms.get(n).OPTIONS]
+        if algorithm not in takers:
+            raise CaseError(f"{flag} applies only to --algorithm {' or '.join(takers)}")
     target = claim(out_dir) if out_dir is not None else None
     from mpdopf_pyomo import pipeline  # heavy imports (pandas, Pyomo) after the quick checks
     from mpdopf_pyomo.case import load_case
@@ -300,22 +321,56 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
     case = load_case(case_spec, hours, start=start)
     distributed = {k: v for k, v in dict(executor=executor, scheduler=scheduler, n_workers=n_workers,
                                          n_areas=n_areas, rho=rho,
-                                         tol=tol, max_iter=max_iter, keep_last=keep_last or None,
-                                         damping=damping, warm_start=warm_start).items()
+                                         tol=tol, stop=stop, gap_tol=gap_tol,
+                                         central_objective=central_objective, max_iter=max_iter,
+                                         keep_last=keep_last or None,
+                                         damping=damping, prices=enapp_prices, warm_start=warm_start).items()
                    if v is not None}
     if target is None:
         target = claim(default_folder(case.name, case.hours, algorithm, start))
+    preload = _import_in_background("mpdopf_pyomo.plots") if plots else None
+    t_solve = time.perf_counter()
     results = pipeline.solve(case, algorithm=algorithm, formulation=formulation, solver=solver, options=options,
-                             validate=validate, tee=tee, progress=progress, **distributed)
-    figures = {}
+                             validate=False, tee=tee, progress=progress, **distributed)
+    timings = results.summary["timings"]
+    timings["load_s"] = t_solve - _START  # imports, option checks, the output claim, the case load
+    files: list[str] = []
+    background = None
+    if plots:  # the figures that do not need the OpenDSS check are drawn meanwhile, in a child process
+        t_fig = time.perf_counter()
+        if preload is not None:
+            preload.join()
+        from mpdopf_pyomo import plots as plotting  # raises here if the background import failed
+        early = [n for n in plotting.figure_names(results, validated=validate) if n != "validation"]
+        background = plotting.BackgroundFigures.start(case, results, _background_share(early, validate),
+                                                      target.staging)
+        if background is not None:
+            click.get_current_context().call_on_close(background.stop)  # runs before target.discard
+            progress(f"drawing {len(background.names)} figures in a background process")
+        timings["figures_s"] = time.perf_counter() - t_fig
+    if validate:
+        progress("validating every hour in OpenDSS")
+        t0 = time.perf_counter()
+        pipeline.validate_results(results)
+        timings["validation_s"] = time.perf_counter() - t0
     if plots:
-        from mpdopf_pyomo.plots import figures as make_figures
-
-        progress("drawing figures")
-        figures = make_figures(case, results)
+        t_fig = time.perf_counter()
+        names = plotting.figure_names(results)
+        mine = [n for n in names if background is None or n not in background.names]
+        progress(f"drawing figures: {', '.join(mine)}" + (" (and waiting for the others)" if background else ""))
+        files += plotting.write_figures(case, results, mine, target.staging)
+        if background is not None:
+            done = background.wait()
+            missing = [n for n in background.names if f"{n}.png" not in done and n in names]
+            files += done + plotting.write_figures(case, results, missing, target.staging)
+            timings["figures_background_s"] = background.seconds
+        timings["figures_s"] += time.perf_counter() - t_fig
     progress(f"writing {out_dir or target.path}")
-    results.summary["timings"]["total_s"] = time.perf_counter() - _START
-    folder = results.save(target, figures)
+
+    def stamp_total(summary: dict[str, Any]) -> None:  # after every table and figure, before summary.json
+        summary["timings"]["total_s"] = time.perf_counter() - _START
+
+    folder = results.save(target, files=files, before_summary=stamp_total)
     if as_json:
         click.echo(json.dumps(json.loads((folder / "summary.json").read_text()), indent=2))
     else:
@@ -379,6 +434,38 @@ def validate_cmd(folder: str, plots: bool, strict: bool, as_json: bool, verbose:
         sys.exit(1)
 
 
+def _import_in_background(module: str) -> Any:
+    """Start importing ``module`` in a thread and return the thread (join it before using the module).
+
+    The solve command imports matplotlib this way while the model is built and solved: the IPOPT
+    executable runs in its own process and this one only waits for it, so the 0.2-0.3 s import costs
+    next to nothing. A failed import is left to the ``import`` after the join, which raises it.
+    """
+    import importlib
+    import threading
+
+    def run() -> None:
+        try:
+            importlib.import_module(module)
+        except BaseException:  # noqa: BLE001 - re-raised by the caller's own import
+            pass
+
+    thread = threading.Thread(target=run, name=f"import {module}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _background_share(names: list[str], validate: bool) -> list[str]:
+    """The figures a background process draws; the command draws the rest itself after validating.
+
+    Per figure on ieee123, 5 h: 0.1-0.25 s CPU (battery and reactive the dearest), the OpenDSS check about
+    0.35 s. With validation the command keeps the last two figures (and the validation figure, drawn after
+    the check); without it the two halves are drawn side by side.
+    """
+    keep = min(2, len(names)) if validate else (len(names) + 1) // 2
+    return names[: len(names) - keep]
+
+
 def format_distributed_timing(d: dict[str, Any]) -> list[str]:
     """``--verbose`` lines of a distributed run: where the time went (timing.csv summed) and the memory."""
     ts = d.get("timing_s", {})
@@ -439,14 +526,19 @@ def format_summary(s: dict[str, Any], folder: Any, verbose: bool = False) -> str
             f"  distributed      {d['iterations']} {d['algorithm']} iterations{split}, primal {d['primal_residual']:.2e}, "
             f"dual {d['dual_residual']:.2e}, {d['exchanged_per_iteration']} values exchanged per iteration"
         )
+        if d.get("converged_in_warm_start"):
+            lines.append("                   (converged in the warm start's price exchange: no ADMM iteration needed)")
+        if d.get("gap_to_central") is not None:
+            lines.append(f"  gap to central   {d['gap_to_central']:+.2e} (objective against --central-objective "
+                         f"{d['central_objective_usd']:.4f} USD)")
         if verbose:
             lines += format_distributed_timing(d)
     if "validation" in s:
         from mpdopf_pyomo.validation import format_validation
 
         lines += format_validation(s["validation"], verbose)
-    lines.append(
-        f"  timings          build {t['build_s']:.2f} s, solve {t['solve_s']:.2f} s, total {t['total_s']:.2f} s"
-    )
+    stages = [("load", "load_s"), ("build", "build_s"), ("solver", "solve_s"), ("validation", "validation_s"),
+              ("figures", "figures_s"), ("writing", "write_s"), ("total", "total_s")]
+    lines.append("  timings          " + ", ".join(f"{label} {t[key]:.2f} s" for label, key in stages if key in t))
     lines.append(f"  written to       {folder}")
     return "\n".join(lines)

@@ -48,3 +48,8 @@ class WorkerDied(MpdopfError):
     """A worker process holding area models of a distributed run ended during the run."""
 
     exit_code = 6
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control or other non-printable character escaped, so a message stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))

@@ -16,7 +16,6 @@ from mpdopf_pyomo.errors import CaseError, MpdopfError
 from mpdopf_pyomo.progress import Progress, quiet
 from mpdopf_pyomo.results import Results
 
-ALGORITHMS = ("central", "admm", "enapp")
 
 
 def solve_central(
@@ -47,11 +46,13 @@ def solve_case(
     ``tee`` (the solver's own log) applies to the central solve; a distributed run prints one line per
     iteration through ``progress`` instead.
     """
+    from mpdopf_pyomo import algorithms
+
     if algorithm == "central":
         if distributed:
             raise CaseError(f"options {sorted(distributed)} apply only to distributed algorithms")
         results = solve_central(case, formulation, solver, options, tee, progress)
-    elif algorithm in ("admm", "enapp"):
+    elif algorithm in algorithms.names():
         from mpdopf_pyomo.decomposition import solve_distributed
 
         formulations.check(formulation, case, algorithm)
@@ -61,7 +62,7 @@ def solve_case(
             progress=progress, **distributed,
         )
     else:
-        raise CaseError(f"unknown algorithm '{algorithm}'; choose one of {', '.join(ALGORITHMS)}")
+        raise CaseError(f"unknown algorithm '{algorithm}'; choose one of central, {', '.join(algorithms.names())}")
     if case.conversion is not None:  # what the balanced network approximated: summary.json + a table
         results.summary["conversion_report"] = case.conversion.as_dict()
         results.extra_tables["conversion_report"] = case.conversion.as_table()
@@ -85,7 +86,7 @@ def solve(
     """Load ``case`` (a bundled name, a case or network file, or a loaded :class:`Case`), solve and check it.
 
     The same steps as ``python -m mpdopf_pyomo solve``, without files: solver options are checked first,
-    then the case is solved (``algorithm`` central, admm or enapp; ``distributed`` keywords such as
+    then the case is solved (``algorithm`` central or a name of :mod:`mpdopf_pyomo.algorithms`; ``distributed`` keywords such as
     ``n_areas``, ``executor``, ``tol`` go to the decomposition) and, with ``validate``, every hour is
     checked in OpenDSS (``results.summary["validation"]``). ``hours`` and ``start`` (clock hour of the
     first period; None: the middle of the day) apply when ``case`` is not loaded.

@@ -363,25 +363,46 @@ def flat_start(case: Case) -> dict[str, pd.DataFrame]:
     }
 
 
+def _lookup(frame: pd.DataFrame, keys: list[tuple[Any, Any]]) -> list[float]:
+    """``frame.at[row, column]`` for every (row, column) key, in one vectorised look-up."""
+    if not keys:
+        return []
+    rows = frame.index.get_indexer([k[0] for k in keys])
+    cols = frame.columns.get_indexer([k[1] for k in keys])
+    if (rows < 0).any() or (cols < 0).any():
+        bad = keys[int(np.flatnonzero((rows < 0) | (cols < 0))[0])]
+        raise KeyError(f"starting point has no value for {bad!r}")
+    return frame.to_numpy(dtype=float)[rows, cols].tolist()
+
+
+def _set_values(var: Any, frame: pd.DataFrame, skip_fixed: bool = False) -> None:
+    """Set every element (row, column) of an indexed variable from ``frame``."""
+    items = [(k, v) for k, v in var.items() if not (skip_fixed and v.fixed)]
+    for (_, v), value in zip(items, _lookup(frame, [k for k, _ in items])):
+        v.set_value(value, skip_validation=True)
+
+
+@_gc_paused
 def initialize(m: pyo.ConcreteModel, start: dict[str, pd.DataFrame]) -> None:
-    """Load a starting point (from :func:`flat_start`) into a central or area model."""
+    """Load a starting point (from :func:`flat_start`) into a central or area model.
+
+    Values are looked up by position with numpy, not through per-row dictionaries (at 2,561 buses x 24 h,
+    246,000 values, ``DataFrame.to_dict`` alone took 1.15 s of 1.6 s), with the garbage collector paused:
+    the look-up's temporary tuples otherwise trigger full collections over the model's 10^6 objects.
+    """
     net = m.net
-    P, Q, ell, v = (start[k].to_dict("index") for k in ("P", "Q", "l", "v"))
     use_l = not net.l[next(iter(net.l))].fixed if len(net.l) else False
-    for (e, t), var in net.P.items():
-        var.set_value(P[e][t], skip_validation=True)
-        net.Q[e, t].set_value(Q[e][t], skip_validation=True)
-        if use_l:
-            net.l[e, t].set_value(ell[e][t], skip_validation=True)
-    for (bus, t), var in net.v.items():
-        if not var.fixed:
-            var.set_value(v[bus][t], skip_validation=True)
-    for (c, t), var in net.P_out.items():
-        var.set_value(P[c][t], skip_validation=True)
-        net.Q_out[c, t].set_value(Q[c][t], skip_validation=True)
+    _set_values(net.P, start["P"])
+    _set_values(net.Q, start["Q"])
+    if use_l:
+        _set_values(net.l, start["l"])
+    _set_values(net.v, start["v"], skip_fixed=True)
+    _set_values(net.P_out, start["P"])
+    _set_values(net.Q_out, start["Q"])
     if hasattr(m, "substation"):
-        first = net.children[m.view.root]
-        for t in m.hours:
-            m.substation.P[t].set_value(sum(P[e][t] for e in first), skip_validation=True)
-            m.substation.Q[t].set_value(sum(Q[e][t] for e in first), skip_validation=True)
+        first = list(net.children[m.view.root])
+        for kind, var in (("P", m.substation.P), ("Q", m.substation.Q)):
+            flows = start[kind].loc[first]
+            for t in m.hours:
+                var[t].set_value(sum(float(f) for f in flows[t]), skip_validation=True)
 

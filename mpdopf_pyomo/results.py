@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -204,8 +205,15 @@ class Results:
         return cls(summary_out, voltages, branches, pv, battery, substation, case=case)
 
     # ----------------------------------------------------------------------------------------------
-    def save(self, out_dir: "str | Path | OutputFolder", figures: dict[str, Any] | None = None) -> Path:
+    def save(self, out_dir: "str | Path | OutputFolder", figures: dict[str, Any] | None = None,
+             files: Iterable[str] = (), before_summary: Callable[[dict[str, Any]], None] | None = None) -> Path:
         """Write summary.json, the tables (CSV) and optional figures (name -> matplotlib Figure).
+
+        ``files``: names of files already written into the claim's staging folder (the CLI's figures,
+        drawn while the plan was validated), listed in the marker with the rest. ``before_summary`` is
+        called with the summary after every other file is written and before summary.json, which is
+        written last (the CLI stamps its total time there). ``summary['timings']['write_s']`` is the time
+        spent writing the tables.
 
         ``out_dir`` is a path, or an :class:`~mpdopf_pyomo.outputs.OutputFolder` claimed before the solve
         (the CLI does so, to refuse a bad ``--out`` before minutes of work). Everything is written into the
@@ -218,15 +226,22 @@ class Results:
         target = out_dir if isinstance(out_dir, OutputFolder) else OutputFolder.claim(out_dir)
         with target:
             tmp = target.staging
-            written: list[str] = []
+            written: list[str] = list(files)
             try:
+                t0 = time.perf_counter()
                 clock = clock_times(self.substation)
                 for name, table in [*((n, getattr(self, n)) for n in TABLES), *self.extra_tables.items()]:
                     file_table(name, table, clock).to_csv(tmp / f"{name}.csv", index=False)
                     written.append(f"{name}.csv")
-                for name, fig in (figures or {}).items():
-                    fig.savefig(tmp / f"{name}.png", dpi=110)
-                    written.append(f"{name}.png")
+                self.summary.setdefault("timings", {})["write_s"] = time.perf_counter() - t0
+                if figures:
+                    from mpdopf_pyomo.plots import save_png
+
+                    for name, fig in figures.items():
+                        save_png(fig, tmp / f"{name}.png")
+                        written.append(f"{name}.png")
+                if before_summary is not None:
+                    before_summary(self.summary)
                 (tmp / "summary.json").write_text(json.dumps(jsonable(self.summary), indent=2) + "\n")
                 written.append("summary.json")
             except OSError as exc:  # a full disk, a quota: one line, and nothing is left

@@ -51,6 +51,16 @@ KNOWN_NLP_SOLVERS = ("ipopt", "cyipopt", "ripopt")
 #: refinement step and a 5 % (not 1000 %) MUMPS workspace margin, which cut MUMPS' CPU time by 2-20 % on
 #: ieee123 at 5 and 24 h on every route with the same iterations and objective (to 1e-12 relative);
 #: if the workspace runs short, IPOPT enlarges it and factorizes again (a one-off cost).
+#: Measured and left at IPOPT's defaults (AMPL executable, MUMPS 5.8.2, CPU s on a shared 2-core machine):
+#: ``mumps_pivot_order`` 7 (automatic) picks AMF here (bit-identical iterates to 2); METIS (5) costs more
+#: (ieee123 24 h: 1.8-2.2 against 1.5-1.9 s; 2,561 buses x 24 h: 47 against 38 s at load 8-12, more
+#: memory), AMD (0), QAMD (6) and PORD (4) gain nothing; ``mumps_permuting_scaling 0`` and
+#: ``mumps_scaling 0`` are slower (2.0-2.2 s); ``mu_strategy adaptive`` saves iterations (61 -> 51;
+#: 2,561 x 5 h: 49 -> 42) but not time, and moves the objective by 1e-8 relative; ``fast_step_computation
+#: yes`` gains ~4 % (same iterates) but never checks the step's residual; a LinDistFlow start (solve
+#: ``linear``, then the exact model from its point) saves 10 of 49 iterations at 2,561 x 5 h, but the
+#: linear solve costs more (18 iterations, 7 s); transparent huge pages for MUMPS' workspace
+#: (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) cut page faults 40x at 2,561 x 24 h, but not the wall time.
 IPOPT_DEFAULTS: dict[str, Any] = {"honor_original_bounds": "yes", "min_refinement_steps": 0, "mumps_mem_percent": 5}
 
 _FIX_LIBRARY = (

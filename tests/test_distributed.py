@@ -54,7 +54,8 @@ def test_admm_matches_central(case, central, admm):
     assert list(conv.columns) == ["method", "primal_residual", "dual_residual", "objective_usd", "rho", "elapsed_s"]
     k = d["warm_start_iterations"]
     assert list(conv["method"]) == ["enapp"] * k + ["admm"] * (d["iterations"] - k)
-    assert len(conv) == d["iterations"] and 0 < d["warm_start_iterations"] < d["iterations"] <= 34  # measured 28
+    # the warm start's price exchange meets the tolerance by itself here (measured 25; 28 before it)
+    assert len(conv) == d["iterations"] and 0 < d["warm_start_iterations"] <= d["iterations"] <= 28
     assert d["area_solve_s"] > 0 and d["coordination_s"] >= 0
 
 

@@ -153,12 +153,12 @@ price_usd_per_kwh = [0.05, 0.2]
 
 def test_registry_is_what_the_cli_offers():
     assert list(BALANCED) == list(RELATIONS)
-    assert list(formulations.FORMULATIONS) == ["exact", "socp", "linear", "3ph-exact"]
+    assert list(formulations.FORMULATIONS) == ["exact", "socp", "linear", "3ph-exact", "3ph-linear"]
     assert formulations.get("3ph-exact").family == "three-phase"
     result = CliRunner().invoke(main, ["solve", "--help"])
     assert "3ph-exact" in result.output
     shown = CliRunner().invoke(main, ["cases", "show", "ieee13"])
-    assert shown.exit_code == 0 and "3ph-exact  yes" in shown.output
+    assert shown.exit_code == 0 and "3ph-exact   yes" in shown.output and "3ph-linear  yes" in shown.output
 
 
 @pytest.mark.parametrize("args, what", [

@@ -4,7 +4,9 @@
 
 * :mod:`.partition`: areas from the case's cut branches or an automatic partition into N areas;
 * :mod:`.area_solver`: one area's model, built once, re-solved warm each iteration;
-* :mod:`.admm`, :mod:`.enapp`: the coordination algorithms (they only see an executor's ``map``);
+* :mod:`.algorithm`: the algorithm protocol and the one driver loop; :mod:`.admm`, :mod:`.enapp`: the
+  coordination algorithms, registered by name in :mod:`mpdopf_pyomo.algorithms` (they only see an
+  executor's ``map``);
 * :mod:`.executors`: where the area solvers live.
 """
 
@@ -19,7 +21,8 @@ import pandas as pd
 from mpdopf_pyomo import formulations, solvers
 from mpdopf_pyomo.case import Case
 from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values, peak_rss_mb
-from mpdopf_pyomo.decomposition.core import TIMING_COLUMNS, IterationCallback, initial_boundary, make_layout
+from mpdopf_pyomo.decomposition.algorithm import STOP_RULES, Context, StopRule, drive
+from mpdopf_pyomo.decomposition.core import TIMING_COLUMNS, IterationCallback, make_layout
 from mpdopf_pyomo.decomposition.executors import default_executor, make_executor, worker_table
 from mpdopf_pyomo.decomposition.partition import auto_areas, with_areas
 from mpdopf_pyomo.errors import CaseError, SolveFailed, bad_setting
@@ -33,6 +36,8 @@ __all__ = ["solve_distributed", "check_settings"]
 #: per cut and hour; 1e9 passed as "converged" with a 9 % substation mismatch in OpenDSS); below 1e-10
 #: the residuals are at the level of the area solves' own accuracy (IPOPT tol 1e-8), so cannot be trusted.
 TOL_RANGE = (1e-10, 1e-2)
+#: Algorithm options :func:`check_settings` knows how to check.
+_CHECKED = ("rho", "damping", "relax", "warm_start")
 #: How ADMM starts: ``enapp`` (a few re-priced ENApp iterations and their duals) or ``none``.
 WARM_STARTS = ("enapp", "none")
 
@@ -43,7 +48,8 @@ def _shown(x: object) -> str:
 
 def check_settings(tol: float | None = None, rho: float | None = None, scheduler: str | None = None,
                    damping: float | None = None, relax: float | None = None,
-                   max_iter: int | None = None, warm_start: str | None = None) -> None:
+                   max_iter: int | None = None, warm_start: str | None = None, stop: str | None = None,
+                   gap_tol: float | None = None, central_objective: float | None = None) -> None:
     """Reject meaningless distributed settings with :class:`CaseError` (exit 2) before anything is built."""
     import math
 
@@ -64,6 +70,15 @@ def check_settings(tol: float | None = None, rho: float | None = None, scheduler
         raise CaseError(f"relax = {_shown(relax)}: the ADMM over-relaxation must be in (0, 2)")
     if warm_start is not None and warm_start not in WARM_STARTS:
         raise bad_setting("warm_start", "--warm-start", repr(warm_start), f"choose one of {', '.join(WARM_STARTS)}")
+    if stop is not None and stop not in STOP_RULES:
+        raise bad_setting("stop", "--stop", repr(stop), f"choose one of {', '.join(STOP_RULES)}")
+    if gap_tol is not None and not (isinstance(gap_tol, (int, float)) and 1e-10 <= gap_tol <= 1e-1):
+        raise bad_setting("gap_tol", "--gap-tol", _shown(gap_tol),
+                          "the relative objective gap tolerance must be a number with 1e-10 <= gap_tol <= 0.1")
+    if central_objective is not None and not (isinstance(central_objective, (int, float))
+                                              and math.isfinite(central_objective)):
+        raise bad_setting("central_objective", "--central-objective", _shown(central_objective),
+                          "the central objective must be a finite number (USD)")
     if scheduler is not None:
         from mpdopf_pyomo.decomposition.executors import check_scheduler_address
 
@@ -82,37 +97,46 @@ def solve_distributed(
     scheduler: str | None = None,
     n_areas: int | str | None = None,
     n_workers: int | None = None,
-    rho: float | None = None,
     tol: float = 1e-4,
     max_iter: int = 300,
     keep_last: bool = False,
-    damping: float = 1.0,
-    relax: float = 1.6,
-    warm: int = 10,
-    warm_start: str = "enapp",
+    stop: str = "residual",
+    gap_tol: float = 1e-4,
+    central_objective: float | None = None,
     callback: IterationCallback | None = None,
+    **algorithm_options: Any,
 ) -> Results:
-    """Solve a case by ADMM or ENApp over its areas; returns the same Results as a central run.
+    """Solve a case by a distributed algorithm over its areas; returns the same Results as a central run.
 
-    ENApp is undamped by default (``damping=1``, the study's exchange; see :mod:`.enapp`).
+    ``algorithm``: a name of :mod:`mpdopf_pyomo.algorithms` (admm, enapp or a registered one);
+    ``algorithm_options`` are that algorithm's ``OPTIONS`` (ADMM: ``rho``, ``relax``, ``warm``,
+    ``warm_start``...; ENApp: ``damping``); None means its default, an option of another algorithm is
+    refused (:class:`CaseError`). ENApp is undamped by default (``damping=1``, the study's exchange; see
+    :mod:`.enapp`). ADMM starts from a re-priced ENApp warm start (see :mod:`.admm`).
 
-    ADMM (``warm_start="enapp"``) starts from ``warm`` ENApp iterations (at most; stopped at a 1e-3 pu mismatch; re-priced at the
-    LMPs, see :mod:`.admm`) and the duals of that point; ``warm_start="none"`` (or ``warm=0``) starts from the LinDistFlow point and
-    the substation price. ``warm=10``: measured on ieee123 (total iterations, 5 h / 24 h) 28 / 40 against
-    34, 31, 31, 32 at warm = 9, 11, 12, 15 (5 h) and 44 at 15 (24 h).
+    Stopping (:class:`.algorithm.StopRule`): ``stop="residual"`` when both boundary residuals are below
+    ``tol``; ``stop="gap"`` when the primal residual is below ``tol`` and the objective is within
+    ``gap_tol`` of ``central_objective`` (or, without it, changed by at most ``gap_tol`` relative in the
+    last iteration). With ``central_objective`` the final gap is reported
+    (``summary['distributed']['gap_to_central']``).
 
     ``executor`` None: processes on a multi-core machine, serial on one core, dask with a ``scheduler``.
 
-    Raises :class:`SolveFailed` (non-zero exit) when the iteration cap is reached before the residuals
-    are below ``tol``, unless ``keep_last`` (then ``summary['status'] = 'iteration_limit'`` and
+    Raises :class:`SolveFailed` (non-zero exit) when the iteration cap is reached before the run has
+    converged, unless ``keep_last`` (then ``summary['status'] = 'iteration_limit'`` and
     ``distributed.kept_last_iterate = True``).
     """
-    if algorithm not in ("admm", "enapp"):
-        raise CaseError(f"unknown distributed algorithm '{algorithm}'")
-    check_settings(tol=tol, rho=rho, scheduler=scheduler, damping=damping, relax=relax, max_iter=max_iter,
-                   warm_start=warm_start)
-    if warm_start == "none":
-        warm = 0
+    from mpdopf_pyomo import algorithms
+
+    try:
+        cls = algorithms.get(algorithm)
+    except KeyError:
+        raise CaseError(f"unknown distributed algorithm '{algorithm}'; choose one of "
+                        f"{', '.join(algorithms.names())}") from None
+    check_settings(tol=tol, scheduler=scheduler, max_iter=max_iter, stop=stop, gap_tol=gap_tol,
+                   central_objective=central_objective,
+                   **{k: v for k, v in algorithm_options.items() if k in _CHECKED})
+    algo = cls(**algorithm_options)
     options = solvers.check_options(solver, options)
     t0 = time.perf_counter()
     executor = executor or default_executor(scheduler, n_workers)
@@ -137,22 +161,14 @@ def solve_distributed(
         t1 = time.perf_counter()
         price = np.array([case.profile.at[t, "price"] * case.settings.dt_h * case.bases.s_kva
                           if kind == "P" else 0.0 for kind, _, t in layout.keys])
-        if algorithm == "admm":
-            from mpdopf_pyomo.decomposition.admm import run_admm
-
-            z0 = initial_boundary(case, layout, start)
-            out = run_admm(exe, layout, z0, rho=rho, tol=tol, max_iter=max_iter, progress=progress,
-                           callback=callback, lam0=price, relax=relax, warm=warm)
-        else:
-            from mpdopf_pyomo.decomposition.enapp import run_enapp
-
-            y0 = np.array([case.settings.v_sub_pu**2 if kind == "v" else 0.0 for kind, _, _ in layout.keys])
-            out = run_enapp(exe, layout, y0, price, damping=damping, tol=tol, max_iter=max_iter,
-                            progress=progress, callback=callback)
+        rule = StopRule(tol, stop, gap_tol, central_objective)
+        ctx = Context(case, layout, exe, start, price, rule, progress)
+        out = drive(algo, ctx, max_iter, callback)
         solve_s = time.perf_counter() - t1
         if not out.converged and not keep_last:
             what = (f"{algorithm} did not converge in {out.iterations} iterations: primal residual "
-                    f"{out.primal_residual:.2e} pu, dual residual {out.dual_residual:.2e} pu (tolerance {tol:g}); ")
+                    f"{out.primal_residual:.2e} pu, dual residual {out.dual_residual:.2e} pu (tolerance {tol:g}"
+                    f"{'' if stop == 'residual' else f', gap tolerance {gap_tol:g}'}); ")
             raise SolveFailed(
                 what + "raise max_iter, or set keep_last=True to keep the last iterate. No result was returned.",
                 cli_message=what + "raise --max-iter, or pass --keep-last to keep the last iterate. "
@@ -194,8 +210,9 @@ def solve_distributed(
         "worker_peak_mb": {w["worker"]: w["peak_mb"] for w in workers},
         "workers": workers,
         "coordinator_peak_mb": peak_rss_mb(),
-        **({"rho": out.extra.get("rho_final"), "rho_adaptive": out.extra.get("rho_adaptive"),
-            "over_relaxation": relax, "warm_start_iterations": out.extra.get("warm_start_iterations")} if algorithm == "admm" else {"damping": damping}),
+        "stop": stop,
+        **({"gap_tolerance": gap_tol} if stop == "gap" else {}),
+        **out.extra,
     }
     results = formulations.get(formulation).results_from_areas(
         case,
@@ -211,6 +228,9 @@ def solve_distributed(
     )
     if not out.converged:
         results.summary["status"] = "iteration_limit"
+    if central_objective is not None:
+        distributed["central_objective_usd"] = central_objective
+        distributed["gap_to_central"] = rule.gap(results.summary["objective_usd"])
     results.extra_tables["convergence"] = pd.DataFrame(
         out.history, columns=["iteration", "method", "primal_residual", "dual_residual", "objective_usd", "rho", "elapsed_s"]
     ).set_index("iteration")

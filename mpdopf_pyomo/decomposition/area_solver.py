@@ -45,6 +45,13 @@ WARM_START_OPTIONS: dict[str, Any] = {
 }
 
 
+#: IPOPT's "Solved To Acceptable Level".
+IPOPT_ACCEPTABLE = 1
+#: Stiffness of a received boundary value an area cannot meet (USD/pu^2, pu^2 for v): the area re-solves
+#: with (x - received)^2 at this weight instead of the pin (see :meth:`AreaSolver.solve`).
+ELASTIC_PIN = 1.0e6
+
+
 @dataclass
 class AreaSpec:
     """Everything a worker needs to build one area's solver (picklable)."""
@@ -204,19 +211,40 @@ class AreaSolver:
         w1 = np.asarray(w1, dtype=float)
         pin = np.full(len(self.keys), np.nan) if pin is None else np.asarray(pin, dtype=float)
         t0, c0 = time.perf_counter(), _cpu_time()
+        run = self._solve_persistent if self.persistent else self._solve_generic
+        elastic = False
         try:
-            if self.persistent:
-                x_ports, total, iters = self._solve_persistent(w2, w1, pin)
-            else:
-                x_ports, total, iters = self._solve_generic(w2, w1, pin)
+            try:
+                x_ports, total, iters = run(w2, w1, pin)
+            except SolveFailed:
+                if not (self.persistent and self._mult is not None):
+                    raise
+                # the warm start (previous point and multipliers, mu_init 1e-6) can stall when this round's
+                # terms moved the optimum far: once more from the previous point with IPOPT's own start
+                x_ports, total, iters = self._solve_persistent(w2, w1, pin, cold=True)
         except SolveFailed as exc:
-            raise SolveFailed(f"area {self.area}, iteration {iteration}: {exc}") from None
+            pinned = ~np.isnan(pin)
+            if not pinned.any():
+                raise SolveFailed(f"area {self.area}, iteration {iteration}: {exc}") from None
+            # No feasible point at the received boundary values (e.g. a root voltage above what the area's
+            # regulators allow): solve again with the pins as stiff penalties, which returns the nearest
+            # values the area can take; the coordinator sees the mismatch and moves on.
+            k = np.where(pinned, ELASTIC_PIN, 0.0)
+            w2 = w2 + k
+            w1 = w1 - 2.0 * k * np.nan_to_num(pin)
+            try:
+                x_ports, total, iters = run(w2, w1, np.full(len(pin), np.nan))
+            except SolveFailed as exc2:
+                raise SolveFailed(f"area {self.area}, iteration {iteration}: {exc}; with the received "
+                                  f"boundary values relaxed: {exc2}") from None
+            elastic = True
         self.n_solves += 1
-        cost = total - float(np.sum(w2 * x_ports**2 + w1 * x_ports))
+        cost = total - float(np.sum(w2 * x_ports**2 + w1 * x_ports))  # the area's base cost (also elastic)
         return {"x": x_ports, "cost": cost, "iterations": iters, "solve_s": time.perf_counter() - t0,
-                "cpu_s": _cpu_time() - c0}
+                "cpu_s": _cpu_time() - c0, "elastic": elastic}
 
-    def _solve_persistent(self, w2: np.ndarray, w1: np.ndarray, pin: np.ndarray) -> tuple[np.ndarray, float, int]:
+    def _solve_persistent(self, w2: np.ndarray, w1: np.ndarray, pin: np.ndarray,
+                          cold: bool = False) -> tuple[np.ndarray, float, int]:
         lb, ub = self._lb0.copy(), self._ub0.copy()
         lb[self._i_w2] = ub[self._i_w2] = w2
         lb[self._i_w1] = ub[self._i_w1] = w1
@@ -225,18 +253,21 @@ class AreaSolver:
         x0 = np.clip(self._x, lb, ub)
         prob = self._Problem(self._nlp, lb, ub)
         opts = {**solvers.IPOPT_DEFAULTS, "print_level": 0, "sb": "yes", **self.limits, **self.options}
-        if self._mult is not None:
+        warm = self._mult is not None and not cold
+        if warm:
             opts = {**opts, **WARM_START_OPTIONS, **self.options}
         for key, value in opts.items():
             prob.add_option(key, value)
         self._counter["n"] = 0
-        if self._mult is not None:
+        if warm:
             g, zl, zu = self._mult
             x, info = prob.solve(x0, lagrange=g, zl=zl, zu=zu)
         else:
             x, info = prob.solve(x0)
         iters = self._counter["n"]
-        if info["status"] not in solvers.IPOPT_SOLVED_STATUSES:  # 6: square area (no DERs, ports pinned)
+        # 6: square area (no DERs, ports pinned); 1: solved to IPOPT's acceptable tolerances, enough for one
+        # round of an iterative method (the next round starts from it; ieee34 ADMM met it in round 49)
+        if info["status"] not in (*solvers.IPOPT_SOLVED_STATUSES, IPOPT_ACCEPTABLE):
             message = solvers.ipopt_status_message(info["status"], info["status_msg"])
             raise SolveFailed(solvers.failure_line(self.solver, message, iters, opts))
         self._x = x

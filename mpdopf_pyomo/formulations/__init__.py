@@ -4,12 +4,13 @@ Every name ``--formulation`` accepts is a key of :data:`FORMULATIONS`; the CLI's
 the pipeline and validation look a formulation up here and call it without knowing which one it is:
 
 * ``family``: ``"balanced"`` (the single-phase equivalent DistFlow of :mod:`mpdopf_pyomo.blocks.branch_flow`:
-  ``exact``, ``socp``, ``linear``) or ``"three-phase"`` (:mod:`.three_phase`: ``3ph-exact``);
+  ``exact``, ``socp``, ``linear``) or ``"three-phase"`` (:mod:`.three_phase`: ``3ph-exact``; :mod:`.three_phase_linear`: ``3ph-linear``);
 * :meth:`OpfFormulation.unsupported` - why a case cannot use it (None: it can);
 * :meth:`OpfFormulation.solve_central` - build, start, solve and read back the central problem;
 * ``distributed`` - whether ``--algorithm admm|enapp`` may use it;
 * ``validation`` - ``"balanced"`` (check (1) on the exported balanced network, then the original feeder
-  as a report) or ``"nodes"`` (every bus and phase of the original feeder, pass or fail).
+  as a report), ``"nodes"`` (every bus and phase of the original feeder, pass or fail) or
+  ``"nodes-report"`` (the same node-by-node comparison, reported as an approximation's gap: never fails).
 
 Adding a formulation is one module with one :class:`OpfFormulation` subclass and one :func:`register` call.
 A distributed formulation (``distributed = True``) also gives the decomposition its area models through
@@ -41,7 +42,7 @@ class OpfFormulation(ABC):
     distributed: bool = False
     #: the distributed algorithms it supports (when ``distributed``)
     algorithms: tuple[str, ...] = ("admm", "enapp")
-    validation: Literal["balanced", "nodes"] = "balanced"
+    validation: Literal["balanced", "nodes", "nodes-report"] = "balanced"
 
     def unsupported(self, case: "Case") -> str | None:
         """Why ``case`` cannot be solved with this formulation, one phrase; None when it can."""
@@ -125,3 +126,4 @@ def supported(case: "Case") -> list[tuple[str, str | None]]:
 
 from mpdopf_pyomo.formulations import balanced as _balanced  # noqa: E402,F401  (registers exact, socp, linear)
 from mpdopf_pyomo.formulations import three_phase as _three_phase  # noqa: E402,F401  (registers 3ph-exact)
+from mpdopf_pyomo.formulations import three_phase_linear as _three_phase_linear  # noqa: E402,F401  (registers 3ph-linear)

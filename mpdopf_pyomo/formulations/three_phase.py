@@ -192,7 +192,8 @@ class ThreePhaseExact(OpfFormulation):
     def start(case: "Case", tables: "PhaseTables") -> "tuple[np.ndarray, np.ndarray, int]":
         """The starting point: a power flow of the forecast (PVs at their forecast P on the phases of their
         bus, no reactive power, batteries idle): node voltages (nodes x hours) with every transformer's
-        phase shift, the PV injections per node (pu) and the power flow's iterations."""
+        phase shift, the PV injections per node (pu) and the power flow's iterations. (Starting from the
+        ``3ph-linear`` solution instead saves no time: IEEE 123, 24 h, 29 -> 28 iterations for 9 s of LP.)"""
         import numpy as np
 
         from mpdopf_pyomo.network.phases import power_flow
