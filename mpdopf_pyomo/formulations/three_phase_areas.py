@@ -40,7 +40,8 @@ from mpdopf_pyomo.errors import CaseError
 #: holds, and at 1e-3 the Q copies crept together (IEEE 13, 2 areas, 2 h: not converged in 300
 #: iterations). The scale 10 makes the effective Q penalty 0.1 of P's (measured, same run: 49 iterations,
 #: objective 2e-6 from central; 3e-2 of P's: 55 iterations; 1: 21 iterations but stopped 5e-4 above
-#: the optimum) and the stopping test on Q 10 times tighter.
+#: the optimum; all measured before ADMM's per-kind residual balancing, not re-tuned since) and the
+#: stopping test on Q 10 times tighter.
 Q_PORT_SCALE = 10.0
 
 if TYPE_CHECKING:
