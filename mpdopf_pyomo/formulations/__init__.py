@@ -40,8 +40,8 @@ class OpfFormulation(ABC):
     family: Literal["balanced", "three-phase"]
     description: str
     distributed: bool = False
-    #: the distributed algorithms it supports (when ``distributed``)
-    algorithms: tuple[str, ...] = ("admm", "enapp")
+    #: distributed algorithms it cannot be solved with (any other registered one may be used)
+    refused_algorithms: tuple[str, ...] = ()
     validation: Literal["balanced", "nodes", "nodes-report"] = "balanced"
 
     def unsupported(self, case: "Case") -> str | None:
@@ -110,9 +110,8 @@ def check(name: str, case: "Case", algorithm: str = "central") -> OpfFormulation
     if algorithm != "central" and not f.distributed:
         raise CaseError(f"--formulation {name} has no distributed solve yet; use --algorithm central "
                         f"(or a balanced formulation: {', '.join(n for n, g in FORMULATIONS.items() if g.distributed)})")
-    if algorithm != "central" and algorithm not in f.algorithms:
-        raise CaseError(f"--formulation {name} has no {algorithm} solve yet; use --algorithm "
-                        f"{' or '.join(('central', *f.algorithms))}")
+    if algorithm in f.refused_algorithms:
+        raise CaseError(f"--formulation {name} has no {algorithm} solve yet; use another --algorithm (central, admm)")
     why = f.unsupported(case)
     if why:
         raise CaseError(f"--formulation {name}: {case.source}: {why}")

@@ -80,9 +80,9 @@ class ThreePhaseExact(OpfFormulation):
     description = ("exact unbalanced three-phase AC (rectangular voltages, current injection; lines with mutual "
                    "coupling and charging, transformers by connection, regulators at fixed taps)")
     distributed = True  # areas: :mod:`.three_phase_areas`
-    #: ADMM only: a plain ENApp run starts from the balanced exchange (v = V_sub^2 on every v port), which is
+    #: no plain ENApp: its run starts from the balanced exchange (v = V_sub^2 on every v port), which is
     #: meaningless for the per-phase Vr, Vi ports (ADMM's ENApp warm start starts from the power flow's ports)
-    algorithms = ("admm",)
+    refused_algorithms = ("enapp",)
     validation = "nodes"
 
     def unsupported(self, case: "Case") -> str | None:
