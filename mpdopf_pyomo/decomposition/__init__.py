@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from mpdopf_pyomo import problem, solvers
+from mpdopf_pyomo import formulations, solvers
 from mpdopf_pyomo.case import Case
 from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values, peak_rss_mb
 from mpdopf_pyomo.decomposition.algorithm import STOP_RULES, Context, StopRule, drive
@@ -144,12 +144,12 @@ def solve_distributed(
     try:
         if n_areas == "auto":  # as many areas as the executor has workers (a cluster's, not this machine's)
             n_areas = auto_areas(case, **exe.capacity())
-        case = with_areas(case, n_areas)
+        case = with_areas(case, n_areas, formulations.get(formulation).cuttable(case))
     except BaseException:
         exe.close()
         raise
     areas = sorted(int(a) for a in case.buses["area"].unique())
-    start = problem.flat_start(case)
+    start = formulations.get(formulation).area_start(case)
     specs = [AreaSpec(case, a, formulation, solver, dict(options or {}), start) for a in areas]
     progress(f"{algorithm}: {len(areas)} areas (cut branches {', '.join(case.cut_branches)}), "
              f"executor {executor}; building the area models")
@@ -214,7 +214,7 @@ def solve_distributed(
         **({"gap_tolerance": gap_tol} if stop == "gap" else {}),
         **out.extra,
     }
-    results = Results.from_models(
+    results = formulations.get(formulation).results_from_areas(
         case,
         models,
         algorithm=algorithm,

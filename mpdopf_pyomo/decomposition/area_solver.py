@@ -1,6 +1,7 @@
 """One area's NLP, built once and re-solved warm at every iteration of a distributed algorithm.
 
-The area model is :func:`mpdopf_pyomo.problem.build_model` for the area plus, per boundary port k (a
+The area model is the formulation's area build (:meth:`~mpdopf_pyomo.formulations.OpfFormulation.build_area`:
+:func:`mpdopf_pyomo.problem.build_model` for the balanced family) plus, per boundary port k (a
 (kind, cut branch, hour) key of ``m.ports``), two coefficient *variables* whose lower and upper bounds
 are set equal (so IPOPT treats them as parameters, ``fixed_variable_treatment=make_parameter``, and the
 NL writer does not substitute them away as it would fixed variables):
@@ -25,7 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 import pyomo.environ as pyo
 
-from mpdopf_pyomo import problem, solvers
+from mpdopf_pyomo import solvers
 from mpdopf_pyomo.case import Case
 from mpdopf_pyomo.errors import SolveFailed
 
@@ -68,7 +69,9 @@ def build_area_model(case: Case, area: int, formulation: str = "exact") -> pyo.C
 
     ``m.dist_keys`` lists the ports in a fixed order (sorted keys); the coordinator uses the same order.
     """
-    m = problem.build_model(case, formulation, area)
+    from mpdopf_pyomo.formulations import get
+
+    m = get(formulation).build_area(case, area)  # balanced: problem.build_model; 3ph-exact: per-phase ports
     keys = sorted(m.ports)
     m.dist_keys = keys
     idx = list(range(len(keys)))
@@ -124,8 +127,10 @@ class AreaSolver:
         self.area = spec.area
         self.solver = spec.solver
         self.options = dict(spec.options)
+        from mpdopf_pyomo.formulations import get
+
         m = build_area_model(spec.case, spec.area, spec.formulation)
-        problem.initialize(m, spec.start if spec.start is not None else problem.flat_start(spec.case))
+        get(spec.formulation).initialize_area(spec.case, m, spec.start)
         self.model = m
         self.keys: list[PortKey] = list(m.dist_keys)
         self.port_vars = [m.ports[k] for k in self.keys]

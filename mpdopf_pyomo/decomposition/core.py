@@ -13,6 +13,14 @@ from mpdopf_pyomo.case import Case
 from mpdopf_pyomo.progress import Progress
 
 PortKey = tuple[str, str, int]
+#: A port name is a cut branch, or a cut branch and a qualifier (``"632670|2"``: phase 2 of that cut, as the
+#: three-phase formulation names its per-phase ports); :func:`cut_of` gives the branch.
+PORT_QUALIFIER = "|"
+
+
+def cut_of(port_name: str) -> str:
+    """The cut branch a port name belongs to (the name up to :data:`PORT_QUALIFIER`)."""
+    return port_name.split(PORT_QUALIFIER, 1)[0]
 #: Called after every iteration with (iteration, executor); tests use it to kill a worker mid-run.
 IterationCallback = Callable[[int, Any], None]
 
@@ -49,7 +57,7 @@ class Layout:
     @property
     def boundary_hours(self) -> int:
         """Number of (cut branch, hour) pairs."""
-        return len({(k[1], k[2]) for k in self.keys})
+        return len({(cut_of(k[1]), k[2]) for k in self.keys})
 
     def copies(self, out: dict[int, dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """The parent's and the child's copy of every boundary value from the areas' solves."""
@@ -65,7 +73,7 @@ class Layout:
     def holder(self, side: str) -> dict[int, np.ndarray]:
         """Per area, a mask over its ports: True where it is the ``side`` ('parent' or 'child') of the cut."""
         who = self.parent if side == "parent" else self.child
-        return {a: np.array([who[k[1]] == a for k in ks]) for a, ks in self.area_ports.items()}
+        return {a: np.array([who[cut_of(k[1])] == a for k in ks], dtype=bool) for a, ks in self.area_ports.items()}
 
 
 def make_layout(case: Case, area_ports: dict[int, list[PortKey]]) -> Layout:
@@ -76,13 +84,16 @@ def make_layout(case: Case, area_ports: dict[int, list[PortKey]]) -> Layout:
     child = {c: int(area_of[case.branches.at[c, "to_bus"]]) for c in case.cut_branches}
     for k in keys:
         holders = [a for a, ks in area_ports.items() if k in ks]
-        if sorted(holders) != sorted((parent[k[1]], child[k[1]])):
+        if sorted(holders) != sorted((parent[cut_of(k[1])], child[cut_of(k[1])])):
             raise RuntimeError(f"boundary value {k} is held by areas {holders}")
     return Layout(keys, area_ports, parent, child)
 
 
 def initial_boundary(case: Case, layout: Layout, start: dict[str, pd.DataFrame]) -> np.ndarray:
-    """Boundary values of the LinDistFlow starting point: P, Q of the cut branch, v of its parent-side bus."""
+    """Boundary values of the starting point: P, Q of the cut branch, v of its parent-side bus (from the
+    LinDistFlow point), or ``start["ports"][key]`` when the formulation's start gives its ports' values."""
+    if "ports" in start:
+        return np.array([float(start["ports"][k]) for k in layout.keys])
     z = np.empty(len(layout.keys))
     for i, (kind, cut, t) in enumerate(layout.keys):
         if kind == "v":

@@ -75,14 +75,19 @@ def _tree(case: Case) -> tuple[dict[str, list[str]], dict[str, str], list[str]]:
     return children, into, order
 
 
-def _bounded_cuts(root: str, children: dict[str, list[str]], order: list[str], bound: int) -> list[str]:
-    """Heads (to-buses of the cut branches) of the fewest areas of at most ``bound`` buses (step 1)."""
+def _bounded_cuts(root: str, children: dict[str, list[str]], order: list[str], bound: int,
+                  can_head: set[str] | None = None) -> list[str]:
+    """Heads (to-buses of the cut branches) of the fewest areas of at most ``bound`` buses (step 1);
+    ``can_head``: the buses whose incoming branch may be cut (None: all)."""
     residual: dict[str, int] = {}
     heads: list[str] = []
     for bus in reversed(order):  # children before parents
         kids = sorted(((residual[c], c) for c in children[bus]), reverse=True)
         r = 1 + sum(k[0] for k in kids)
-        keep = 1 if bus == root else 0  # one branch from the substation stays in area 1
+        n_kids = len(kids)
+        if can_head is not None:
+            kids = [k for k in kids if k[1] in can_head]
+        keep = 1 if bus == root and len(kids) == n_kids else 0  # one branch from the substation stays in area 1
         for rc, c in kids[: len(kids) - keep]:
             if r <= bound:
                 break
@@ -92,21 +97,23 @@ def _bounded_cuts(root: str, children: dict[str, list[str]], order: list[str], b
     return heads
 
 
-def auto_cut_branches(case: Case, n_areas: int) -> list[str]:
-    """Choose ``n_areas - 1`` cut branches by the rule of the module docstring."""
+def auto_cut_branches(case: Case, n_areas: int, cuttable: set[str] | None = None) -> list[str]:
+    """Choose ``n_areas - 1`` cut branches by the rule of the module docstring, among ``cuttable``
+    (None: any branch; the three-phase formulation allows three-phase lines only)."""
     br = case.branches
     n_bus = len(case.buses)
     if n_areas < 1 or n_areas > n_bus - 1:
         raise bad_setting("n_areas", "--areas", str(n_areas), f"choose between 1 and {n_bus - 1} areas for {n_bus} buses")
     children, into, order = _tree(case)
+    can_head = None if cuttable is None else {j for j, e in into.items() if e in cuttable}
     lo, hi = math.ceil(n_bus / n_areas), n_bus
     while lo < hi:  # smallest bound with at most n_areas areas
         mid = (lo + hi) // 2
-        if len(_bounded_cuts(case.root, children, order, mid)) + 1 <= n_areas:
+        if len(_bounded_cuts(case.root, children, order, mid, can_head)) + 1 <= n_areas:
             hi = mid
         else:
             lo = mid + 1
-    heads = _bounded_cuts(case.root, children, order, lo)
+    heads = _bounded_cuts(case.root, children, order, lo, can_head)
     depth = {b: i for i, b in enumerate(order)}  # breadth-first position: parents before children
     cuts = [into[h] for h in sorted(heads, key=lambda h: depth[h])]
     cut_heads = set(heads)
@@ -118,7 +125,8 @@ def auto_cut_branches(case: Case, n_areas: int) -> list[str]:
             head = case.root if a == 1 else br.at[cuts[a - 2], "to_bus"]
             sub = _subtree_sizes(head, children, cut_heads)
             for bus, size in sub.items():
-                if bus == head or br.at[into[bus], "from_bus"] == case.root:
+                if bus == head or br.at[into[bus], "from_bus"] == case.root or (
+                        can_head is not None and bus not in can_head):
                     continue
                 score = abs(size - target)
                 if best is None or score < best[0]:
@@ -143,9 +151,9 @@ def _subtree_sizes(head: str, children: dict[str, list[str]], stop: set[str]) ->
     return size
 
 
-def with_areas(case: Case, n_areas: int | str | None = None) -> Case:
+def with_areas(case: Case, n_areas: int | str | None = None, cuttable: set[str] | None = None) -> Case:
     """The case itself (its own cut branches) or a copy partitioned automatically into ``n_areas`` areas
-    (``'auto'``: :func:`auto_areas`)."""
+    (``'auto'``: :func:`auto_areas`) by cutting only branches of ``cuttable`` (None: any)."""
     if n_areas is None:
         if not case.cut_branches:
             what = f"{case.source}: the case defines no areas ([areas] cut_branches); "
@@ -154,7 +162,7 @@ def with_areas(case: Case, n_areas: int | str | None = None) -> Case:
         return case
     if n_areas == "auto":
         n_areas = auto_areas(case)
-    cuts = auto_cut_branches(case, int(n_areas))
+    cuts = auto_cut_branches(case, int(n_areas), cuttable)
     area = network.assign_areas(case.branches, case.root, cuts)
     buses = case.buses.copy()
     buses["area"] = pd.Series(area).reindex(buses.index).astype(int).to_numpy()

@@ -13,10 +13,11 @@ the pipeline and validation look a formulation up here and call it without knowi
   ``"nodes-report"`` (the same node-by-node comparison, reported as an approximation's gap: never fails).
 
 Adding a formulation is one module with one :class:`OpfFormulation` subclass and one :func:`register` call.
-A distributed three-phase solve would add an area build to its formulation (the per-node tables restricted
-to an area's buses, with per-phase ports: P and Q of each phase of the cut branch and the parent bus's
-phase voltages) and set ``distributed``; the balanced family's area models stay in
-:mod:`mpdopf_pyomo.problem`.
+A distributed formulation (``distributed = True``) also gives the decomposition its area models through
+:meth:`OpfFormulation.area_start`, :meth:`~OpfFormulation.build_area`, :meth:`~OpfFormulation.initialize_area`,
+:meth:`~OpfFormulation.cuttable` and :meth:`~OpfFormulation.results_from_areas`; the defaults are the
+balanced family's (:mod:`mpdopf_pyomo.problem`), ``3ph-exact`` overrides them
+(:mod:`.three_phase_areas`: per-phase ports).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class OpfFormulation(ABC):
     family: Literal["balanced", "three-phase"]
     description: str
     distributed: bool = False
+    #: distributed algorithms it cannot be solved with (any other registered one may be used)
+    refused_algorithms: tuple[str, ...] = ()
     validation: Literal["balanced", "nodes", "nodes-report"] = "balanced"
 
     def unsupported(self, case: "Case") -> str | None:
@@ -49,6 +52,37 @@ class OpfFormulation(ABC):
     def solve_central(self, case: "Case", solver: str, options: Mapping[str, Any] | None, tee: bool,
                       progress: "Progress") -> "Results":
         """Build the whole-feeder, whole-horizon NLP, solve it and return its :class:`Results`."""
+
+    # --- the distributed solve's seams (defaults: the balanced family's area models) ----------------
+    def area_start(self, case: "Case") -> dict[str, Any]:
+        """The starting point every area model starts from (picklable; :func:`~mpdopf_pyomo.decomposition.core.
+        initial_boundary` reads the boundary's first consensus values from it)."""
+        from mpdopf_pyomo import problem
+
+        return problem.flat_start(case)
+
+    def build_area(self, case: "Case", area: int) -> Any:
+        """Area ``area``'s model with ``m.ports`` ((kind, port name, hour) -> Var; kind P, Q or v) and the
+        cost expressions ``energy_cost``, ``loss_cost``, ``terminal_cost``."""
+        from mpdopf_pyomo import problem
+
+        return problem.build_model(case, self.name, area)
+
+    def initialize_area(self, case: "Case", m: Any, start: dict[str, Any] | None) -> None:
+        """Load :meth:`area_start`'s point into an area model of :meth:`build_area`."""
+        from mpdopf_pyomo import problem
+
+        problem.initialize(m, start if start is not None else problem.flat_start(case))
+
+    def cuttable(self, case: "Case") -> set[str] | None:
+        """The branches an automatic partition may cut (None: any)."""
+        return None
+
+    def results_from_areas(self, case: "Case", models: list[Any], **summary: Any) -> "Results":
+        """The :class:`Results` of solved area models (one per area, values loaded)."""
+        from mpdopf_pyomo.results import Results
+
+        return Results.from_models(case, models, **summary)
 
 
 #: Every formulation by name, in the order the CLI lists them.
@@ -76,6 +110,8 @@ def check(name: str, case: "Case", algorithm: str = "central") -> OpfFormulation
     if algorithm != "central" and not f.distributed:
         raise CaseError(f"--formulation {name} has no distributed solve yet; use --algorithm central "
                         f"(or a balanced formulation: {', '.join(n for n, g in FORMULATIONS.items() if g.distributed)})")
+    if algorithm in f.refused_algorithms:
+        raise CaseError(f"--formulation {name} has no {algorithm} solve yet; use another --algorithm (central, admm)")
     why = f.unsupported(case)
     if why:
         raise CaseError(f"--formulation {name}: {case.source}: {why}")

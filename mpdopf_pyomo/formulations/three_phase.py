@@ -79,7 +79,10 @@ class ThreePhaseExact(OpfFormulation):
     family = "three-phase"
     description = ("exact unbalanced three-phase AC (rectangular voltages, current injection; lines with mutual "
                    "coupling and charging, transformers by connection, regulators at fixed taps)")
-    distributed = False
+    distributed = True  # areas: :mod:`.three_phase_areas`
+    #: no plain ENApp: its run starts from the balanced exchange (v = V_sub^2 on every v port), which is
+    #: meaningless for the per-phase Vr, Vi ports (ADMM's ENApp warm start starts from the power flow's ports)
+    refused_algorithms = ("enapp",)
     validation = "nodes"
 
     def unsupported(self, case: "Case") -> str | None:
@@ -92,6 +95,30 @@ class ThreePhaseExact(OpfFormulation):
         if problems:
             return "the three-phase model cannot represent " + "; ".join(problems)
         return None
+
+    # --- areas of a distributed solve (:mod:`.three_phase_areas`) -------------------------------------
+    def area_start(self, case: "Case") -> dict[str, Any]:
+        from mpdopf_pyomo.formulations.three_phase_areas import area_start
+
+        return area_start(case)
+
+    def build_area(self, case: "Case", area: int) -> "pyo.ConcreteModel":
+        from mpdopf_pyomo.formulations.three_phase_areas import build_area
+
+        return build_area(self, case, area)
+
+    def initialize_area(self, case: "Case", m: Any, start: dict[str, Any] | None) -> None:
+        """Nothing to do: :meth:`build_area` starts every area at the whole feeder's power flow."""
+
+    def cuttable(self, case: "Case") -> set[str] | None:
+        from mpdopf_pyomo.formulations.three_phase_areas import cuttable
+
+        return cuttable(tables_of(case))
+
+    def results_from_areas(self, case: "Case", models: list[Any], **summary: Any) -> "Results":
+        from mpdopf_pyomo.formulations.three_phase_areas import results_from_areas
+
+        return results_from_areas(self, case, models, **summary)
 
     # ------------------------------------------------------------------------------------------------
     def build(self, case: "Case", tables: "PhaseTables", v_start: "np.ndarray | None" = None) -> "pyo.ConcreteModel":
