@@ -295,10 +295,9 @@ def read_back(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", v: np
     and ``substation_phases``."""
     import numpy as np
     import pandas as pd
-    import pyomo.environ as pyo
 
     from mpdopf_pyomo.network.phases import load_currents
-    from mpdopf_pyomo.results import Results, device_rows
+    from mpdopf_pyomo.results import device_rows
 
     base = case.bases.s_kva
     T = list(case.profile.index)
@@ -377,6 +376,30 @@ def read_back(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", v: np
         [(t, tables.source_bus, int(tables.node_phase[node]), p_src[j, h] * base, q_src[j, h] * base)
          for h, t in enumerate(T) for j, node in enumerate(src_nodes)],
         columns=["t", "bus", "phase", "p_kw", "q_kvar"])
+    return node_results(case, tables, m, v, s_load, p_der, q_der, s_shunt, voltages, branches, branch_phases,
+                        pv_rows, bat_rows, sub_p, sub_q, substation_phases,
+                        "case limits at load and DER nodes; each constant-P/I load's [vminpu, vmaxpu]", **summary)
+
+
+def node_results(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", v: np.ndarray, s_load: np.ndarray,
+                 p_der: np.ndarray, q_der: np.ndarray, s_shunt: np.ndarray, voltages: Any, branches: Any,
+                 branch_phases: Any, pv_rows: list, bat_rows: list, sub_p: dict, sub_q: dict,
+                 substation_phases: Any, voltage_limits: str, model: str | None = None,
+                 **summary: Any) -> "Results":
+    """The :class:`Results` of a solved three-phase model (``3ph-exact``, ``3ph-linear``) from its per-node
+    arrays (nodes x hours, pu: complex voltages ``v``, load, DER and shunt powers) and common tables: the
+    ``node_voltages``, ``branch_phases`` and ``substation_phases`` tables and the three-phase summary."""
+    import numpy as np
+    import pandas as pd
+    import pyomo.environ as pyo
+
+    from mpdopf_pyomo.results import Results
+
+    base = case.bases.s_kva
+    T = list(case.profile.index)
+    n = len(tables.nodes)
+    node_bus = tables.node_bus.astype(str)
+    mag = np.abs(v)
     node_rows = pd.DataFrame({
         "node": np.repeat(tables.nodes, len(T)), "bus": np.repeat(node_bus, len(T)),
         "phase": np.repeat(tables.node_phase, len(T)), "t": np.tile(T, n),
@@ -400,7 +423,8 @@ def read_back(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", v: np
         "v_min_node": tables.nodes[int(np.argmin(mag.min(axis=1)))],
         "v_max_node": tables.nodes[int(np.argmax(mag.max(axis=1)))],
         "der_split": "equal P and Q on every phase of the device's bus",
-        "voltage_limits": "case limits at load and DER nodes; each constant-P/I load's [vminpu, vmaxpu]",
+        "voltage_limits": voltage_limits,
+        **({"model": model} if model else {}),
     }
     results.extra_tables["node_voltages"] = node_rows
     results.extra_tables["branch_phases"] = branch_phases

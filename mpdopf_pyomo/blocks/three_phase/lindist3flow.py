@@ -205,7 +205,7 @@ def read_back(case: "Case", tables: "PhaseTables", branches: list[LinearBranch],
     import pandas as pd
     import pyomo.environ as pyo
 
-    from mpdopf_pyomo.results import Results, device_rows
+    from mpdopf_pyomo.results import device_rows
 
     base = case.bases.s_kva
     T = list(case.profile.index)
@@ -275,34 +275,10 @@ def read_back(case: "Case", tables: "PhaseTables", branches: list[LinearBranch],
         [(t, tables.source_bus, int(tables.node_phase[node]), m.net.Ps[j, t].value * base,
           m.net.Qs[j, t].value * base) for t in T for j, node in enumerate(m.src)],
         columns=["t", "bus", "phase", "p_kw", "q_kvar"])
-    node_rows = pd.DataFrame({
-        "node": np.repeat(tables.nodes, len(T)), "bus": np.repeat(node_bus, len(T)),
-        "phase": np.repeat(tables.node_phase, len(T)), "t": np.tile(T, n),
-        "v_pu": mag.ravel(), "angle_deg": np.degrees(np.angle(v)).ravel(),
-        "p_load_kw": s_load.real.ravel() * base, "q_load_kvar": s_load.imag.ravel() * base,
-        "p_der_kw": p_der.ravel() * base, "q_der_kvar": q_der.ravel() * base,
-        "p_shunt_kw": s_shunt.real.ravel() * base, "q_shunt_kvar": s_shunt.imag.ravel() * base,
-    })
-    results = Results.from_tables(
-        case, voltages, branch_table, pv_rows, bat_rows, sub_p, sub_q,
-        float(val(m.energy_cost + m.loss_cost + m.terminal_cost)), float(val(m.loss_cost)),
-        float(val(m.terminal_cost)), **summary)
-    s = results.summary
-    s["v_min_pu"], s["v_max_pu"] = float(mag.min()), float(mag.max())
-    s["units"] = "kW, kvar, kWh: sums over the phases; voltages in pu of each bus's line-to-neutral base"
-    s["convention"] = ("three-phase model: top-level powers, energies and USD are sums over the phases; per_phase "
-                       "divides them by 3 (for comparison with the balanced family's single-phase equivalent)")
-    s["three_phase"] = {
-        "nodes": n, "buses": int(len(set(node_bus))), "wye_load_elements": int(len(tables.wye)),
-        "delta_load_elements": int(len(tables.delta)), "notes": tables.notes,
-        "v_min_node": tables.nodes[int(np.argmin(mag.min(axis=1)))],
-        "v_max_node": tables.nodes[int(np.argmax(mag.max(axis=1)))],
-        "der_split": "equal P and Q on every phase of the device's bus",
-        "voltage_limits": "case limits at load and DER nodes",
-        "model": "LinDist3Flow: fixed 120-degree angles, losses dropped; angles reported are the no-load network's",
-    }
-    results.extra_tables["node_voltages"] = node_rows
-    results.extra_tables["branch_phases"] = branch_phases
-    results.extra_tables["substation_phases"] = substation_phases
-    return results
+    from mpdopf_pyomo.formulations.three_phase import node_results
+
+    return node_results(case, tables, m, v, s_load, p_der, q_der, s_shunt, voltages, branch_table, branch_phases,
+                        pv_rows, bat_rows, sub_p, sub_q, substation_phases, "case limits at load and DER nodes",
+                        model="LinDist3Flow: fixed 120-degree angles, losses dropped; angles reported are the "
+                              "no-load network's", **summary)
 
