@@ -128,8 +128,6 @@ class ThreePhaseExact(OpfFormulation):
         import pyomo.environ as pyo
         from pyomo.common.gc_manager import PauseGC
 
-        from mpdopf_pyomo.blocks.battery import declare_battery
-        from mpdopf_pyomo.blocks.pv import declare_pv
         from mpdopf_pyomo.blocks.three_phase.current_injection import declare_current_injection, declare_source
         from mpdopf_pyomo.network.phases import above_band
 
@@ -140,10 +138,7 @@ class ThreePhaseExact(OpfFormulation):
             m = pyo.ConcreteModel(name=f"{case.name}-central-3ph")
             m.formulation = self.name
             m.hours = T
-            declare_pv(m, "pv", pvs=case.pvs, pv_mult=prof["pv_mult"], hours=T, limit=s.inverter_limit)
-            declare_battery(m, "battery", batteries=case.batteries, hours=T, dt_h=s.dt_h, limit=s.inverter_limit,
-                            terminal=s.terminal_soc)
-            injections = self.placement(case, tables, m)
+            injections = self.declare_devices(case, tables, m)
             limit_nodes = sorted(set(tables.wye["node"].astype(int)) | set(tables.delta["node_a"].astype(int))
                                  | set(tables.delta["node_b"].astype(int)) | set(injections))
             above_w = above_d = None
@@ -168,8 +163,18 @@ class ThreePhaseExact(OpfFormulation):
         return m
 
     @staticmethod
-    def placement(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel") -> dict[int, list[tuple[float, Any, Any]]]:
-        """node -> [(share, p per hour, q per hour)] of every PV and battery: all phases of its bus, equal shares."""
+    def declare_devices(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", pvs: Any = None,
+                        batteries: Any = None) -> dict[int, list[tuple[float, Any, Any]]]:
+        """Declare the PV and battery blocks on ``m`` (the case's, or the given subsets of an area) and return
+        node -> [(share, p per hour, q per hour)] of every PV and battery: all phases of its bus, equal shares."""
+        from mpdopf_pyomo.blocks.battery import declare_battery
+        from mpdopf_pyomo.blocks.pv import declare_pv
+
+        s = case.settings
+        declare_pv(m, "pv", pvs=case.pvs if pvs is None else pvs, pv_mult=case.profile["pv_mult"],
+                   hours=list(case.profile.index), limit=s.inverter_limit)
+        declare_battery(m, "battery", batteries=case.batteries if batteries is None else batteries,
+                        hours=list(case.profile.index), dt_h=s.dt_h, limit=s.inverter_limit, terminal=s.terminal_soc)
         by_bus: dict[str, list[int]] = {}
         for k, bus in enumerate(tables.node_bus):
             by_bus.setdefault(str(bus), []).append(k)
@@ -306,13 +311,7 @@ def read_back(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", v: np
     mag = np.abs(v)
     node_bus = tables.node_bus.astype(str)
 
-    # bus voltages: mean phase magnitude (what OpenDSS's bus_voltages_pu reports), the case's buses
-    by_bus = pd.DataFrame(mag, index=node_bus, columns=T).groupby(level=0).mean()
-    missing = [b for b in case.buses.index if str(b) not in by_bus.index]
-    if missing:
-        raise CaseError(f"{case.source}: bus(es) of the case not in the three-phase network: {', '.join(missing[:5])}")
-    voltages = by_bus.loc[[str(b) for b in case.buses.index]]
-    voltages.index = pd.Index(case.buses.index, name="bus")
+    voltages = bus_voltages(case, tables, mag)
 
     # DER injections per node (pu)
     p_der = np.zeros((n, len(T)))
@@ -379,6 +378,21 @@ def read_back(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", v: np
     return node_results(case, tables, m, v, s_load, p_der, q_der, s_shunt, voltages, branches, branch_phases,
                         pv_rows, bat_rows, sub_p, sub_q, substation_phases,
                         "case limits at load and DER nodes; each constant-P/I load's [vminpu, vmaxpu]", **summary)
+
+
+def bus_voltages(case: "Case", tables: "PhaseTables", mag: np.ndarray) -> Any:
+    """Each case bus's voltage (bus x hour, pu): the mean of its phase magnitudes ``mag`` (nodes x hours), what
+    OpenDSS's bus_voltages_pu reports; :class:`CaseError` when a case bus is not in the three-phase network."""
+    import pandas as pd
+
+    T = list(case.profile.index)
+    by_bus = pd.DataFrame(mag, index=tables.node_bus.astype(str), columns=T).groupby(level=0).mean()
+    missing = [b for b in case.buses.index if str(b) not in by_bus.index]
+    if missing:
+        raise CaseError(f"{case.source}: bus(es) of the case not in the three-phase network: {', '.join(missing[:5])}")
+    voltages = by_bus.loc[[str(b) for b in case.buses.index]]
+    voltages.index = pd.Index(case.buses.index, name="bus")
+    return voltages
 
 
 def node_results(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", v: np.ndarray, s_load: np.ndarray,

@@ -219,8 +219,6 @@ def build_area(f: Any, case: "Case", area: int) -> "pyo.ConcreteModel":
     import pyomo.environ as pyo
     from pyomo.common.gc_manager import PauseGC
 
-    from mpdopf_pyomo.blocks.battery import declare_battery
-    from mpdopf_pyomo.blocks.pv import declare_pv
     from mpdopf_pyomo.blocks.three_phase.current_injection import (declare_current_injection, declare_source,
                                                                    initialize_current_injection)
     from mpdopf_pyomo.formulations.three_phase import source_power, tables_of
@@ -238,11 +236,8 @@ def build_area(f: Any, case: "Case", area: int) -> "pyo.ConcreteModel":
         m = pyo.ConcreteModel(name=f"{case.name}-area{area}-3ph")
         m.formulation = f.name
         m.hours = T
-        declare_pv(m, "pv", pvs=case.pvs[case.pvs.index.astype(str).isin(owned)], pv_mult=prof["pv_mult"], hours=T,
-                   limit=s.inverter_limit)
-        declare_battery(m, "battery", batteries=case.batteries[case.batteries.index.astype(str).isin(owned)], hours=T,
-                        dt_h=s.dt_h, limit=s.inverter_limit, terminal=s.terminal_soc)
-        injections = f.placement(case, tb, m)
+        injections = f.declare_devices(case, tb, m, pvs=case.pvs[case.pvs.index.astype(str).isin(owned)],
+                                       batteries=case.batteries[case.batteries.index.astype(str).isin(owned)])
         limit_nodes = sorted(set(tb.wye["node"].astype(int)) | set(tb.delta["node_a"].astype(int))
                              | set(tb.delta["node_b"].astype(int)) | set(injections))
         # the child areas' draw: a per-phase constant-power withdrawal at the parent bus (port variables)

@@ -83,9 +83,7 @@ class ThreePhaseLinear(OpfFormulation):
         import pyomo.environ as pyo
         from pyomo.common.gc_manager import PauseGC
 
-        from mpdopf_pyomo.blocks.battery import declare_battery
         from mpdopf_pyomo.blocks.three_phase.lindist3flow import delta_split, drop_matrices, shunt_coefficients
-        from mpdopf_pyomo.blocks.pv import declare_pv
         from mpdopf_pyomo.network.phases import above_band, hourly_scale, zip_coefficients
 
         s = case.settings
@@ -97,10 +95,7 @@ class ThreePhaseLinear(OpfFormulation):
             m = pyo.ConcreteModel(name=f"{case.name}-central-3ph-linear")
             m.formulation = self.name
             m.hours = T
-            declare_pv(m, "pv", pvs=case.pvs, pv_mult=prof["pv_mult"], hours=T, limit=s.inverter_limit)
-            declare_battery(m, "battery", batteries=case.batteries, hours=T, dt_h=s.dt_h, limit=s.inverter_limit,
-                            terminal=s.terminal_soc)
-            injections = ThreePhaseExact.placement(case, tables, m)
+            injections = ThreePhaseExact.declare_devices(case, tables, m)
             net = pyo.Block(concrete=True)
             m.add_component("net", net)
             net.N = pyo.RangeSet(0, n_nodes - 1)

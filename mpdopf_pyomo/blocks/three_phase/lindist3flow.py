@@ -205,6 +205,7 @@ def read_back(case: "Case", tables: "PhaseTables", branches: list[LinearBranch],
     import pandas as pd
     import pyomo.environ as pyo
 
+    from mpdopf_pyomo.formulations.three_phase import bus_voltages, node_results
     from mpdopf_pyomo.results import device_rows
 
     base = case.bases.s_kva
@@ -213,12 +214,7 @@ def read_back(case: "Case", tables: "PhaseTables", branches: list[LinearBranch],
     v = complex_voltages(tables, m)
     mag = np.abs(v)
     node_bus = tables.node_bus.astype(str)
-    by_bus = pd.DataFrame(mag, index=node_bus, columns=T).groupby(level=0).mean()
-    missing = [b for b in case.buses.index if str(b) not in by_bus.index]
-    if missing:
-        raise CaseError(f"{case.source}: bus(es) of the case not in the three-phase network: {', '.join(missing[:5])}")
-    voltages = by_bus.loc[[str(b) for b in case.buses.index]]
-    voltages.index = pd.Index(case.buses.index, name="bus")
+    voltages = bus_voltages(case, tables, mag)
 
     val = pyo.value
     p_der = np.zeros((n, len(T)))
@@ -275,8 +271,6 @@ def read_back(case: "Case", tables: "PhaseTables", branches: list[LinearBranch],
         [(t, tables.source_bus, int(tables.node_phase[node]), m.net.Ps[j, t].value * base,
           m.net.Qs[j, t].value * base) for t in T for j, node in enumerate(m.src)],
         columns=["t", "bus", "phase", "p_kw", "q_kvar"])
-    from mpdopf_pyomo.formulations.three_phase import node_results
-
     return node_results(case, tables, m, v, s_load, p_der, q_der, s_shunt, voltages, branch_table, branch_phases,
                         pv_rows, bat_rows, sub_p, sub_q, substation_phases, "case limits at load and DER nodes",
                         model="LinDist3Flow: fixed 120-degree angles, losses dropped; angles reported are the "
