@@ -85,7 +85,6 @@ def declare_current_injection(
     b = pyo.Block(concrete=True)
     parent.add_component(name, b)
     T = list(hours)
-    lm = {t: float(x) for t, x in zip(T, load_mult)}
     n_nodes = len(tb.nodes)
     b.N = pyo.RangeSet(0, n_nodes - 1)
     b.T = pyo.Set(initialize=T, ordered=True)
@@ -262,6 +261,7 @@ def declare_current_injection(
         dz = {l: {k: (int(v) if k in ("node_a", "node_b") else v) for k, v in row.items()}
               for l, row in delta.to_dict("index").items()}
         dc = {key: arr.tolist() for key, arr in zip_coefficients(delta, above_delta).items()}
+        dmult = hourly_scale(delta, np.asarray(load_mult, float)).tolist()  # 1 for a Status=fixed load
 
         def delta_rule(part: str):
             def rule(_: pyo.Block, l: int, t: int) -> Any:
@@ -273,12 +273,13 @@ def declare_current_injection(
                 k = float(d["k"])
                 z, i, p = dc[f"{part}z"][l][h], dc[f"{part}i"][l][h], dc[f"{part}p"][l][h]
                 rhs = 0.0
+                mult = dmult[l][h]
                 if z:
-                    rhs = rhs + lm[t] * z * k**2 * sq
+                    rhs = rhs + mult * z * k**2 * sq
                 if i:
-                    rhs = rhs + lm[t] * i * k * pyo.sqrt(sq)
+                    rhs = rhs + mult * i * k * pyo.sqrt(sq)
                 if p:
-                    rhs = rhs + lm[t] * p
+                    rhs = rhs + mult * p
                 if part == "p":
                     return ur * jr[l, t] + ui * ji[l, t] == rhs
                 return ui * jr[l, t] - ur * ji[l, t] == rhs
