@@ -141,3 +141,19 @@ def test_ieee8500_three_phase_exact_node_by_node():
     v = res.summary["validation"]
     assert v["passed"] and v["nodes"] == 8531, v
     assert v["max_abs_dv_pu"] < 1e-6 and v["max_rel_dp_sub"] < 1e-4
+
+
+def test_node_only_an_open_switch_reaches_is_left_out(tmp_path):
+    """A bus reached on phase a whose phase c only an open switch connects (two such nodes on the IEEE
+    9500) has no equation for that node: it is left out with a note instead of making the admittance
+    matrix singular (a SuperLU traceback before), and the rest matches OpenDSS."""
+    path = tmp_path / "open.dss"
+    path.write_text(SERVICE.replace("Set VoltageBases", "New Line.lat bus1=p.1 bus2=d.1 phases=1 length=0.2 units=mi "
+                                    "r1=0.6 x1=0.9 c1=3.0\nNew Load.d bus1=d.1 phases=1 kV=7.2 kW=50 kvar=20\n"
+                                    "New Line.tie bus1=p.3 bus2=d.3 phases=1 switch=y\nOpen Line.tie 1\n"
+                                    "Set VoltageBases"))
+    tables = phase_tables(read_opendss(path), 1000.0)
+    assert "d.1" in tables.index and "d.3" not in tables.index
+    assert any("only open elements connect" in n and "d.3" in n for n in tables.notes)
+    res = pipeline.solve(path, hours=1, formulation="3ph-exact")
+    assert res.summary["validation"]["passed"] and res.summary["validation"]["max_abs_dv_pu"] < 1e-6

@@ -245,9 +245,21 @@ def phase_tables(net: Network, s_base_kva: float, source_pu: float | None = None
     buses = [b for b in net.buses.values() if b.name in reached]
     if len(buses) < len(net.buses):
         notes.append(f"{len(net.buses) - len(buses)} bus(es) not reached from the source left out")
+    # a phase of a reached bus that no closed element connects (only an open switch reaches it: two on the
+    # 9500) has no equation; it is left out rather than making the admittance matrix singular
+    live = {(net.source.bus, p) for p in (1, 2, 3)}
+    for b in closed:
+        if b.bus1 in reached:
+            live |= {(b.bus1, p) for p in b.phases} | {(b.bus2, p) for p in (b.phases2 or b.phases)}
+    dead = [f"{bus.name}.{ph}" for bus in buses for ph in bus.phases if (bus.name, ph) not in live]
+    if dead:
+        notes.append(f"{len(dead)} node(s) that only open elements connect left out: {', '.join(dead[:3])}"
+                     f"{', ...' if len(dead) > 3 else ''}")
     nodes, node_bus, node_phase, vb = [], [], [], []
     for bus in buses:
         for ph in bus.phases:
+            if (bus.name, ph) not in live:
+                continue
             nodes.append(f"{bus.name}.{ph}")
             node_bus.append(bus.name)
             node_phase.append(ph)
