@@ -24,7 +24,8 @@ from test_three_phase_physics import _opendss_nodes
 #: A three-phase primary (line with mutual coupling and charging, a wye load on phase a) and one 25 kVA
 #: centre-tap service on phase b wired as the 8500's (X1-N, N-X2; magnetising current, no-load loss and
 #: a primary tap), 100 ft of triplex, a 120 V constant-power load on each half (one Status=fixed), a 120 V
-#: constant-impedance load and a 240 V load across the two halves (delta, X1 to X2).
+#: constant-impedance load and two 240 V loads across the two halves (one delta, one a one-phase wye on
+#: s.1.2, whose neutral is node 2: the same element).
 SERVICE = """
 Clear
 New Circuit.ct basekv=12.47 pu=1.03 phases=3 bus1=src MVAsc3=200 MVAsc1=180
@@ -40,6 +41,7 @@ New Line.tpx bus1=x.1.2 bus2=s.1.2 linecode=tpx length=100 units=ft
 New Load.h1 bus1=s.1 phases=1 kV=0.12 kW=6 kvar=2 model=1 vminpu=0.8 vmaxpu=1.2 status=fixed
 New Load.h2 bus1=s.2 phases=1 kV=0.12 kW=3 kvar=1 model=2
 New Load.h12 bus1=s.1.2 phases=1 conn=delta kV=0.24 kW=9 kvar=3 model=1 vminpu=0.8 vmaxpu=1.2
+New Load.w12 bus1=s.1.2 phases=1 conn=wye kV=0.24 kW=4 kvar=1 model=1 vminpu=0.8 vmaxpu=1.2
 Set VoltageBases=[12.47 0.208]
 CalcVoltageBases
 """

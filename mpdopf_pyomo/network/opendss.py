@@ -757,6 +757,7 @@ class _Reader:
         loads = []
         enabled = []
         models: dict[int, int] = defaultdict(int)
+        across: list[str] = []
         for name in _iterate(dss.Loads):
             enabled.append(name)
             model = int(dss.Loads.Model())
@@ -772,13 +773,21 @@ class _Reader:
                 self.bad(f"Load with model={model}", name)
                 continue
             shape = dss.Loads.Daily() or dss.Loads.Yearly() or None
+            phases = _phases(_terminal_nodes(0))
+            conn = "delta" if dss.Loads.IsDelta() else "wye"
+            if conn == "wye" and int(dss.CktElement.NumPhases()) == 1 and len(phases) == 2:
+                conn = "delta"  # a one-phase wye load on bus.1.2: its "neutral" is node 2, phase to phase
+                across.append(name)
             loads.append(Load(
-                name=name, bus=_bus_name(dss.CktElement.BusNames()[0]), phases=_phases(_terminal_nodes(0)),
-                conn="delta" if dss.Loads.IsDelta() else "wye", kw=float(dss.Loads.kW()),
+                name=name, bus=_bus_name(dss.CktElement.BusNames()[0]), phases=phases,
+                conn=conn, kw=float(dss.Loads.kW()),
                 kvar=float(dss.Loads.kvar()), zip=zip6, vminpu=float(dss.Loads.Vminpu()),
                 vmaxpu=float(dss.Loads.Vmaxpu()), shape=shape.lower() if shape else None,
                 kv_rated=float(dss.Loads.kV()), fixed=int(dss.Loads.Status()) in (1, 2)))
         self.note_disabled("load", enabled)
+        if across:
+            self.notes.append(f"{len(across)} one-phase wye load(s) between two phases (bus.a.b: the second node is "
+                              f"its neutral) read as a delta element from a to b at its kV: {_shown(across)}")
         if models.get(4):
             self.notes.append(f"{models[4]} load(s) of model 4 (P ~ V^CVRwatts, Q ~ V^CVRvars) read as the ZIP "
                               "mix with the same value and slope at 1 pu")
