@@ -17,13 +17,19 @@ with OpenDSS's own ``YPrim``):
   the anti-floating reactance ``ppm_antifloat`` as OpenDSS adds it (``-j ppm x VA/V^2`` to ground on each
   terminal conductor, half of it on a wye winding). Supported connections: wye-wye
   (grounded), delta-wye, wye-delta, delta-delta and banks of single-phase units (regulators) with
-  per-phase taps. Centre-tap (split-phase) service transformers are not (:func:`unsupported`).
+  per-phase taps;
+* centre-tap (split-phase) service transformers wired X1-N, N-X2: three windings over the primary node,
+  X1 and X2 (:func:`center_tap_primitive`); their secondary nodes are on the 120 V base, the triplex
+  secondaries ordinary two-conductor lines. Other wirings are refused (:func:`unsupported`).
+
+A node of a reached bus that no closed element connects (only an open switch reaches it) is left out.
 
 Shunt capacitors and reactors are constant admittances (wye: phase to ground, delta: phase to phase);
 the source is its Thevenin equivalent (fixed internal voltages behind ``Source.z_ohm``) or, without an
 impedance, fixed voltages at its bus. Loads stay as tables (their power depends on the voltage and the
 hour): wye elements phase to ground, delta elements phase to phase (k to k+1), each with its nominal P,
-Q per element (pu), ZIP fractions and the ratio of the node base to the load's rated element voltage.
+Q per element (pu), ZIP fractions and the ratio of the node base to the load's rated element voltage;
+a load of ``Status=fixed`` is a ``fixed`` row (not scaled by ``load_mult``, as in OpenDSS).
 The network's own Generators (fixed kW and kvar, equal on their phases; e.g. capacitors written as
 Generators) are wye rows with negative P and Q, ``fixed`` (not scaled by ``load_mult``, as in OpenDSS) and
 without a voltage band (assumed to hold their power over the plan's voltages, as a model=1 Generator does
