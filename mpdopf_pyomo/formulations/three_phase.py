@@ -350,7 +350,9 @@ def read_back(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", v: np
     branch_phases = pd.DataFrame({k: np.concatenate(x) for k, x in cols.items()})
     s_shunt = v * np.conj(tables.y_shunt @ v)
 
-    # the common branch table: totals at the case's from-bus end, losses = sum of both ends, |I|^2 at the far end
+    # the common branch table: totals at the case's from-bus end, losses = sum of both ends (and of the
+    # network's elements the case merged into the branch), |I|^2 at the far end
+    merged = _merged_losses(case, tables, ends)
     frames = []
     for e, row in case.branches.iterrows():
         if e not in ends:
@@ -359,7 +361,8 @@ def read_back(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", v: np
         half = len(i_sq) // 2
         send, far = (s1, i_sq[half:]) if str(row["from_bus"]) == str(bus1) else (s2, i_sq[:half])
         frames.append(pd.DataFrame({"branch": e, "t": T, "from_bus": row["from_bus"], "to_bus": row["to_bus"],
-                                    "p_kw": send.real, "q_kvar": send.imag, "loss_kw": (s1 + s2).real,
+                                    "p_kw": send.real, "q_kvar": send.imag,
+                                    "loss_kw": (s1 + s2).real + merged.get(e, 0.0),
                                     "current_sq_pu": far.max(axis=0)}))
     branches = pd.concat(frames, ignore_index=True).set_index(["branch", "t"])
 
@@ -378,6 +381,42 @@ def read_back(case: "Case", tables: "PhaseTables", m: "pyo.ConcreteModel", v: np
     return node_results(case, tables, m, v, s_load, p_der, q_der, s_shunt, voltages, branches, branch_phases,
                         pv_rows, bat_rows, sub_p, sub_q, substation_phases,
                         "case limits at load and DER nodes; each constant-P/I load's [vminpu, vmaxpu]", **summary)
+
+
+def _merged_losses(case: "Case", tables: "PhaseTables", ends: dict[str, tuple]) -> dict[str, "np.ndarray"]:
+    """Per case branch, the losses (kW per hour) of the network's series elements that the case merged into
+    it (the IEEE 8500's triplex secondaries behind a service transformer: the case keeps one branch from
+    the primary to the house bus): each element not in the case, reached from a case branch's element
+    through buses that are not case buses, counts for that branch. So the plan's losses are the whole
+    network's, which OpenDSS's ``Losses`` are."""
+    case_buses = {str(b) for b in case.buses.index}
+    owner: dict[str, str] = {}
+    in_case = set(case.branches.index)
+    rest = []
+    for r in tables.branches.itertuples(index=False):
+        if r.name not in in_case:
+            rest.append(r)
+            continue
+        for bus in (str(r.bus1), str(r.bus2)):
+            if bus not in case_buses:
+                owner[bus] = r.name
+    out: dict[str, np.ndarray] = {}
+    changed = True
+    while changed and rest:
+        changed, left = False, []
+        for r in rest:
+            e = owner.get(str(r.bus1)) or owner.get(str(r.bus2))
+            if e is None:
+                left.append(r)
+                continue
+            _, s1, s2, _ = ends[r.name]
+            out[e] = out.get(e, 0.0) + (s1 + s2).real
+            for bus in (str(r.bus1), str(r.bus2)):
+                if bus not in case_buses:
+                    owner.setdefault(bus, e)
+            changed = True
+        rest = left
+    return out
 
 
 def bus_voltages(case: "Case", tables: "PhaseTables", mag: np.ndarray) -> Any:

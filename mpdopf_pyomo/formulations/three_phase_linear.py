@@ -72,7 +72,15 @@ class ThreePhaseLinear(OpfFormulation):
     validation = "nodes-report"
 
     def unsupported(self, case: "Case") -> str | None:
-        return ThreePhaseExact().unsupported(case)
+        why = ThreePhaseExact().unsupported(case)
+        if why is None:
+            from mpdopf_pyomo.formulations.three_phase import network_of
+
+            ct = [b.name for b in network_of(case).branches if b.center_tap and not b.normally_open]
+            if ct:  # LinDist3Flow's fixed 120-degree angles have no split-phase (180-degree) secondary
+                why = (f"LinDist3Flow has no centre-tap service transformers ({len(ct)}: {', '.join(ct[:3])}"
+                       f"{', ...' if len(ct) > 3 else ''}); use 3ph-exact")
+        return why
 
     def build(self, case: "Case", tables: "PhaseTables", branches: list[LinearBranch],
               v_start: np.ndarray | None = None) -> "pyo.ConcreteModel":

@@ -4,8 +4,8 @@ Physical units, each bus on its own voltage base. Phases are 1, 2, 3 (a, b, c), 
 added after the first version each have a default that keeps the original meaning: ``Branch.phases2`` and
 ``Branch.center_tap`` (centre-tap service transformers, whose secondary nodes 1 and 2 are the two 120 V
 halves, not phases), ``Branch.elements`` (the OpenDSS elements of a bank of single-phase units merged into
-one branch), ``Load.kv_rated``, ``Source.z_ohm`` (the source impedance; None = stiff) and
-``Branch.ppm_antifloat``.
+one branch), ``Load.kv_rated``, ``Source.z_ohm`` (the source impedance; None = stiff),
+``Branch.ppm_antifloat`` and ``Branch.ct_zsc_ohm``/``ct_kv``.
 """
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ class Branch:
     #: ``kva`` at rated voltage, a constant-impedance shunt); 0 elsewhere.
     imag_pct: float = 0.0
     noload_pct: float = 0.0
+    #: a centre-tap unit wired as the 8500's (X1-N on winding 2, N-X2 on winding 3, equal kVAs and secondary
+    #: taps): the short-circuit impedances (Z_HL, Z_HT, Z_LT, ohm) referred to the half winding at its tapped
+    #: voltage ``ct_kv`` (kV), what the exact three-winding model needs; None on any other wiring.
+    ct_zsc_ohm: tuple[complex, complex, complex] | None = None
+    ct_kv: float = math.nan
 
 
 @dataclass
@@ -80,6 +85,9 @@ class Load:
     #: the kV the kW/kvar are rated at (OpenDSS ``kV``: line-to-line for 2/3-phase and delta loads,
     #: line-to-neutral for single-phase wye); NaN = the bus's own base.
     kv_rated: float = math.nan
+    #: OpenDSS ``Status=fixed`` or ``exempt``: the global load multiplier leaves the load at its kW/kvar (24
+    #: of the IEEE 8500's loads); the three-phase tables honour it, the balanced reduction scales every load.
+    fixed: bool = False
 
 
 @dataclass

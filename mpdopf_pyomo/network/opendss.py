@@ -616,12 +616,14 @@ class _Reader:
             v1 = self._winding_ln_kv(w1, nph) * w1["tap"] / buses[b1].kv_ln
             v2 = self._winding_ln_kv(w2, nph) * w2["tap"] / buses[b2].kv_ln
             n = len(ph)
+            ct_z, ct_kv = self._center_tap_windings(t) if t["center_tap"] else (None, math.nan)
             singles.append(Branch(
                 name=t["name"], kind="regulator" if t["regulator"] else "transformer", bus1=b1, bus2=b2,
                 phases=ph, z_ohm=np.eye(n) * z, y_shunt_s=np.zeros((n, n), complex), tap=np.full(n, v1 / v2),
                 conn=("delta" if w1["delta"] else "wye", "delta" if w2["delta"] else "wye"), kva=w1["kva"],
                 normally_open=t["is_open"], phases2=ph2 if (t["center_tap"] or ph2 != ph) else None,
-                center_tap=t["center_tap"], ppm_antifloat=t["ppm"], imag_pct=t["imag"], noload_pct=t["noload"]))
+                center_tap=t["center_tap"], ppm_antifloat=t["ppm"], imag_pct=t["imag"], noload_pct=t["noload"],
+                ct_zsc_ohm=ct_z, ct_kv=ct_kv))
         n_ct = sum(b.center_tap for b in singles)
         if n_ct:
             self.notes.append(
@@ -629,6 +631,24 @@ class _Reader:
                 "(phases2 = (1, 2)), z_ohm = Zh + (Zl + Zt)/4 of the 3-winding star equivalent (a load across "
                 "the whole 240 V secondary), referred to the 120 V half-winding")
         return singles
+
+    @staticmethod
+    def _center_tap_windings(t: dict) -> tuple[tuple[complex, complex, complex] | None, float]:
+        """A centre-tap unit's short-circuit impedances (Z_HL, Z_HT, Z_LT, ohm, referred to the half winding
+        at its tapped voltage, on winding 1's kVA as OpenDSS takes them) and that voltage (kV), when it is
+        wired as the 8500's services are (winding 2 from X1 to ground, winding 3 from ground to X2, equal
+        kVAs and secondary taps); (None, nan) otherwise (the three-phase model then refuses it)."""
+        w1, w2, w3 = t["wdg"]
+        n2, n3 = t["nodes"][1], t["nodes"][2]
+        if not (len(n2) == 2 and len(n3) == 2 and n2[1] == 0 and n3[0] == 0 and n2[0] != n3[1]
+                and 1 <= n2[0] <= 3 and 1 <= n3[1] <= 3 and w2["tap"] == w3["tap"]
+                and w1["kva"] == w2["kva"] == w3["kva"]):
+            return None, math.nan
+        kv = w2["kv"] * w2["tap"]
+        zb = kv**2 * 1000.0 / w1["kva"]
+        r1, r2, r3 = w1["r_pct"], w2["r_pct"], w3["r_pct"]
+        z = (complex(r1 + r2, t["xhl"]), complex(r1 + r3, t["xht"]), complex(r2 + r3, t["xlt"]))
+        return tuple(x / 100.0 * zb for x in z), kv
 
     def merge_banks(self, branches: list[Branch]) -> list[Branch]:
         """Merge elements of one kind between the same two buses on disjoint phases (a bank of single-phase
@@ -737,6 +757,7 @@ class _Reader:
         loads = []
         enabled = []
         models: dict[int, int] = defaultdict(int)
+        across: list[str] = []
         for name in _iterate(dss.Loads):
             enabled.append(name)
             model = int(dss.Loads.Model())
@@ -752,13 +773,21 @@ class _Reader:
                 self.bad(f"Load with model={model}", name)
                 continue
             shape = dss.Loads.Daily() or dss.Loads.Yearly() or None
+            phases = _phases(_terminal_nodes(0))
+            conn = "delta" if dss.Loads.IsDelta() else "wye"
+            if conn == "wye" and int(dss.CktElement.NumPhases()) == 1 and len(phases) == 2:
+                conn = "delta"  # a one-phase wye load on bus.1.2: its "neutral" is node 2, phase to phase
+                across.append(name)
             loads.append(Load(
-                name=name, bus=_bus_name(dss.CktElement.BusNames()[0]), phases=_phases(_terminal_nodes(0)),
-                conn="delta" if dss.Loads.IsDelta() else "wye", kw=float(dss.Loads.kW()),
+                name=name, bus=_bus_name(dss.CktElement.BusNames()[0]), phases=phases,
+                conn=conn, kw=float(dss.Loads.kW()),
                 kvar=float(dss.Loads.kvar()), zip=zip6, vminpu=float(dss.Loads.Vminpu()),
                 vmaxpu=float(dss.Loads.Vmaxpu()), shape=shape.lower() if shape else None,
-                kv_rated=float(dss.Loads.kV())))
+                kv_rated=float(dss.Loads.kV()), fixed=int(dss.Loads.Status()) in (1, 2)))
         self.note_disabled("load", enabled)
+        if across:
+            self.notes.append(f"{len(across)} one-phase wye load(s) between two phases (bus.a.b: the second node is "
+                              f"its neutral) read as a delta element from a to b at its kV: {_shown(across)}")
         if models.get(4):
             self.notes.append(f"{models[4]} load(s) of model 4 (P ~ V^CVRwatts, Q ~ V^CVRvars) read as the ZIP "
                               "mix with the same value and slope at 1 pu")

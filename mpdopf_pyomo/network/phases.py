@@ -17,13 +17,19 @@ with OpenDSS's own ``YPrim``):
   the anti-floating reactance ``ppm_antifloat`` as OpenDSS adds it (``-j ppm x VA/V^2`` to ground on each
   terminal conductor, half of it on a wye winding). Supported connections: wye-wye
   (grounded), delta-wye, wye-delta, delta-delta and banks of single-phase units (regulators) with
-  per-phase taps. Centre-tap (split-phase) service transformers are not (:func:`unsupported`).
+  per-phase taps;
+* centre-tap (split-phase) service transformers wired X1-N, N-X2: three windings over the primary node,
+  X1 and X2 (:func:`center_tap_primitive`); their secondary nodes are on the 120 V base, the triplex
+  secondaries ordinary two-conductor lines. Other wirings are refused (:func:`unsupported`).
+
+A node of a reached bus that no closed element connects (only an open switch reaches it) is left out.
 
 Shunt capacitors and reactors are constant admittances (wye: phase to ground, delta: phase to phase);
 the source is its Thevenin equivalent (fixed internal voltages behind ``Source.z_ohm``) or, without an
 impedance, fixed voltages at its bus. Loads stay as tables (their power depends on the voltage and the
 hour): wye elements phase to ground, delta elements phase to phase (k to k+1), each with its nominal P,
-Q per element (pu), ZIP fractions and the ratio of the node base to the load's rated element voltage.
+Q per element (pu), ZIP fractions and the ratio of the node base to the load's rated element voltage;
+a load of ``Status=fixed`` is a ``fixed`` row (not scaled by ``load_mult``, as in OpenDSS).
 The network's own Generators (fixed kW and kvar, equal on their phases; e.g. capacitors written as
 Generators) are wye rows with negative P and Q, ``fixed`` (not scaled by ``load_mult``, as in OpenDSS) and
 without a voltage band (assumed to hold their power over the plan's voltages, as a model=1 Generator does
@@ -101,11 +107,12 @@ class PhaseTables:
 def unsupported(net: Network) -> list[str]:
     """What the three-phase tables cannot represent, one phrase each (empty: everything is supported)."""
     out = []
-    ct = [b.name for b in net.branches if b.center_tap and not b.normally_open]
+    ct = [b.name for b in net.branches if b.center_tap and not b.normally_open and b.ct_zsc_ohm is None]
     if ct:
-        out.append(f"{len(ct)} centre-tap service transformer(s) ({', '.join(ct[:3])}{', ...' if len(ct) > 3 else ''})")
+        out.append(f"{len(ct)} centre-tap service transformer(s) not wired X1-N, N-X2 with equal kVAs and "
+                   f"secondary taps ({', '.join(ct[:3])}{', ...' if len(ct) > 3 else ''})")
     odd = [b.name for b in net.branches if b.kind in ("transformer", "regulator") and not b.normally_open
-           and b.phases2 is not None and len(b.phases2) != len(b.phases)]
+           and not b.center_tap and b.phases2 is not None and len(b.phases2) != len(b.phases)]
     if odd:
         out.append(f"{len(odd)} transformer(s) with different phase counts on their two sides ({', '.join(odd[:3])})")
     return out
@@ -122,6 +129,33 @@ def _winding_incidence(n: int, delta: bool) -> np.ndarray:
     return c
 
 
+def center_tap_primitive(b: Branch, kv_ln1: float, kv_ln2: float) -> np.ndarray:
+    """Primitive admittance (siemens, 3 x 3 over the primary node, X1 and X2) of a single-phase centre-tap
+    transformer: three windings (H: primary phase to ground; winding 2: X1 to ground; winding 3: ground
+    to X2, so that X2 is in phase opposition to X1) coupled as OpenDSS couples them: over the winding
+    voltages referred to the half winding, ``A^T ZB^-1 A`` with ``A = [[-1, 1, 0], [-1, 0, 1]]`` and
+    ``ZB = [[Z_HL, Zm], [Zm, Z_HT]]``, ``Zm = (Z_HL + Z_HT - Z_LT) / 2``; the magnetising current and
+    no-load loss (%imag, %noloadloss of kVA at the half winding's tapped voltage) from X1 to ground, where
+    YPrim has them; the anti-floating ppm on each winding's conductors (half on a winding's first
+    conductor, whole on its second: winding 3's second conductor is X2)."""
+    z_hl, z_ht, z_lt = b.ct_zsc_ohm
+    zm = (z_hl + z_ht - z_lt) / 2.0
+    zb = np.array([[z_hl, zm], [zm, z_ht]], complex)
+    a = np.array([[-1.0, 1.0, 0.0], [-1.0, 0.0, 1.0]], complex)
+    turns = float(np.asarray(b.tap, float)[0]) * kv_ln1 / kv_ln2  # primary : half-winding voltage
+    refer = np.diag([1.0 / turns, 1.0, 1.0])  # winding voltages (H, X1-N, N-X2) -> referred to the half winding
+    polarity = np.diag([1.0, 1.0, -1.0])  # the winding voltages from the node voltages: N-X2 = -V_X2
+    c = refer @ polarity
+    y = c.T @ a.T @ np.linalg.inv(zb) @ a @ c
+    va = b.kva * 1000.0
+    y[1, 1] += (b.noload_pct - 1j * b.imag_pct) / 100.0 * va / (b.ct_kv * 1000.0) ** 2
+    if b.ppm_antifloat:
+        f = -1j * b.ppm_antifloat * 1e-6 * va
+        y[np.diag_indices(3)] += f * np.array([0.5 / (kv_ln1 * 1e3) ** 2, 0.5 / (kv_ln2 * 1e3) ** 2,
+                                               1.0 / (kv_ln2 * 1e3) ** 2])
+    return y
+
+
 def primitive(b: Branch, kv_ln1: float, kv_ln2: float) -> np.ndarray:
     """Primitive admittance (siemens, complex) of a series element over its terminal phase nodes
     (bus1's ``phases`` then bus2's ``phases2 or phases``), ground and neutral nodes eliminated (grounded)."""
@@ -130,6 +164,8 @@ def primitive(b: Branch, kv_ln1: float, kv_ln2: float) -> np.ndarray:
         ys = np.linalg.inv(np.asarray(b.z_ohm, complex))
         ysh = np.asarray(b.y_shunt_s, complex) / 2.0
         return np.block([[ys + ysh, -ys], [-ys, ys + ysh]])
+    if b.center_tap:
+        return center_tap_primitive(b, kv_ln1, kv_ln2)
     d1, d2 = (c == "delta" for c in b.conn)
     ratio_ln = np.asarray(b.tap, float) * kv_ln1 / kv_ln2  # LN-equivalent ratio of the two buses' voltages
     turns = ratio_ln * (_SQRT3 if d1 else 1.0) / (_SQRT3 if d2 else 1.0)
@@ -215,9 +251,21 @@ def phase_tables(net: Network, s_base_kva: float, source_pu: float | None = None
     buses = [b for b in net.buses.values() if b.name in reached]
     if len(buses) < len(net.buses):
         notes.append(f"{len(net.buses) - len(buses)} bus(es) not reached from the source left out")
+    # a phase of a reached bus that no closed element connects (only an open switch reaches it: two on the
+    # 9500) has no equation; it is left out rather than making the admittance matrix singular
+    live = {(net.source.bus, p) for p in (1, 2, 3)}
+    for b in closed:
+        if b.bus1 in reached:
+            live |= {(b.bus1, p) for p in b.phases} | {(b.bus2, p) for p in (b.phases2 or b.phases)}
+    dead = [f"{bus.name}.{ph}" for bus in buses for ph in bus.phases if (bus.name, ph) not in live]
+    if dead:
+        notes.append(f"{len(dead)} node(s) that only open elements connect left out: {', '.join(dead[:3])}"
+                     f"{', ...' if len(dead) > 3 else ''}")
     nodes, node_bus, node_phase, vb = [], [], [], []
     for bus in buses:
         for ph in bus.phases:
+            if (bus.name, ph) not in live:
+                continue
             nodes.append(f"{bus.name}.{ph}")
             node_bus.append(bus.name)
             node_phase.append(ph)
@@ -320,13 +368,13 @@ def phase_tables(net: Network, s_base_kva: float, source_pu: float | None = None
             for a, c in pairs:
                 delta.append(dict(load=ld.name, node_a=at[a], node_b=at[c], p=ld.kw / len(pairs) / s_base_kva,
                                   q=ld.kvar / len(pairs) / s_base_kva, zp=zp, zi=zi, zpp=zpp, qz=qz, qi=qi, qp=qp,
-                                  k=kv_bus / v_el, vmin=ld.vminpu, vmax=ld.vmaxpu))
+                                  k=kv_bus / v_el, vmin=ld.vminpu, vmax=ld.vmaxpu, fixed=ld.fixed))
         else:
             v_el = (ld.kv_rated / (_SQRT3 if n > 1 else 1.0)) if ld.kv_rated > 0 else kv_bus
             for a in range(n):
                 wye.append(dict(load=ld.name, node=at[a], p=ld.kw / n / s_base_kva, q=ld.kvar / n / s_base_kva,
                                 zp=zp, zi=zi, zpp=zpp, qz=qz, qi=qi, qp=qp, k=kv_bus / v_el,
-                                vmin=ld.vminpu, vmax=ld.vmaxpu))
+                                vmin=ld.vminpu, vmax=ld.vmaxpu, fixed=ld.fixed))
     for d in net.ders:  # the network's own fixed generators (e.g. capacitors written as Generators): constant
         if d.kind != "generator" or d.bus not in reached or not d.phases:  # P and Q, not scaled by load_mult
             continue

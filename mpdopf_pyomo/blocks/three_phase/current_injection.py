@@ -7,15 +7,17 @@ Per unit on each node's base (a node is one phase of one bus; tables from
 * Kirchhoff's current law at every node that is not fixed, real and imaginary part:
   ``sum_k Y[n, k] V_k + I_W,n + sum_delta (+-) J_l = I_source,n`` -- Y holds every series element's
   primitive admittance (lines with mutual terms and pi charging, transformers by connection and tap,
-  regulators at fixed taps, switches, reactors), shunt capacitors and the source's Thevenin admittance,
+  regulators at fixed taps, centre-tap service transformers as three windings, switches, reactors),
+  shunt capacitors and the source's Thevenin admittance,
   so the equation is LINEAR in the voltages; ``I_source = Y_s E`` (the source's internal voltages);
 * ``ir[w, t]``, ``ii[w, t]``: the current drawn at a node w with wye loads or DERs, tied to the power by
   ``V conj(I) = S_W(|V|) - S_DER`` (two bilinear equations): ``S_W = load_mult^t sum (P0 (z k^2 |V|^2 +
   i k |V| + p) + j Q0 (...))`` is the ZIP withdrawal (k = node base / the load's rated element voltage),
   ``S_DER`` the node's share of its bus's PV and battery powers (equal on each phase of the device); the
   network's own generators are constant-power rows of ``S_W`` with negative power, not scaled;
-* ``jr[l, t]``, ``ji[l, t]``: the current of a delta load element between nodes a and b, with
-  ``(V_a - V_b) conj(J) = S_l(|V_a - V_b|)``;
+* ``jr[l, t]``, ``ji[l, t]``: the current of a delta load element between nodes a and b (also a 240 V
+  load across a split-phase secondary's X1 and X2), with ``(V_a - V_b) conj(J) = S_l(|V_a - V_b|)``; a
+  ``Status=fixed`` load keeps its power at every hour's ``load_mult``;
 * voltage limits on squared magnitudes ``vr^2 + vi^2``: the case's limits at every node that serves a
   load or DER; and OpenDSS's load regimes: above its ``vmaxpu`` OpenDSS draws a constant-power or
   constant-current load as an impedance. Each such element is held, hour by hour, in the regime it has
@@ -85,7 +87,6 @@ def declare_current_injection(
     b = pyo.Block(concrete=True)
     parent.add_component(name, b)
     T = list(hours)
-    lm = {t: float(x) for t, x in zip(T, load_mult)}
     n_nodes = len(tb.nodes)
     b.N = pyo.RangeSet(0, n_nodes - 1)
     b.T = pyo.Set(initialize=T, ordered=True)
@@ -262,6 +263,7 @@ def declare_current_injection(
         dz = {l: {k: (int(v) if k in ("node_a", "node_b") else v) for k, v in row.items()}
               for l, row in delta.to_dict("index").items()}
         dc = {key: arr.tolist() for key, arr in zip_coefficients(delta, above_delta).items()}
+        dmult = hourly_scale(delta, np.asarray(load_mult, float)).tolist()  # 1 for a Status=fixed load
 
         def delta_rule(part: str):
             def rule(_: pyo.Block, l: int, t: int) -> Any:
@@ -273,12 +275,13 @@ def declare_current_injection(
                 k = float(d["k"])
                 z, i, p = dc[f"{part}z"][l][h], dc[f"{part}i"][l][h], dc[f"{part}p"][l][h]
                 rhs = 0.0
+                mult = dmult[l][h]
                 if z:
-                    rhs = rhs + lm[t] * z * k**2 * sq
+                    rhs = rhs + mult * z * k**2 * sq
                 if i:
-                    rhs = rhs + lm[t] * i * k * pyo.sqrt(sq)
+                    rhs = rhs + mult * i * k * pyo.sqrt(sq)
                 if p:
-                    rhs = rhs + lm[t] * p
+                    rhs = rhs + mult * p
                 if part == "p":
                     return ur * jr[l, t] + ui * ji[l, t] == rhs
                 return ui * jr[l, t] - ur * ji[l, t] == rhs
