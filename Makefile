@@ -54,7 +54,8 @@ docs-check: docs
 # Speed of `solve --case ieee123` for T = 1, 5, 12, 24 h in fresh processes: tables in bench/results/
 # (Markdown and CSV, gitignored) and on stdout. `$(PY) -m mpdopf_pyomo.benchmark --profile 24` breaks one
 # run down by stage. Then the public feeders from ../shared/reference/feeders (skipped when absent): the
-# base-case gap of the balanced conversion and 5-h central and ADMM solves (mpdopf_pyomo/feeders.py).
+# base-case gap of the balanced conversion and 5-h central and ADMM solves (mpdopf_pyomo/feeders.py), and
+# the three-phase table (3ph-exact / 3ph-linear on IEEE 13/34/123, 3ph-exact on the 8500, node by node).
 # `--commands`: whole-command wall times (the default 5-h command, 24 h without figures, and the published
 # case beside bench/plain_pyomo.py, the same model written directly in Pyomo and solved with cyipopt-wheels),
 # run round-robin, median of 5, with IPOPT's split into function evaluations and linear algebra
@@ -66,6 +67,7 @@ bench: setup
 	$(PY) -m mpdopf_pyomo.benchmark --commands --repeat 5 --out bench/results
 	$(PY) -m mpdopf_pyomo.benchmark_scale --out bench/results
 	-$(PY) -m mpdopf_pyomo.feeders table --out bench/results
+	-$(PY) -m mpdopf_pyomo.feeders three-phase --out bench/results
 	-$(PY) -m mpdopf_pyomo.bench_distopf --env $(DISTOPF_VENV) --out bench/results
 
 # PNNL's distopf 1.0.2 (PyPI) on its own unbalanced IEEE 123 with batteries, 24 steps, nonlinear branch flow,

@@ -23,7 +23,11 @@ Figures: substation P and Q of both and their relative gaps (target: within 1 %)
 ``|V_converted - mean phase voltage of the original|`` over the three-phase buses of the converted model
 (the backbone; target 0.02 pu), with the bus where it occurs. ``python -m mpdopf_pyomo.feeders solve``
 runs ``solve --hours 5`` central and ``--algorithm admm --areas 4`` on each feeder in fresh processes and
-tabulates wall time, convergence and both validation figures. Tables go to ``bench/results/``.
+tabulates wall time, convergence and both validation figures. ``python -m mpdopf_pyomo.feeders three-phase``
+solves the bundled unbalanced cases (IEEE 13, 34, 123 with the study's DERs, 5 h) with ``3ph-exact`` central
+and by ADMM on 4 areas, and ``3ph-linear``, and the IEEE 8500 (no DERs, 1 h) with ``3ph-exact``: wall time,
+IPOPT or ADMM iterations, the gap to the central objective and the node-by-node check against OpenDSS
+(``bench/results/three_phase.md``). Tables go to ``bench/results/``.
 """
 
 from __future__ import annotations
@@ -370,18 +374,87 @@ CLOSING_COLUMNS = [
 #: The feeders of the closing table, in its order.
 CLOSING = [*FEEDERS, *MATPOWER]
 
+#: Rows of the three-phase table: (case or public feeder, hours, formulation, algorithm). The bundled cases
+#: carry the study's DER recipe; the 8500 runs as published (no DERs), one hour: 8,531 nodes.
+THREE_PHASE = [(c, 5, f, a) for c in ("ieee13", "ieee34", "ieee123-opendss")
+               for f, a in (("3ph-exact", "central"), ("3ph-exact", "admm"), ("3ph-linear", "central"))]
+THREE_PHASE.append(("ieee8500", 1, "3ph-exact", "central"))
+#: Names of :data:`THREE_PHASE` that are bundled cases (``--case NAME``), not public feeder files.
+CASES_BUNDLED = ("ieee13", "ieee34", "ieee123-opendss")
+
+
+def three_phase_row(case: str, hours: int, formulation: str, algorithm: str) -> dict[str, Any]:
+    """One row of the three-phase table: :func:`solve_row` with ``--formulation`` plus the node-by-node
+    figures of summary.json (magnitude and angle at every node, substation P)."""
+    path = feeder_path(case) if case in FEEDERS and case not in CASES_BUNDLED else Path(case)
+    with tempfile.TemporaryDirectory(prefix="mpdopf_3ph_") as tmp:
+        folder = Path(tmp) / "run"
+        row = solve_row(path, hours, algorithm, out=folder, extra=["--formulation", formulation])
+        s = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
+    v = s.get("validation", {})
+    stats = s.get("solver_stats") or {}
+    row.update({"feeder": case, "formulation": formulation,
+                "ipopt_iterations": stats.get("iterations"), "nodes": v.get("nodes"),
+                "max_dangle_deg": v.get("max_abs_dangle_deg"), "rel_dp_sub": v.get("max_rel_dp_sub"),
+                "passed": v.get("passed")})
+    return row
+
+
+THREE_PHASE_COLUMNS = [
+    ("feeder", "case", "{}"), ("hours", "h", "{}"), ("formulation", "formulation", "{}"),
+    ("algorithm", "algorithm", "{}"), ("exit", "exit", "{:d}"), ("wall_s", "whole command s", "{:.1f}"),
+    ("ipopt_iterations", "IPOPT it. (all areas)", "{}"), ("iterations", "ADMM it.", "{}"),
+    ("rel_gap", "gap to central", "{:+.1e}"), ("nodes", "nodes", "{}"),
+    ("check1_max_dv_pu", "max |dV| pu, every node", "{:.1e}"), ("max_dangle_deg", "max |dangle| deg", "{:.1e}"),
+    ("rel_dp_sub", "substation dP", "{:.1e}"), ("passed", "passed", "{}"), ("error", "error", "{}"),
+]
+
+
+def three_phase_table(out: Path, rows_spec: list[tuple[str, int, str, str]] | None = None) -> str:
+    """The three-phase table (:data:`THREE_PHASE`), rewritten after every row; the ADMM rows' gap is to the
+    central 3ph-exact row of the same case."""
+    from mpdopf_pyomo.benchmark import markdown_table, write_csv
+
+    rows: list[dict[str, Any]] = []
+    central: dict[tuple[str, int], float] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    table = ""
+    for case, hours, formulation, algorithm in rows_spec or THREE_PHASE:
+        row = three_phase_row(case, hours, formulation, algorithm)
+        obj = row.get("objective_usd")
+        if formulation == "3ph-exact" and algorithm == "central" and obj is not None:
+            central[(case, hours)] = obj
+        ref = central.get((case, hours))
+        row["rel_gap"] = (obj - ref) / abs(ref) if obj is not None and ref and not (
+            formulation == "3ph-exact" and algorithm == "central") else None
+        rows.append(row)
+        print(f"{case} {formulation} {algorithm}: {row['wall_s']:.1f} s, exit {row['exit']}", file=sys.stderr,
+              flush=True)
+        table = markdown_table(rows, THREE_PHASE_COLUMNS)
+        (out / "three_phase.md").write_text(table + "\n")
+        write_csv(rows, out / "three_phase.csv")
+    return table
+
 
 def main(argv: list[str] | None = None) -> int:
     """``base`` or ``solve`` over the given feeders (paths or short names; default all five)."""
     from mpdopf_pyomo.benchmark import markdown_table, write_csv
 
     ap = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.feeders", description=__doc__.split("\n")[0])
-    ap.add_argument("what", nargs="?", choices=["table", "base", "solve"], default="table",
-                    help="table (default): the closing table of every feeder; base: base-case gaps; solve: solves")
+    ap.add_argument("what", nargs="?", choices=["table", "base", "solve", "three-phase"], default="table",
+                    help="table (default): the closing table of every feeder; base: base-case gaps; solve: solves; "
+                         "three-phase: 3ph-exact / 3ph-linear on the unbalanced cases and the IEEE 8500")
     ap.add_argument("feeders", nargs="*", help="master .dss paths or short names (default: all)")
     ap.add_argument("--hours", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("bench/results"))
     args = ap.parse_args(argv)
+    if args.what == "three-phase":
+        if not REFERENCE.is_dir():
+            print(f"error: the public feeders are not at {REFERENCE}", file=sys.stderr)
+            return 2
+        spec = [r for r in THREE_PHASE if not args.feeders or r[0] in args.feeders]
+        print(three_phase_table(args.out, spec))
+        return 0
     if args.what == "table":
         names = args.feeders or CLOSING
         unknown = [n for n in names if n not in CLOSING]
