@@ -87,21 +87,6 @@ def build_area_model(case: Case, area: int, formulation: str = "exact") -> pyo.C
     return m
 
 
-def model_values(m: pyo.ConcreteModel) -> np.ndarray:
-    """Values of every Var of a model, in construction order (the same in every process)."""
-    return np.array([v.value if v.value is not None else np.nan for v in m.component_data_objects(pyo.Var)])
-
-
-def load_values(m: pyo.ConcreteModel, values: np.ndarray) -> None:
-    """Inverse of :func:`model_values` for a model built the same way."""
-    vars_ = list(m.component_data_objects(pyo.Var))
-    if len(vars_) != len(values):
-        raise RuntimeError(f"{m.name}: {len(values)} values for {len(vars_)} variables")
-    for v, val in zip(vars_, values):
-        if not v.fixed and not np.isnan(val):
-            v.set_value(float(val), skip_validation=True)
-
-
 def _cpu_time() -> float:
     """CPU seconds of this thread plus those of the finished child processes (a solver executable)."""
     import resource
@@ -125,6 +110,8 @@ class AreaSolver:
     def __init__(self, spec: AreaSpec):
         t0, c0 = time.perf_counter(), time.thread_time()
         self.area = spec.area
+        self.case = spec.case
+        self.formulation = spec.formulation
         self.solver = spec.solver
         self.options = dict(spec.options)
         from mpdopf_pyomo.formulations import get
@@ -321,13 +308,20 @@ class AreaSolver:
         return {"x": x_ports, "g": g}
 
     # ----------------------------------------------------------------------------------------------
-    def values(self) -> np.ndarray:
-        """Load the last solution into the Pyomo model and return all its Var values (see model_values)."""
+    def load_solution(self) -> None:
+        """Load the last solution into the Pyomo model (the persistent route keeps it in the NLP's arrays)."""
         if self.persistent and self.n_solves:
             self._nlp.set_primals(self._x)
             for var, val in zip(self._nlp.get_pyomo_variables(), self._x):
                 var.set_value(float(val), skip_validation=True)
-        return model_values(self.model)
+
+    def results(self) -> Any:
+        """This area's share of the run's results (the formulation's ``area_results`` of the last
+        solution): computed here, where the model lives, so the coordinator builds no model to read back."""
+        from mpdopf_pyomo.formulations import get
+
+        self.load_solution()
+        return get(self.formulation).area_results(self.case, self.model)
 
     def peak_mb(self) -> float:
         """Peak resident memory of this area's process so far, MB (every area of a worker reports its
