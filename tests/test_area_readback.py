@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
@@ -47,3 +49,33 @@ def test_each_area_is_built_once_and_the_tables_are_its_solution(case, monkeypat
         pd.testing.assert_frame_equal(getattr(res, name), getattr(ref, name), check_exact=True, obj=name)
     assert res.summary["objective_usd"] == ref.summary["objective_usd"]
     assert res.summary["losses_kwh"] == ref.summary["losses_kwh"]
+
+
+def test_workers_fork_unless_another_thread_runs():
+    import threading
+
+    if threading.active_count() > 1:
+        pytest.skip("another test left a thread running in this process")
+    assert executors.start_method() == "fork"  # Linux, no other thread
+    done = threading.Event()
+    importing = threading.Thread(target=lambda: done.wait(0.3), name=executors.IMPORT_THREAD_PREFIX + "x")
+    importing.start()
+    assert executors.start_method() == "fork" and not importing.is_alive()  # an import is waited for
+    busy = threading.Thread(target=done.wait, name="busy")
+    busy.start()
+    try:
+        assert executors.start_method() == "spawn"  # its locks would stay held in a forked child
+    finally:
+        done.set()
+        busy.join()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_forked_and_spawned_workers_give_the_serial_answer(case, method, monkeypatch):
+    serial = solve_distributed(case, "enapp", executor="serial", n_areas=3, progress=quiet)
+    monkeypatch.setattr(executors, "start_method", lambda: method)
+    res = solve_distributed(case, "enapp", executor="processes", n_workers=2, n_areas=3, progress=quiet)
+    assert res.summary["distributed"]["iterations"] == serial.summary["distributed"]["iterations"]
+    for name in ("voltages", "branches", "pv", "battery", "substation"):
+        pd.testing.assert_frame_equal(getattr(res, name), getattr(serial, name), check_exact=True, obj=name)
+    assert {w["pid"] for w in res.summary["distributed"]["workers"]}.isdisjoint({os.getpid()})
