@@ -104,6 +104,30 @@ def peak_rss_mb() -> float:
     return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
+def solver_info(solver: str) -> solvers.SolverInfo:
+    """The route an area solve takes: many small warm solves, so IPOPT takes the library route (one
+    persistent NLP per area) even when an AMPL ipopt executable is installed, which would write an NL file
+    and start a process per solve."""
+    info = solvers.probe("cyipopt") if solver.lower() == "ipopt" else solvers.probe(solver)
+    return info if info.available else solvers.probe(solver)
+
+
+def prepare_process(solver: str) -> None:
+    """This process's one-time set-up of the area solves, done before a :class:`~.executors.ProcessExecutor`
+    forks its workers so that they inherit it rather than each repeat it: import the solver library
+    (cyipopt imports SciPy's optimize) and Pyomo's first ``CtypesEnviron``, which PyomoNLP enters and which
+    looks the C runtimes up with ``ctypes.util.find_library`` (running ``ldconfig``). Together about 0.45 s
+    CPU per worker on the reference machine."""
+    info = solver_info(solver)
+    if info.available and info.route == "library":
+        from pyomo.common.env import CtypesEnviron
+
+        solvers._attach_pynumero()
+        from pyomo.contrib.pynumero.interfaces import cyipopt_interface, pyomo_nlp  # noqa: F401
+
+        CtypesEnviron()
+
+
 class AreaSolver:
     """An area model and its persistent solver; :meth:`solve` is one iteration's area solve."""
 
@@ -121,11 +145,7 @@ class AreaSolver:
         self.model = m
         self.keys: list[PortKey] = list(m.dist_keys)
         self.port_vars = [m.ports[k] for k in self.keys]
-        # Many small warm solves: IPOPT takes the library route (one persistent NLP per area) even when an
-        # AMPL ipopt executable is installed, which would write an NL file and start a process per solve.
-        info = solvers.probe("cyipopt") if spec.solver.lower() == "ipopt" else solvers.probe(spec.solver)
-        if not info.available:
-            info = solvers.probe(spec.solver)
+        info = solver_info(spec.solver)
         self.limits = solvers.default_limits(spec.solver, self.options, info.version)
         self.route = info.route or ""
         self.version = info.version

@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from multiprocessing.connection import wait as mp_wait
 from typing import Any, Mapping
 
-from mpdopf_pyomo.decomposition.area_solver import AreaHost, AreaSpec
+from mpdopf_pyomo.decomposition.area_solver import AreaHost, AreaSpec, prepare_process
 from mpdopf_pyomo.errors import MpdopfError, WorkerDied, bad_setting
 
 EXECUTORS = ("serial", "processes", "dask")
@@ -213,6 +213,8 @@ class ProcessExecutor(Executor):
         ctx = mp.get_context(self.method)
         forked = self.method == "fork"
         if forked:
+            if specs:
+                prepare_process(specs[0].solver)  # once here, not once per worker
             # a child would flush the parent's buffered output a second time when it ends
             sys.stdout.flush()
             sys.stderr.flush()
