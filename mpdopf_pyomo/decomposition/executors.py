@@ -204,6 +204,7 @@ class ProcessExecutor(Executor):
         self.n_workers = n_workers or (os.cpu_count() or 1)
         self.poll_s = poll_s
         self.workers: list[tuple[Any, Any, list[int]]] = []  # (process, connection, areas)
+        self.method: str | None = None  #: "fork" or "spawn" (:func:`start_method`), once started
 
     def start(self, specs: list[AreaSpec]) -> dict[int, dict[str, Any]]:
         import gc
@@ -312,7 +313,7 @@ class ProcessExecutor(Executor):
         self.workers = []
 
     def describe(self) -> str:
-        return f"processes ({len(self.workers)} workers, {getattr(self, 'method', 'not started')})"
+        return f"processes ({len(self.workers)} workers, {self.method or 'not started'})"
 
 
 # --------------------------------------------------------------------------------------------------
