@@ -101,10 +101,14 @@ class Results:
         """Collect the solution of one central model, or of every area model, into tables.
 
         Each model contributes the buses it owns and the branches ending at them, so the area models of
-        a distributed run together give each quantity exactly once.
+        a distributed run together give each quantity exactly once (see :func:`model_rows`).
         """
-        base = case.bases.s_kva
-        T = list(case.profile.index)
+        return cls.from_rows(case, [model_rows(case, m) for m in models], **summary)
+
+    @classmethod
+    def from_rows(cls, case: Case, parts: Iterable[dict[str, Any]], **summary: Any) -> "Results":
+        """The tables of :meth:`from_models` from each model's :func:`model_rows` (a distributed run's
+        workers return them, so the coordinator needs no model of its own)."""
         v_rows: dict[str, list[float]] = {}
         br_rows: list[tuple] = []
         pv_rows: list[tuple] = []
@@ -112,29 +116,17 @@ class Results:
         sub_p: dict[int, float] = {}
         sub_q: dict[int, float] = {}
         objective = loss_cost = terminal_cost = 0.0
-        for m in models:
-            net = m.net
-            owned = set(m.view.buses)
-            for bus in net.N:
-                if bus in owned or (bus == m.view.root and not m.view.root_is_port):
-                    v_rows[bus] = [math.sqrt(max(net.v[bus, t].value, 0.0)) for t in T]
-            for e in net.E:
-                r = case.branches.at[e, "r"]
-                for t in T:
-                    ell = net.l[e, t].value or 0.0
-                    br_rows.append(
-                        (e, t, net.parent_bus[e], case.branches.at[e, "to_bus"], net.P[e, t].value * base,
-                         net.Q[e, t].value * base, r * ell * base, ell)
-                    )
-            device_rows(case, m, pv_rows, bat_rows)
-            if hasattr(m, "substation"):
-                for t in T:
-                    sub_p[t] = m.substation.P[t].value
-                    sub_q[t] = m.substation.Q[t].value
-            objective += pyo.value(m.energy_cost + m.loss_cost + m.terminal_cost)
-            loss_cost += pyo.value(m.loss_cost)
-            terminal_cost += pyo.value(m.terminal_cost)
-
+        for part in parts:
+            v_rows.update(part["voltages"])
+            br_rows += part["branches"]
+            pv_rows += part["pv"]
+            bat_rows += part["battery"]
+            sub_p.update(part["sub_p"])
+            sub_q.update(part["sub_q"])
+            objective += part["objective"]
+            loss_cost += part["loss_cost"]
+            terminal_cost += part["terminal_cost"]
+        T = list(case.profile.index)
         voltages = pd.DataFrame.from_dict(v_rows, orient="index", columns=T)
         voltages = voltages.reindex([b for b in case.buses.index if b in v_rows])
         voltages.index.name = "bus"
@@ -393,6 +385,38 @@ def _complete(file: Path, frame: pd.DataFrame, unit: str, hours: pd.Series) -> N
     if len(short):
         raise CaseError(one_line(f"{file}: {unit} {short.index[0]} has {short.iloc[0]} of the {len(hours)} periods "
                                  "(cut file?)"))
+
+
+def model_rows(case: Case, m: pyo.ConcreteModel) -> dict[str, Any]:
+    """The rows of the result tables one solved balanced-family model holds (plain Python values, picklable):
+    ``voltages`` (bus -> magnitude per hour, pu) of the buses it owns (and its root when that is not a
+    port), ``branches``, ``pv`` and ``battery`` rows, ``sub_p``/``sub_q`` (hour -> pu; the area with the
+    substation only) and the objective's parts ``objective``, ``loss_cost``, ``terminal_cost`` (USD)."""
+    base = case.bases.s_kva
+    T = list(case.profile.index)
+    net = m.net
+    owned = set(m.view.buses)
+    v_rows = {bus: [math.sqrt(max(net.v[bus, t].value, 0.0)) for t in T]
+              for bus in net.N if bus in owned or (bus == m.view.root and not m.view.root_is_port)}
+    br_rows: list[tuple] = []
+    for e in net.E:
+        r = case.branches.at[e, "r"]
+        for t in T:
+            ell = net.l[e, t].value or 0.0
+            br_rows.append((e, t, net.parent_bus[e], case.branches.at[e, "to_bus"], net.P[e, t].value * base,
+                            net.Q[e, t].value * base, r * ell * base, ell))
+    pv_rows: list[tuple] = []
+    bat_rows: list[tuple] = []
+    device_rows(case, m, pv_rows, bat_rows)
+    sub = getattr(m, "substation", None)
+    return {
+        "voltages": v_rows, "branches": br_rows, "pv": pv_rows, "battery": bat_rows,
+        "sub_p": {t: sub.P[t].value for t in T} if sub is not None else {},
+        "sub_q": {t: sub.Q[t].value for t in T} if sub is not None else {},
+        "objective": pyo.value(m.energy_cost + m.loss_cost + m.terminal_cost),
+        "loss_cost": pyo.value(m.loss_cost),
+        "terminal_cost": pyo.value(m.terminal_cost),
+    }
 
 
 def device_rows(case: Case, m: pyo.ConcreteModel, pv_rows: list[tuple], bat_rows: list[tuple]) -> None:

@@ -68,7 +68,7 @@ def test_areas_add_up_to_central_at_its_solution(case, central, n_areas):
         out = solver.solve(np.zeros(len(pin)), np.zeros(len(pin)), pin)
         total += out["cost"]
         m = solver.model
-        solver.values()
+        solver.load_solution()
         at = m.area_tables
         va = np.array([[complex(m.net.vr[n, t].value, m.net.vi[n, t].value) for t in m.hours]
                        for n in range(len(at.glob))])

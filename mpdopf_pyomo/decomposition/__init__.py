@@ -20,7 +20,7 @@ import pandas as pd
 
 from mpdopf_pyomo import formulations, solvers
 from mpdopf_pyomo.case import Case
-from mpdopf_pyomo.decomposition.area_solver import AreaSpec, build_area_model, load_values, peak_rss_mb
+from mpdopf_pyomo.decomposition.area_solver import AreaSpec, peak_rss_mb
 from mpdopf_pyomo.decomposition.algorithm import STOP_RULES, Context, StopRule, drive
 from mpdopf_pyomo.decomposition.core import TIMING_COLUMNS, IterationCallback, make_layout
 from mpdopf_pyomo.decomposition.executors import default_executor, make_executor, worker_table
@@ -174,16 +174,11 @@ def solve_distributed(
                 cli_message=what + "raise --max-iter, or pass --keep-last to keep the last iterate. "
                                    "No result was written.",
             )
-        values = exe.map("values", {a: () for a in areas})
+        parts = exe.map("results", {a: () for a in areas})  # each area's share, read back in its worker
         peak = exe.map("peak_mb", {a: () for a in areas})
         workers = worker_table(exe, info, peak)
     finally:
         exe.close()
-    models = []
-    for a in areas:
-        m = build_area_model(case, a, formulation)
-        load_values(m, values[a])
-        models.append(m)
     route = info[areas[0]]["route"]
     distributed = {
         "algorithm": algorithm,
@@ -216,7 +211,7 @@ def solve_distributed(
     }
     results = formulations.get(formulation).results_from_areas(
         case,
-        models,
+        [parts[a] for a in areas],
         algorithm=algorithm,
         formulation=formulation,
         solver=solver.lower(),

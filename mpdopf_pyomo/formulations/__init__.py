@@ -15,7 +15,8 @@ the pipeline and validation look a formulation up here and call it without knowi
 Adding a formulation is one module with one :class:`OpfFormulation` subclass and one :func:`register` call.
 A distributed formulation (``distributed = True``) also gives the decomposition its area models through
 :meth:`OpfFormulation.area_start`, :meth:`~OpfFormulation.build_area`, :meth:`~OpfFormulation.initialize_area`,
-:meth:`~OpfFormulation.cuttable` and :meth:`~OpfFormulation.results_from_areas`; the defaults are the
+:meth:`~OpfFormulation.cuttable`, :meth:`~OpfFormulation.area_results` and
+:meth:`~OpfFormulation.results_from_areas`; the defaults are the
 balanced family's (:mod:`mpdopf_pyomo.problem`), ``3ph-exact`` overrides them
 (:mod:`.three_phase_areas`: per-phase ports).
 """
@@ -78,11 +79,18 @@ class OpfFormulation(ABC):
         """The branches an automatic partition may cut (None: any)."""
         return None
 
-    def results_from_areas(self, case: "Case", models: list[Any], **summary: Any) -> "Results":
-        """The :class:`Results` of solved area models (one per area, values loaded)."""
+    def area_results(self, case: "Case", m: Any) -> Any:
+        """The share of the results one solved area model holds, picklable: computed where the area lives
+        (a worker process), so that the coordinator assembles the results without building the areas."""
+        from mpdopf_pyomo.results import model_rows
+
+        return model_rows(case, m)
+
+    def results_from_areas(self, case: "Case", parts: list[Any], **summary: Any) -> "Results":
+        """The :class:`Results` of a distributed run from every area's :meth:`area_results`, in area order."""
         from mpdopf_pyomo.results import Results
 
-        return Results.from_models(case, models, **summary)
+        return Results.from_rows(case, parts, **summary)
 
 
 #: Every formulation by name, in the order the CLI lists them.

@@ -115,10 +115,15 @@ class ThreePhaseExact(OpfFormulation):
 
         return cuttable(tables_of(case))
 
-    def results_from_areas(self, case: "Case", models: list[Any], **summary: Any) -> "Results":
+    def area_results(self, case: "Case", m: Any) -> Any:
+        from mpdopf_pyomo.formulations.three_phase_areas import area_results
+
+        return area_results(m)
+
+    def results_from_areas(self, case: "Case", parts: list[Any], **summary: Any) -> "Results":
         from mpdopf_pyomo.formulations.three_phase_areas import results_from_areas
 
-        return results_from_areas(self, case, models, **summary)
+        return results_from_areas(self, case, parts, **summary)
 
     # ------------------------------------------------------------------------------------------------
     def build(self, case: "Case", tables: "PhaseTables", v_start: "np.ndarray | None" = None) -> "pyo.ConcreteModel":

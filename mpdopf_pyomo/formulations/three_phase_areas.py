@@ -350,21 +350,51 @@ def build_area(f: Any, case: "Case", area: int) -> "pyo.ConcreteModel":
     return m
 
 
-def _copy_block_vars(src: Any, dst: Any) -> None:
-    """Copy the values of every Var of block ``src`` into the Var of the same name and index in ``dst``."""
+def _block_values(block: Any) -> dict[str, dict[Any, float]]:
+    """The values of every Var of ``block`` by component name and index."""
     import pyomo.environ as pyo
 
-    for comp in src.component_objects(pyo.Var, descend_into=False):
-        target = getattr(dst, comp.local_name)
-        for idx, var in comp.items():
-            target[idx].set_value(var.value, skip_validation=True)
+    return {comp.local_name: {idx: var.value for idx, var in comp.items()}
+            for comp in block.component_objects(pyo.Var, descend_into=False)}
 
 
-def results_from_areas(f: Any, case: "Case", models: list["pyo.ConcreteModel"], **summary: Any) -> "Results":
-    """The whole feeder's results from solved area models: the central model with every node voltage,
-    device and current set from the area that owns it, read back as a central run is
-    (:func:`~.three_phase.read_back`: the same tables, so validation checks node by node as for central)."""
+def _set_block_values(block: Any, values: dict[str, dict[Any, float]]) -> None:
+    """Inverse of :func:`_block_values` on a block with the same components (the central model's)."""
+    for name, by_index in values.items():
+        target = getattr(block, name)
+        for idx, val in by_index.items():
+            target[idx].set_value(val, skip_validation=True)
+
+
+def area_results(m: "pyo.ConcreteModel") -> dict[str, Any]:
+    """What a solved area model contributes to the whole feeder's results (picklable, computed in the
+    area's worker): the voltages of the nodes it owns (global node index, complex nodes x hours), its PV and
+    battery values, its stiff elements' powers (by global branch position) and, in the substation's area,
+    the source currents and powers."""
     from mpdopf_pyomo.blocks.three_phase.current_injection import node_voltages
+
+    at: AreaTables = m.area_tables
+    va = node_voltages(m.net, len(at.glob))
+    stiff_pos = [at.branch_pos[k_local] for k_local in m.net.stiff]
+    out: dict[str, Any] = {
+        "nodes": at.glob[at.own], "v": va[at.own],
+        "pv": _block_values(m.pv), "battery": _block_values(m.battery),
+        "stiff": {(stiff_pos[e_local], ph, t): (var.value, m.net.si[e_local, ph, t].value)
+                  for (e_local, ph, t), var in m.net.sr.items()},
+        "source": None,
+    }
+    if at.has_source:
+        out["source"] = {"isr": {k: var.value for k, var in m.net.isr.items()},
+                         "isi": {k: var.value for k, var in m.net.isi.items()},
+                         "P": {t: var.value for t, var in m.substation.P.items()},
+                         "Q": {t: var.value for t, var in m.substation.Q.items()}}
+    return out
+
+
+def results_from_areas(f: Any, case: "Case", parts: list[dict[str, Any]], **summary: Any) -> "Results":
+    """The whole feeder's results from the areas' :func:`area_results`: the central model with every node
+    voltage, device and current set from the area that owns it, read back as a central run is
+    (:func:`~.three_phase.read_back`: the same tables, so validation checks node by node as for central)."""
     from mpdopf_pyomo.formulations.three_phase import read_back, tables_of
 
     tables = tables_of(case)
@@ -374,24 +404,22 @@ def results_from_areas(f: Any, case: "Case", models: list["pyo.ConcreteModel"], 
     T = list(case.profile.index)
     v = np.array(v0, copy=True)
     g_stiff = {k: e for e, k in enumerate(central.net.stiff)}
-    for m in models:
-        at: AreaTables = m.area_tables
-        va = node_voltages(m.net, len(at.glob))
-        v[at.glob[at.own]] = va[at.own]
-        _copy_block_vars(m.pv, central.pv)
-        _copy_block_vars(m.battery, central.battery)
-        for e_local, k_local in enumerate(m.net.stiff):
-            e = g_stiff[at.branch_pos[k_local]]
-            for (_, ph, t), var in ((key, var) for key, var in m.net.sr.items() if key[0] == e_local):
-                central.net.sr[e, ph, t].set_value(var.value, skip_validation=True)
-                central.net.si[e, ph, t].set_value(m.net.si[e_local, ph, t].value, skip_validation=True)
-        if at.has_source:
-            for key, var in m.net.isr.items():
-                central.net.isr[key].set_value(var.value, skip_validation=True)
-                central.net.isi[key].set_value(m.net.isi[key].value, skip_validation=True)
+    for part in parts:
+        v[part["nodes"]] = part["v"]
+        _set_block_values(central.pv, part["pv"])
+        _set_block_values(central.battery, part["battery"])
+        for (pos, ph, t), (sr, si) in part["stiff"].items():
+            e = g_stiff[pos]
+            central.net.sr[e, ph, t].set_value(sr, skip_validation=True)
+            central.net.si[e, ph, t].set_value(si, skip_validation=True)
+        src = part["source"]
+        if src is not None:
+            for key, val in src["isr"].items():
+                central.net.isr[key].set_value(val, skip_validation=True)
+                central.net.isi[key].set_value(src["isi"][key], skip_validation=True)
             for t in T:
-                central.substation.P[t].set_value(m.substation.P[t].value, skip_validation=True)
-                central.substation.Q[t].set_value(m.substation.Q[t].value, skip_validation=True)
+                central.substation.P[t].set_value(src["P"][t], skip_validation=True)
+                central.substation.Q[t].set_value(src["Q"][t], skip_validation=True)
     for (n, t), var in central.net.vr.items():
         if not var.fixed:
             h = T.index(t)
