@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from mpdopf_pyomo.decomposition.algorithm import Algorithm, Context, Step, primal_residual
+from mpdopf_pyomo.decomposition.algorithm import Algorithm, Context, Step, exchange_counts, primal_residual
+from mpdopf_pyomo.decomposition.core import initial_boundary
 
 
 #: What the areas pay for the values they send: the substation price only (the study's ENApp) or the
@@ -65,7 +66,10 @@ class ENApp(Algorithm):
         layout = ctx.layout
         kinds = layout.kinds()
         if self.y0 is None:
-            self.y0 = np.where(kinds == "v", ctx.case.settings.v_sub_pu**2, 0.0)
+            if "ports" in ctx.start:  # the formulation's start gives its ports' values (3ph-exact: Vr, Vi, P, Q)
+                self.y0 = initial_boundary(ctx.case, layout, ctx.start)
+            else:  # the study's: v = V_sub^2, S = 0
+                self.y0 = np.where(kinds == "v", ctx.case.settings.v_sub_pu**2, 0.0)
         if self.head_price is None:
             self.head_price = ctx.price
         self.y = np.array(self.y0, dtype=float)
@@ -118,9 +122,10 @@ class ENApp(Algorithm):
         return step.primal <= self.tol and step.dual <= self.tol
 
     def exchanged(self) -> tuple[int, int]:
-        # v down and S up per boundary and hour: the study's count
-        n = self.ctx.layout.boundary_hours
-        return 2 * n, 3 * n
+        # v (balanced) or V per phase down and S (per phase) up, once per iteration: the study's count
+        values, reals, _ = exchange_counts(self.ctx.layout)
+        return values, reals
 
     def summary(self) -> dict[str, Any]:
-        return {"damping": self.options["damping"], "prices": self.options["prices"]}
+        return {"damping": self.options["damping"], "prices": self.options["prices"],
+                "exchanged_reals_by_kind": exchange_counts(self.ctx.layout)[2]}

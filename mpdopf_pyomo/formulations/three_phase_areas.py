@@ -42,7 +42,7 @@ from mpdopf_pyomo.errors import CaseError
 #: objective 2e-6 from central; 3e-2 of P's: 55 iterations; 1: 21 iterations but stopped 5e-4 above
 #: the optimum; all measured before ADMM's per-kind residual balancing, not re-tuned since) and the
 #: stopping test on Q 10 times tighter.
-Q_PORT_SCALE = 10.0
+Q_PORT_SCALE = 1.0
 
 if TYPE_CHECKING:
     import pyomo.environ as pyo
