@@ -61,10 +61,11 @@ def test_admm_counts_per_phase_and_kind(case, central):
 def test_a_caller_option_wins_over_the_formulation_default(case):
     res = solve_distributed(case, "admm", "3ph-exact", executor="serial", n_areas=2, progress=quiet,
                             kind_scale={"Q": 2e-2}, warm_start="none", max_iter=300)
-    assert res.summary["distributed"]["kind_scale"] == {"P": 1.0, "Q": 2e-2, "v": 0.1}
+    # merged key by key: the formulation's v stays
+    assert res.summary["distributed"]["kind_scale"] == {"P": 1.0, "Q": 2e-2, "v": 0.3}
 
 
-@pytest.mark.skipif(not os.environ.get("MPDOPF_SLOW"), reason="IEEE 123, 4 areas, 5 h ADMM (~30 s CPU): MPDOPF_SLOW=1")
+@pytest.mark.skipif(not os.environ.get("MPDOPF_SLOW"), reason="IEEE 123, 4 areas, 5 h ADMM (~36 s CPU): MPDOPF_SLOW=1")
 def test_admm_defaults_on_ieee123_unbalanced_within_1e4_of_central():
     """Issue 12's figure. The ENApp warm start is given up when a child cannot meet the voltages it
     receives (area 4's nodes reach v_max 1.07 at a root voltage 0.4 % above the optimum's)."""
@@ -74,4 +75,6 @@ def test_admm_defaults_on_ieee123_unbalanced_within_1e4_of_central():
     d = res.summary["distributed"]
     assert d["converged"] and d["cut_branches"] == ["l13", "l58", "l67"]
     assert abs(gap(res, central)) <= 1e-4, gap(res, central)
+    # measured: 100 iterations (4 warm start + 96 ADMM), gap -1.4e-5; 360 values = 4 x 3 cuts x 3 phases x 2 x 5 h
     assert d["iterations"] <= 150 and d["warm_start_abandoned_at"] is not None
+    assert d["exchanged_per_iteration"] == 360 and d["exchanged_reals_per_iteration"] == 720

@@ -9,6 +9,13 @@ measured on ieee123-published, 5 h, tol 1e-4: beta = 1 converges in 5 iterations
 below the central optimum by 3e-5 (stopped at tolerance while the areas still disagree). 24 h on
 ieee123: 6 iterations undamped, 12 at 0.7. Initial guesses as in the study: v = V_sub^2, S = 0.
 
+``3ph-exact`` (per-phase ports, :mod:`mpdopf_pyomo.formulations.three_phase_areas`): per phase of the cut the
+parent sends Vr, Vi of its boundary node down and the child P, Q up, the same pins by kind; the first guess
+is the whole feeder's power flow (the formulation's start gives its ports' values). IEEE 13, 2 areas, 5 h:
+5 iterations, +3.0e-5 from central (``exchange``: 20, +1.7e-6). IEEE 123 unbalanced, 4 areas: does not
+converge, because a child (area 4) cannot meet root voltages a little above the optimum's (its nodes reach
+v_max) and re-solves elastic; ADMM gives its warm start up there (``warm_abandon``).
+
 A child area does not see the substation price through the exchange, so it prices the power it draws at
 its head at the substation price (``w1 = C^t dt S_base`` on its P ports): the decomposition ignores the
 parent's marginal losses, which is why ENApp's optimum differs slightly from the central one.
