@@ -23,13 +23,17 @@ Cut branches: lines (not switches, written with their current as a variable, nor
 automatic partition cuts three-phase lines only (:func:`cuttable`).
 
 ADMM on these ports (the formulation's ``algorithm_defaults``): penalties per kind relative to P's, Q 1e-2
-and v 0.3 (the balanced 1e-3 and 0.1 let the per-phase Q copies creep together: IEEE 13, 2 areas, not
-converged in 300 iterations). Measured on IEEE 123 unbalanced, 4 areas, 5 h, without warm start
-(iterations; all within 2e-5 of central): Q ports scaled by 10 with the balanced penalties (effective Q
-penalty 0.1 of P's, Q held to 1e-5 pu) 261; unscaled, Q 1e-3: > 190; Q 1e-2: 122; Q 1e-2, v 0.3: 96;
-Q 1e-2, v 1: 115. The ENApp warm start is given up at the first elastic solve (``warm_abandon``): there
-area 4's nodes reach v_max = 1.07 at a root voltage 0.4 % above the optimum's (its PVs cannot pull them
-down), so the pinned exchange oscillates and its duals are the elastic penalty's.
+and v 0.3 (balanced: 1e-3 and 0.1). IEEE 13, 2 areas, 2 h, without warm start, Q ports unscaled:
+Q 1e-3: 54 iterations, 1e-2: 42, 0.1: 59, 1: 103 (scaled by 10 as before, Q 1e-3: 78). Measured on IEEE 123 unbalanced, 4 areas, 5 h, ADMM iterations (after the
+warm start, given up or not run; every converged run within 3e-5 of central): Q ports scaled by 10 with
+the balanced penalties (effective Q penalty 0.1 of P's, Q held to 1e-5 pu) 261; unscaled, Q 1e-3: not
+converged at 187 (stopped there); Q 1e-2: 122; Q 1e-2, v 0.3: 96 (the default); Q 1e-2, v 1: 115;
+Q 2e-2, v 0.3: 91; Q 1e-2, v 0.3 with residual balancing mu = 5: 96 (the last two not kept: within the
+noise). The ENApp warm start is given up at the first elastic solve (``warm_abandon``): there area 4's
+nodes reach v_max = 1.07 at a root voltage 0.4 % above the optimum's (its PVs cannot pull them down), so
+the pinned exchange oscillates and its duals are the elastic penalty's; ADMM then starts from the power
+flow's ports and the substation price (4 + 96 iterations; restarting from the last ENApp point without
+an elastic solve and its duals instead: 4 + 222, not kept).
 """
 
 from __future__ import annotations
