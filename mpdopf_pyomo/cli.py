@@ -233,7 +233,7 @@ def cases_generate(buses: int, layout: str, fanout: int, joint_ohm: float, hours
               show_default=True)
 @click.option("--formulation", type=click.Choice(list(FORMULATIONS)), default="exact", show_default=True,
               help="Physics: balanced DistFlow (exact, socp: second-order-cone relaxation, linear: LinDistFlow) "
-                   "or 3ph-exact (exact unbalanced three-phase AC, OpenDSS feeders, central only), 3ph-linear "
+                   "or 3ph-exact (exact unbalanced three-phase AC, OpenDSS feeders; central, admm or enapp), 3ph-linear "
                    "(LinDist3Flow, its node-by-node gap reported); `cases show` "
                    "lists which a case supports.")
 @click.option("--solver", default="ipopt", show_default=True, help="Any NLP solver Pyomo can drive (see `doctor`).")

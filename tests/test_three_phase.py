@@ -163,7 +163,6 @@ def test_registry_is_what_the_cli_offers():
 
 @pytest.mark.parametrize("args, what", [
     (["--case", "case33bw", "--formulation", "3ph-exact"], "MATPOWER case"),
-    (["--case", "ieee13", "--formulation", "3ph-exact", "--algorithm", "enapp"], "no enapp solve"),
 ])
 def test_bad_use_is_one_line_exit_2(tmp_path, args, what):
     result = CliRunner().invoke(main, ["solve", *args, "--hours", "1", "--no-plots", "--out", str(tmp_path / "o")])

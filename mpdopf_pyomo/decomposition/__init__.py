@@ -136,7 +136,13 @@ def solve_distributed(
     check_settings(tol=tol, scheduler=scheduler, max_iter=max_iter, stop=stop, gap_tol=gap_tol,
                    central_objective=central_objective,
                    **{k: v for k, v in algorithm_options.items() if k in _CHECKED})
-    algo = cls(**algorithm_options)
+    # the formulation's defaults for this algorithm (its ports' scaling) under the caller's options; a
+    # mapping option (ADMM's kind_scale) is merged key by key
+    merged = dict(formulations.get(formulation).algorithm_defaults.get(algorithm, {}))
+    for k, v in algorithm_options.items():
+        if v is not None:
+            merged[k] = {**merged[k], **v} if isinstance(v, Mapping) and isinstance(merged.get(k), Mapping) else v
+    algo = cls(**merged)
     options = solvers.check_options(solver, options)
     t0 = time.perf_counter()
     executor = executor or default_executor(scheduler, n_workers)

@@ -70,7 +70,7 @@ from typing import Any
 
 import numpy as np
 
-from mpdopf_pyomo.decomposition.algorithm import Algorithm, Context, Step
+from mpdopf_pyomo.decomposition.algorithm import Algorithm, Context, Step, exchange_counts
 from mpdopf_pyomo.decomposition.core import Layout, initial_boundary
 from mpdopf_pyomo.decomposition.enapp import ENApp
 
@@ -99,13 +99,15 @@ class ADMM(Algorithm):
     many ENApp warm-start iterations), ``warm_start`` (``enapp`` or ``none``); ``mu``, ``tau``,
     ``adapt_until``, ``balance`` (global | kind | boundary), ``cap`` tune the residual balancing,
     ``units`` (pu | kw | case) and ``kind_scale`` (overrides of :data:`KIND_SCALE`) the starting penalties,
-    ``warm_tol`` and ``warm_damping`` the warm start's first stage.
+    ``warm_tol`` and ``warm_damping`` the warm start's first stage; ``warm_abandon``: give the warm start up
+    as soon as an area cannot meet the values it received (an elastic solve) and start ADMM proper from the
+    starting point and the substation price, not from the warm point (see :meth:`_warm_update`).
     """
 
     name = "admm"
     OPTIONS = {"rho": None, "relax": 1.6, "warm": WARM_MAX, "warm_start": "enapp", "mu": 10.0, "tau": 2.0,
                "adapt_until": 50, "warm_tol": 1e-3, "balance": "kind", "cap": 10.0, "units": "pu",
-               "kind_scale": None, "warm_damping": WARM_DAMPING}
+               "kind_scale": None, "warm_damping": WARM_DAMPING, "warm_abandon": False}
 
     def initialize(self, ctx: Context) -> None:
         super().initialize(ctx)
@@ -114,6 +116,7 @@ class ADMM(Algorithm):
         self.adaptive = o["rho"] is None
         self.kinds = layout.kinds()
         kind_scale = {**KIND_SCALE, **(o["kind_scale"] or {})}
+        self.kind_scale = {k: kind_scale[k] for k in sorted(set(self.kinds.tolist()))}
         self.rho0 = float(RHO0 if o["rho"] is None else o["rho"]) * np.array([kind_scale[k] for k in self.kinds])
         if o["units"] != "pu" and o["rho"] is None:
             self.rho0 = penalty_scale(ctx, o["units"]) * self.rho0
@@ -129,11 +132,13 @@ class ADMM(Algorithm):
         self.mult = np.ones(len(names))
         self.child_mask = layout.holder("child")
         self.z = initial_boundary(ctx.case, layout, ctx.start)
+        self.z_start = self.z.copy()
         self.lam_c = ctx.price.copy()  # multiplier of the child copies
         self.warm_left = 0 if o["warm_start"] == "none" else int(o["warm"])
         self.warm_iterations = 0
         self.warming: ENApp | None = None
         self.warm_converged = False
+        self.warm_abandoned: int | None = None
         up = {layout.child[c]: layout.parent[c] for c in layout.parent}
         self.depth = max((_hops(a, up) for a in layout.areas), default=0)  # what stage 1 needs to propagate
         if self.warm_left:  # stage 1: ENApp at the substation price (the study's), to warm_tol
@@ -212,6 +217,19 @@ class ADMM(Algorithm):
         step = warming.update(out, k)
         self.warm_iterations += 1
         self.warm_left -= 1
+        elastic = sorted(a for a in out if out[a].get("elastic"))
+        if elastic and self.options["warm_abandon"]:
+            # an area could not meet the values it received (3ph IEEE 123: a child whose nodes reach v_max
+            # at a root voltage 0.4 % above the optimum's): its duals are the elastic penalty's, not marginal
+            # values, and the warm point would start ADMM far off (there: 1.4 pu voltage mismatch in its
+            # first iteration, not converged in 300). Start from the starting point instead.
+            self.ctx.progress(f"admm warm start: area(s) {', '.join(map(str, elastic))} could not meet the received "
+                              f"boundary values in iteration {k}; ADMM from the starting point")
+            self.warm_abandoned = k
+            self.warm_left = 0
+            self.z, self.lam_c = self.z_start.copy(), self.ctx.price.copy()
+            self._start_admm()
+            return step
         done = warming.converged(step)
         # a stage that has not improved its best primal residual in WARM_STALL iterations (the exchange
         # oscillates, e.g. through ieee34's regulators) gives way to the next one
@@ -248,15 +266,18 @@ class ADMM(Algorithm):
         return super().converged(step)
 
     def exchanged(self) -> tuple[int, int]:
-        # per boundary-hour, each of the 2 areas sends its (S, v) copy up and receives the consensus (S, v)
-        n = self.ctx.layout.boundary_hours
-        return 2 * 2 * 2 * n, 2 * 2 * 3 * n
+        # each of the 2 areas of a boundary sends its copy of every boundary value up and receives the
+        # consensus: 4 crossings (balanced: 8 values, 12 reals per boundary and hour)
+        values, reals, _ = exchange_counts(self.ctx.layout)
+        return 4 * values, 4 * reals
 
     def summary(self) -> dict[str, Any]:
         p = self.kinds == "P"
         rho = float(self.rho_vec()[p].max()) if p.any() else float("nan")
         return {"rho": rho, "rho_adaptive": self.adaptive, "over_relaxation": self.options["relax"],
-                "warm_start_iterations": self.warm_iterations, "converged_in_warm_start": self.warm_converged}
+                "warm_start_iterations": self.warm_iterations, "converged_in_warm_start": self.warm_converged,
+                "warm_start_abandoned_at": self.warm_abandoned, "kind_scale": self.kind_scale,
+                "exchanged_reals_by_kind": {k: 4 * n for k, n in exchange_counts(self.ctx.layout)[2].items()}}
 
 
 def _hops(area: int, up: dict[int, int]) -> int:

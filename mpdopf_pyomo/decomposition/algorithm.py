@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mpdopf_pyomo.case import Case
-from mpdopf_pyomo.decomposition.core import IterationCallback, Layout, Outcome, Tally
+from mpdopf_pyomo.decomposition.core import PORT_QUALIFIER, IterationCallback, Layout, Outcome, PortKey, Tally
 from mpdopf_pyomo.errors import CaseError
 from mpdopf_pyomo.progress import Progress, quiet
 
@@ -158,6 +158,30 @@ def drive(algo: Algorithm, ctx: Context, max_iter: int, callback: IterationCallb
             break
     exchanged, reals = algo.exchanged()
     return tally.outcome(converged, exchanged, reals, algo.summary())
+
+
+def value_of(key: PortKey) -> tuple[str, str, int]:
+    """The exchanged value a boundary key is part of: P and Q of a port are one complex power S; a
+    three-phase voltage port pair ``"c|vr<phase>"``, ``"c|vi<phase>"``
+    (:func:`~mpdopf_pyomo.formulations.three_phase_areas.port_names`) is one complex phase voltage V; any
+    other v key (the balanced squared voltage) is one real value."""
+    kind, name, t = key
+    if kind in ("P", "Q"):
+        return "S", name, t
+    cut, _, qual = name.partition(PORT_QUALIFIER)
+    if qual[:2] in ("vr", "vi"):
+        return "V", f"{cut}{PORT_QUALIFIER}{qual[2:]}", t
+    return "v", name, t
+
+
+def exchange_counts(layout: Layout) -> tuple[int, int, dict[str, int]]:
+    """What one crossing of every boundary value carries: (values, reals, reals by kind). Values count S
+    and a complex phase voltage as one (the study's convention), reals count every real number (one per
+    boundary key); balanced: 2 values and 3 reals per boundary and hour, three-phase: per phase of the cut
+    2 values (S, V) and 4 reals (P, Q, Vr, Vi)."""
+    kinds = layout.kinds()
+    by_kind = {k: int((kinds == k).sum()) for k in sorted(set(kinds.tolist()))}
+    return len({value_of(k) for k in layout.keys}), len(layout.keys), by_kind
 
 
 def primal_residual(layout: Layout, out: dict[int, dict[str, Any]]) -> float:

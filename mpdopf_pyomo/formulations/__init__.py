@@ -43,6 +43,9 @@ class OpfFormulation(ABC):
     distributed: bool = False
     #: distributed algorithms it cannot be solved with (any other registered one may be used)
     refused_algorithms: tuple[str, ...] = ()
+    #: per distributed algorithm, default options that suit this formulation's ports (the algorithm's own
+    #: defaults otherwise; an option the caller gives wins), e.g. ADMM's penalty per kind of port
+    algorithm_defaults: dict[str, dict[str, Any]] = {}
     validation: Literal["balanced", "nodes", "nodes-report"] = "balanced"
 
     def unsupported(self, case: "Case") -> str | None:

@@ -79,10 +79,11 @@ class ThreePhaseExact(OpfFormulation):
     family = "three-phase"
     description = ("exact unbalanced three-phase AC (rectangular voltages, current injection; lines with mutual "
                    "coupling and charging, transformers by connection, regulators at fixed taps)")
-    distributed = True  # areas: :mod:`.three_phase_areas`
-    #: no plain ENApp: its run starts from the balanced exchange (v = V_sub^2 on every v port), which is
-    #: meaningless for the per-phase Vr, Vi ports (ADMM's ENApp warm start starts from the power flow's ports)
-    refused_algorithms = ("enapp",)
+    distributed = True  # areas: :mod:`.three_phase_areas` (ADMM and ENApp over per-phase ports)
+    #: ADMM over per-phase ports (:mod:`.three_phase_areas`, measured there): Q and the phase voltages'
+    #: real and imaginary parts take their own penalties, and the ENApp warm start is given up when a child
+    #: cannot meet the voltages it receives
+    algorithm_defaults = {"admm": {"kind_scale": {"Q": 1e-2, "v": 0.3}, "warm_abandon": True}}
     validation = "nodes"
 
     def unsupported(self, case: "Case") -> str | None:

@@ -8,7 +8,7 @@ phi of the line (port names ``"c|phi"``, ``"c|vr phi"``, ``"c|vi phi"``, see
   *boundary nodes*: no Kirchhoff law there, voltages free, set by consensus); its ports are the power the
   line takes at bus i, ``P_phi + j Q_phi = V_i,phi conj(I_1,phi)`` (``I_1`` the line's terminal-1 current
   from its primitive admittance, charging included), kind P and Q, and the boundary nodes' voltages
-  ``Re V_i,phi``, ``Im V_i,phi``, kind v (the Q ports scaled by :data:`Q_PORT_SCALE`);
+  ``Re V_i,phi``, ``Im V_i,phi``, kind v (all in pu, so one stopping tolerance holds each to the same accuracy);
 * the **parent** area sees the child as a constant-power withdrawal ``P_phi + j Q_phi`` (port variables) at
   bus i's node phi, added to that node's wye withdrawal ``V conj(I_W) = S_W - S_DER + S_cut``; its v ports
   are its own voltages of those nodes.
@@ -21,6 +21,19 @@ central objective. Every load element keeps the regime (inside or above its ``vm
 
 Cut branches: lines (not switches, written with their current as a variable, nor transformers); the
 automatic partition cuts three-phase lines only (:func:`cuttable`).
+
+ADMM on these ports (the formulation's ``algorithm_defaults``): penalties per kind relative to P's, Q 1e-2
+and v 0.3 (balanced: 1e-3 and 0.1). IEEE 13, 2 areas, 2 h, without warm start, Q ports unscaled:
+Q 1e-3: 54 iterations, 1e-2: 42, 0.1: 59, 1: 103 (scaled by 10 as before, Q 1e-3: 78). Measured on IEEE 123 unbalanced, 4 areas, 5 h, ADMM iterations (after the
+warm start, given up or not run; every converged run within 3e-5 of central): Q ports scaled by 10 with
+the balanced penalties (effective Q penalty 0.1 of P's, Q held to 1e-5 pu) 261; unscaled, Q 1e-3: not
+converged at 187 (stopped there); Q 1e-2: 122; Q 1e-2, v 0.3: 96 (the default); Q 1e-2, v 1: 115;
+Q 2e-2, v 0.3: 91; Q 1e-2, v 0.3 with residual balancing mu = 5: 96 (the last two not kept: within the
+noise). The ENApp warm start is given up at the first elastic solve (``warm_abandon``): there area 4's
+nodes reach v_max = 1.07 at a root voltage 0.4 % above the optimum's (its PVs cannot pull them down), so
+the pinned exchange oscillates and its duals are the elastic penalty's; ADMM then starts from the power
+flow's ports and the substation price (4 + 96 iterations; restarting from the last ENApp point without
+an elastic solve and its duals instead: 4 + 222, not kept).
 """
 
 from __future__ import annotations
@@ -34,15 +47,6 @@ import scipy.sparse as sp
 from mpdopf_pyomo.decomposition.core import PORT_QUALIFIER
 from mpdopf_pyomo.errors import CaseError
 
-#: The Q ports carry ``Q_PORT_SCALE x Q`` (pu): ADMM's penalty on a kind-Q port is 1e-3 of P's
-#: (:data:`mpdopf_pyomo.decomposition.admm.KIND_SCALE`, tuned on the balanced feeder, where Q is priced
-#: only through losses); per phase the head's Q moves with the phase voltages that the stiffer v penalty
-#: holds, and at 1e-3 the Q copies crept together (IEEE 13, 2 areas, 2 h: not converged in 300
-#: iterations). The scale 10 makes the effective Q penalty 0.1 of P's (measured, same run: 49 iterations,
-#: objective 2e-6 from central; 3e-2 of P's: 55 iterations; 1: 21 iterations but stopped 5e-4 above
-#: the optimum; all measured before ADMM's per-kind residual balancing, not re-tuned since) and the
-#: stopping test on Q 10 times tighter.
-Q_PORT_SCALE = 10.0
 
 if TYPE_CHECKING:
     import pyomo.environ as pyo
@@ -185,7 +189,7 @@ def cut_flows(tables: "PhaseTables", v: np.ndarray, k: int) -> np.ndarray:
 
 
 def port_values(case: "Case", tables: "PhaseTables", v: np.ndarray) -> dict[tuple[str, str, int], float]:
-    """Every port's value (Q ports scaled by :data:`Q_PORT_SCALE`) at whole-feeder node voltages ``v``
+    """Every port's value at whole-feeder node voltages ``v``
     (nodes x hours): what the two copies of each port equal at a consensus."""
     T = list(case.profile.index)
     pos = _branch_pos(tables)
@@ -198,7 +202,7 @@ def port_values(case: "Case", tables: "PhaseTables", v: np.ndarray) -> dict[tupl
             name, vr_name, vi_name = port_names(str(c), int(tables.node_phase[node]))
             for h, t in enumerate(T):
                 ports["P", name, t] = float(s[i, h].real)
-                ports["Q", name, t] = float(s[i, h].imag) * Q_PORT_SCALE
+                ports["Q", name, t] = float(s[i, h].imag)
                 ports["v", vr_name, t] = float(v[node, h].real)
                 ports["v", vi_name, t] = float(v[node, h].imag)
     return ports
@@ -250,7 +254,7 @@ def build_area(f: Any, case: "Case", area: int) -> "pyo.ConcreteModel":
             for n in nodes:
                 ph = int(tb.node_phase[n])
                 injections.setdefault(int(n), []).append(
-                    (-1.0, {t: m.cut_p[c, ph, t] for t in T}, {t: m.cut_q[c, ph, t] / Q_PORT_SCALE for t in T}))
+                    (-1.0, {t: m.cut_p[c, ph, t] for t in T}, {t: m.cut_q[c, ph, t] for t in T}))
         v0 = v0g[at.glob]
         above_w = above_band(tb.wye, v0[tb.wye["node"].to_numpy(int)])
         above_d = above_band(tb.delta, v0[tb.delta["node_a"].to_numpy(int)] - v0[tb.delta["node_b"].to_numpy(int)])
@@ -297,7 +301,7 @@ def build_area(f: Any, case: "Case", area: int) -> "pyo.ConcreteModel":
                     ci = sum(bb[i][j] * vr[c, t] + g[i][j] * vi[c, t] for j, c in enumerate(atl))
                     if part == "p":
                         return m.head_p[ph, t] == vr[n1, t] * cr + vi[n1, t] * ci
-                    return m.head_q[ph, t] == Q_PORT_SCALE * (vi[n1, t] * cr - vr[n1, t] * ci)
+                    return m.head_q[ph, t] == vi[n1, t] * cr - vr[n1, t] * ci
                 return rule
 
             m.head_p_def = pyo.Constraint(m.HEAD, m.TT, rule=head_rule("p"))
@@ -334,14 +338,14 @@ def build_area(f: Any, case: "Case", area: int) -> "pyo.ConcreteModel":
             ph = int(tb.node_phase[n])
             for h, t in enumerate(T):
                 m.cut_p[c, ph, t].set_value(float(s_cut[i, h].real), skip_validation=True)
-                m.cut_q[c, ph, t].set_value(float(s_cut[i, h].imag) * Q_PORT_SCALE, skip_validation=True)
+                m.cut_q[c, ph, t].set_value(float(s_cut[i, h].imag), skip_validation=True)
     initialize_current_injection(net, tb, v0, wye, delta)
     if at.cut_in is not None:
         s_in = cut_flows(tables, v0g, pos[at.cut_in])
         for i, ph in enumerate(head):
             for h, t in enumerate(T):
                 m.head_p[ph, t].set_value(float(s_in[i, h].real), skip_validation=True)
-                m.head_q[ph, t].set_value(float(s_in[i, h].imag) * Q_PORT_SCALE, skip_validation=True)
+                m.head_q[ph, t].set_value(float(s_in[i, h].imag), skip_validation=True)
     if at.has_source:
         p, q = source_power(tb, v0, wye, delta)
         for h, t in enumerate(T):
