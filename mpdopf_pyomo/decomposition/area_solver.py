@@ -15,6 +15,11 @@ With IPOPT through the library route (cyipopt) the PyNumero ``PyomoNLP`` is buil
 only changes the bound arrays handed to a new ``cyipopt`` problem object over the same NLP and starts
 from the previous primal and dual point (``warm_start_init_point``). Any other solver or route falls
 back to updating the Pyomo bounds and calling :func:`mpdopf_pyomo.solvers.solve` (slower, same answer).
+
+The warm re-solves use IPOPT's adaptive barrier and an iteration cap, then a cold retry: with the
+monotone barrier, a warm start whose received values moved far crawled at mu = 1e-6 (2,561 buses x
+24 h: four parent areas ran to 1,000 iterations, 135-170 s each, in one round; see
+:data:`WARM_START_OPTIONS`, :data:`WARM_MIN_ITER` and :meth:`AreaSolver.solve`).
 """
 
 from __future__ import annotations
@@ -221,7 +226,9 @@ class AreaSolver:
               iteration: int = 0) -> dict[str, Any]:
         """Solve with penalty coefficients ``w2``, ``w1`` and ports pinned where ``pin`` is not NaN.
 
-        Returns ``x`` (port values), ``cost`` (the area's base cost, USD), ``iterations``, ``solve_s`` (wall)
+        Returns ``x`` (port values), ``cost`` (the area's base cost, USD), ``iterations`` (IPOPT's, of every
+        attempt), ``attempts`` (their kinds in order: ``warm``, ``cold``, ``elastic warm``, ...; see
+        :meth:`_solve_with_retry`), ``elastic``, ``solve_s`` (wall)
         and ``cpu_s`` (CPU time of this thread: the solve's time on a core of its own, whatever else the
         machine runs; IPOPT and the model evaluations run in this one thread; a solver executable's time
         is added when it ends).
