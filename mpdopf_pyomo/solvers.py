@@ -56,7 +56,9 @@ KNOWN_NLP_SOLVERS = ("ipopt", "cyipopt", "ripopt")
 #: (ieee123 24 h: 1.8-2.2 against 1.5-1.9 s; 2,561 buses x 24 h: 47 against 38 s at load 8-12, more
 #: memory), AMD (0), QAMD (6) and PORD (4) gain nothing; ``mumps_permuting_scaling 0`` and
 #: ``mumps_scaling 0`` are slower (2.0-2.2 s); ``mu_strategy adaptive`` saves iterations (61 -> 51;
-#: 2,561 x 5 h: 49 -> 42) but not time, and moves the objective by 1e-8 relative; ``fast_step_computation
+#: 2,561 x 5 h: 49 -> 42) but not time, and moves the objective by 1e-8 relative (a distributed run's
+#: warm area re-solves do use it: from a far-moved previous point the monotone barrier crawled, see
+#: :data:`mpdopf_pyomo.decomposition.area_solver.WARM_START_OPTIONS`); ``fast_step_computation
 #: yes`` gains ~4 % (same iterates) but never checks the step's residual; a LinDistFlow start (solve
 #: ``linear``, then the exact model from its point) saves 10 of 49 iterations at 2,561 x 5 h, but the
 #: linear solve costs more (18 iterations, 7 s); transparent huge pages for MUMPS' workspace

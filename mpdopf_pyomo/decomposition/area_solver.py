@@ -15,6 +15,11 @@ With IPOPT through the library route (cyipopt) the PyNumero ``PyomoNLP`` is buil
 only changes the bound arrays handed to a new ``cyipopt`` problem object over the same NLP and starts
 from the previous primal and dual point (``warm_start_init_point``). Any other solver or route falls
 back to updating the Pyomo bounds and calling :func:`mpdopf_pyomo.solvers.solve` (slower, same answer).
+
+The warm re-solves use IPOPT's adaptive barrier and an iteration cap, then a cold retry: with the
+monotone barrier, a warm start whose received values moved far crawled at mu = 1e-6 (2,561 buses x
+24 h: four parent areas ran to 1,000 iterations, 135-170 s each, in one round; see
+:data:`WARM_START_OPTIONS`, :data:`WARM_MIN_ITER` and :meth:`AreaSolver.solve`).
 """
 
 from __future__ import annotations
@@ -33,9 +38,21 @@ from mpdopf_pyomo.errors import SolveFailed
 PortKey = tuple[str, str, int]
 
 #: IPOPT options of the re-solves from the previous point (measured on ieee123: these cut the warm
-#: re-solves from ~25 to ~8-12 IPOPT iterations).
+#: re-solves from ~25 to ~8-12 IPOPT iterations). ``mu_strategy adaptive``: with IPOPT's default
+#: (monotone) barrier, a warm start whose received boundary values moved far crawls at mu = 1e-6: the
+#: previous point sits 1e-9 from its bounds, so the fraction-to-the-boundary rule cuts every step to
+#: alpha ~ 1e-4..1e-3 while the primal infeasibility stays ~0.6 pu. Measured on the generated
+#: 2,561-bus feeder x 24 h, 20 areas (ADMM's ENApp warm start, round 2, where the parents receive their
+#: children's head power: 0.9 pu off the point they start from): the four parent areas each ran into
+#: max_iter (1,000 iterations, 135-170 s) before the cold retry solved them in 41-42; in round 3 the
+#: root area took 410 iterations (72 s). The same solves warm with the adaptive barrier (the mu oracle
+#: raises mu when the point is far from the central path) take 5-6 iterations and agree with the cold
+#: solve to 2e-9 in the objective. ieee123 24 h ADMM: IPOPT iterations 2,312 -> 870, same 37
+#: iterations and objective; ieee123 5 h: 1,060 -> 600, same 25. Not used for the cold solves (the
+#: first one, and the retry below): there it saves iterations but not time (see solvers.IPOPT_DEFAULTS).
 WARM_START_OPTIONS: dict[str, Any] = {
     "warm_start_init_point": "yes",
+    "mu_strategy": "adaptive",
     "mu_init": 1e-6,
     "warm_start_bound_push": 1e-9,
     "warm_start_bound_frac": 1e-9,
@@ -43,6 +60,13 @@ WARM_START_OPTIONS: dict[str, Any] = {
     "warm_start_slack_bound_frac": 1e-9,
     "warm_start_mult_bound_push": 1e-9,
 }
+#: A warm re-solve stops at max(WARM_MIN_ITER, WARM_ITER_FACTOR x the iterations of the area's last cold
+#: solve) and the area is solved again cold (a stalled warm start would otherwise run to max_iter first:
+#: 1,000 iterations, 25 x a cold solve, on the 2,561-bus feeder before ``mu_strategy adaptive``). The
+#: normal warm re-solves take at most ~1.5 x a cold solve (ieee123 24 h: 49 against 33), so the cap
+#: changes nothing there and bounds a stall at about 4 x a cold solve.
+WARM_MIN_ITER = 60
+WARM_ITER_FACTOR = 3
 
 
 #: IPOPT's "Solved To Acceptable Level".
@@ -179,6 +203,7 @@ class AreaSolver:
         self._ub0 = nlp.primals_ub().copy()
         self._x = nlp.init_primals().copy()
         self._mult = None  # (mult_g, zl, zu) of the last solve
+        self._cold_iters = 0  # IPOPT iterations of the last cold solve (sets the warm solves' cap)
         counter = {"n": 0}
         self._counter = counter
 
@@ -208,7 +233,9 @@ class AreaSolver:
               iteration: int = 0) -> dict[str, Any]:
         """Solve with penalty coefficients ``w2``, ``w1`` and ports pinned where ``pin`` is not NaN.
 
-        Returns ``x`` (port values), ``cost`` (the area's base cost, USD), ``iterations``, ``solve_s`` (wall)
+        Returns ``x`` (port values), ``cost`` (the area's base cost, USD), ``iterations`` (IPOPT's, of every
+        attempt), ``attempts`` (their kinds in order: ``warm``, ``cold``, ``elastic warm``, ...; see
+        :meth:`_solve_with_retry`), ``elastic``, ``solve_s`` (wall)
         and ``cpu_s`` (CPU time of this thread: the solve's time on a core of its own, whatever else the
         machine runs; IPOPT and the model evaluations run in this one thread; a solver executable's time
         is added when it ends).
@@ -218,17 +245,11 @@ class AreaSolver:
         w1 = np.asarray(w1, dtype=float)
         pin = np.full(len(self.keys), np.nan) if pin is None else np.asarray(pin, dtype=float)
         t0, c0 = time.perf_counter(), _cpu_time()
-        run = self._solve_persistent if self.persistent else self._solve_generic
+        attempts: list[str] = []
+        spent = [0]  # IPOPT iterations of every attempt, the failed ones included
         elastic = False
         try:
-            try:
-                x_ports, total, iters = run(w2, w1, pin)
-            except SolveFailed:
-                if not (self.persistent and self._mult is not None):
-                    raise
-                # the warm start (previous point and multipliers, mu_init 1e-6) can stall when this round's
-                # terms moved the optimum far: once more from the previous point with IPOPT's own start
-                x_ports, total, iters = self._solve_persistent(w2, w1, pin, cold=True)
+            x_ports, total = self._solve_with_retry(w2, w1, pin, attempts, spent)
         except SolveFailed as exc:
             pinned = ~np.isnan(pin)
             if not pinned.any():
@@ -240,15 +261,46 @@ class AreaSolver:
             w2 = w2 + k
             w1 = w1 - 2.0 * k * np.nan_to_num(pin)
             try:
-                x_ports, total, iters = run(w2, w1, np.full(len(pin), np.nan))
+                x_ports, total = self._solve_with_retry(w2, w1, np.full(len(pin), np.nan), attempts, spent,
+                                                        "elastic ")
             except SolveFailed as exc2:
                 raise SolveFailed(f"area {self.area}, iteration {iteration}: {exc}; with the received "
                                   f"boundary values relaxed: {exc2}") from None
             elastic = True
         self.n_solves += 1
         cost = total - float(np.sum(w2 * x_ports**2 + w1 * x_ports))  # the area's base cost (also elastic)
-        return {"x": x_ports, "cost": cost, "iterations": iters, "solve_s": time.perf_counter() - t0,
-                "cpu_s": _cpu_time() - c0, "elastic": elastic}
+        return {"x": x_ports, "cost": cost, "iterations": spent[0], "solve_s": time.perf_counter() - t0,
+                "cpu_s": _cpu_time() - c0, "elastic": elastic, "attempts": attempts}
+
+    def _solve_with_retry(self, w2: np.ndarray, w1: np.ndarray, pin: np.ndarray, attempts: list[str],
+                          spent: list[int], label: str = "") -> tuple[np.ndarray, float]:
+        """One solve (warm from the last point when there is one); a warm solve that fails or reaches its
+        iteration cap (:data:`WARM_MIN_ITER`, :data:`WARM_ITER_FACTOR`) is repeated cold, from the
+        previous point with IPOPT's own start. Appends each attempt's kind to ``attempts`` and adds its
+        IPOPT iterations to ``spent[0]``."""
+        if not self.persistent:
+            attempts.append(label + "generic")
+            x_ports, total, iters = self._solve_generic(w2, w1, pin)
+            spent[0] += iters
+            return x_ports, total
+        warm = self._mult is not None
+        attempts.append(label + ("warm" if warm else "cold"))
+        try:
+            x_ports, total, iters = self._solve_persistent(w2, w1, pin)
+        except SolveFailed:
+            spent[0] += self._counter["n"]
+            if not warm:
+                raise
+            # the warm start (previous point and multipliers, mu_init 1e-6) can stall when this round's
+            # terms moved the optimum far: once more from the previous point with IPOPT's own start
+            attempts.append(label + "cold")
+            try:
+                x_ports, total, iters = self._solve_persistent(w2, w1, pin, cold=True)
+            except SolveFailed:
+                spent[0] += self._counter["n"]
+                raise
+        spent[0] += iters
+        return x_ports, total
 
     def _solve_persistent(self, w2: np.ndarray, w1: np.ndarray, pin: np.ndarray,
                           cold: bool = False) -> tuple[np.ndarray, float, int]:
@@ -263,6 +315,8 @@ class AreaSolver:
         warm = self._mult is not None and not cold
         if warm:
             opts = {**opts, **WARM_START_OPTIONS, **self.options}
+            cap = max(WARM_MIN_ITER, WARM_ITER_FACTOR * self._cold_iters)
+            opts["max_iter"] = min(int(opts.get("max_iter", cap)), cap)
         for key, value in opts.items():
             prob.add_option(key, value)
         self._counter["n"] = 0
@@ -277,6 +331,8 @@ class AreaSolver:
         if info["status"] not in (*solvers.IPOPT_SOLVED_STATUSES, IPOPT_ACCEPTABLE):
             message = solvers.ipopt_status_message(info["status"], info["status_msg"])
             raise SolveFailed(solvers.failure_line(self.solver, message, iters, opts))
+        if not warm:
+            self._cold_iters = iters
         self._x = x
         self._mult = (info["mult_g"], info["mult_x_L"], info["mult_x_U"])
         xp = np.where(self._port_fixed, [v.value for v in self.port_vars], x[self._i_port])
