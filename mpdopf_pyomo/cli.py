@@ -299,6 +299,7 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
 
     from mpdopf_pyomo import _START
     from mpdopf_pyomo.outputs import OutputFolder, default_folder
+    from mpdopf_pyomo import solvers
     from mpdopf_pyomo.solvers import check_options, parse_options
 
     def progress(msg: str) -> None:
@@ -337,18 +338,23 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
                    if v is not None}
     if target is None:
         target = claim(default_folder(case.name, case.hours, algorithm, start))
-    preload = _import_in_background("mpdopf_pyomo.plots") if plots else None
+    # what the steps after the solve import (the OpenDSS engine 0.25 s, matplotlib 0.2-0.3 s), imported while
+    # the IPOPT executable runs (started then, so that it does not slow the build and the NL write; after
+    # the solve at the latest); joined before the figures' fork and before validating
+    preload = _Preload((*(["mpdopf_pyomo.plots"] if plots else []),
+                         *(["opendssdirect", "mpdopf_pyomo.validation"] if validate else [])))
     t_solve = time.perf_counter()
-    results = pipeline.solve(case, algorithm=algorithm, formulation=formulation, solver=solver, options=options,
-                             validate=False, tee=tee, progress=progress, **distributed)
+    with solvers.when_solver_runs(preload.start):
+        results = pipeline.solve(case, algorithm=algorithm, formulation=formulation, solver=solver,
+                                 options=options, validate=False, tee=tee, progress=progress, **distributed)
+    preload.start()
     timings = results.summary["timings"]
     timings["load_s"] = t_solve - _START  # imports, option checks, the output claim, the case load
     files: list[str] = []
     background = None
     if plots:  # the figures that do not need the OpenDSS check are drawn meanwhile, in a child process
         t_fig = time.perf_counter()
-        if preload is not None:
-            preload.join()
+        preload.join()
         from mpdopf_pyomo import plots as plotting  # raises here if the background import failed
         early = [n for n in plotting.figure_names(results, validated=validate) if n != "validation"]
         background = plotting.BackgroundFigures.start(case, results, _background_share(early, validate),
@@ -360,6 +366,7 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
     if validate:
         progress("validating every hour in OpenDSS")
         t0 = time.perf_counter()
+        preload.join()
         pipeline.validate_results(results)
         timings["validation_s"] = time.perf_counter() - t0
     if plots:
@@ -443,25 +450,41 @@ def validate_cmd(folder: str, plots: bool, strict: bool, as_json: bool, verbose:
         sys.exit(1)
 
 
-def _import_in_background(module: str) -> Any:
-    """Start importing ``module`` in a thread and return the thread (join it before using the module).
+class _Preload:
+    """Imports ``modules`` (in order) in a thread once :meth:`start` is called (again: no-op); :meth:`join`
+    waits for them (starting them first if need be). A failed import is left to the ``import`` after the
+    join, which raises it.
 
-    The solve command imports matplotlib this way while the model is built and solved: the IPOPT
-    executable runs in its own process and this one only waits for it, so the 0.2-0.3 s import costs
-    next to nothing. A failed import is left to the ``import`` after the join, which raises it.
+    The solve command imports matplotlib and the OpenDSS engine this way while the IPOPT executable runs
+    in its own process: this one only waits for it then, so the imports (0.2-0.3 s each) cost next to
+    nothing. Started earlier, the thread would take the interpreter lock from the build and the NL write.
     """
-    import importlib
-    import threading
 
-    def run() -> None:
-        try:
-            importlib.import_module(module)
-        except BaseException:  # noqa: BLE001 - re-raised by the caller's own import
-            pass
+    def __init__(self, modules: tuple[str, ...]) -> None:
+        import threading
 
-    thread = threading.Thread(target=run, name=f"import {module}", daemon=True)
-    thread.start()
-    return thread
+        self.modules = modules
+        self._thread = threading.Thread(target=self._run, name=f"import {', '.join(modules)}", daemon=True)
+        self._started = not modules
+
+    def _run(self) -> None:
+        import importlib
+
+        for module in self.modules:
+            try:
+                importlib.import_module(module)
+            except BaseException:  # noqa: BLE001 - re-raised by the caller's own import
+                pass
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def join(self) -> None:
+        self.start()
+        if self.modules:
+            self._thread.join()
 
 
 def _background_share(names: list[str], validate: bool) -> list[str]:

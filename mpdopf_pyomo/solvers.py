@@ -2,7 +2,9 @@
 
 IPOPT can be present in two ways ("routes"):
 
-* ``executable``: an ``ipopt`` AMPL executable, driven by Pyomo's ``ipopt`` plugin through NL files. The one
+* ``executable``: an ``ipopt`` AMPL executable, driven through NL files by Pyomo's newer ``ipopt`` interface
+  (``pyomo.contrib.solver``, whose NL writer runs the linear presolve; other AMPL solvers keep the
+  legacy plugin). The one
   :mod:`mpdopf_pyomo.solver_build` builds (libipopt 3.14.19 on MUMPS 5.8.2) comes first, then one on PATH or
   in IDAES' binary folder (``idaes get-extensions``);
 * ``library``: the ``cyipopt`` Python module driven by Pyomo's PyNumero ``cyipopt`` interface, which needs
@@ -727,6 +729,17 @@ def solve(
         except Exception as exc:
             raise SolveFailed(f"{name}: the solver raised an error: {_clean_message(str(exc))}") from exc
         iterations = counter["n"]
+    elif pyomo_name == "ipopt" and info.route == "executable" and info.location:
+        ok, message, iterations, log = _solve_ipopt_executable(model, info, opts, tee, name)
+        solve_s = time.perf_counter() - t0
+        if not ok:
+            bad = _INVALID_OPTION.search(log)
+            if bad:
+                raise MpdopfError(f"{name}: the solver rejected a --solver-option: {' '.join(bad.group(0).split())}")
+            raise SolveFailed(failure_line(name, message, iterations, opts))
+        return SolveStats(solver=name.lower(), route=info.route or "", termination="optimal",
+                          iterations=iterations, solve_s=solve_s, message=message,
+                          extra={"version": info.version, "mumps": info.mumps, "build": info.build})
     else:
         solver = pyo.SolverFactory(pyomo_name)
         if info.route == "executable" and pyomo_name == "ipopt" and info.location:
@@ -768,6 +781,73 @@ def solve(
         message=message,
         extra={"version": info.version, "mumps": info.mumps, "build": info.build},
     )
+
+
+#: Callbacks of :func:`when_solver_runs`: called (each at most once) when an external solver process starts.
+_on_solver_run: list[Any] = []
+
+
+@contextlib.contextmanager
+def when_solver_runs(callback: Any) -> Iterator[None]:
+    """Within the block, call ``callback()`` once, as the first IPOPT executable process starts (after its
+    NL file is written, while this process only waits): the CLI starts its background imports then."""
+    _on_solver_run.append(callback)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            _on_solver_run.remove(callback)
+
+
+def _solver_runs() -> None:
+    while _on_solver_run:
+        _on_solver_run.pop(0)()
+
+
+def _solve_ipopt_executable(model: Any, info: SolverInfo, opts: Mapping[str, Any], tee: bool,
+                            name: str) -> tuple[bool, str, int | None, str]:
+    """Solve with an IPOPT AMPL executable through Pyomo's newer ``ipopt`` interface
+    (``pyomo.contrib.solver``); load the solution when optimal. Returns (optimal, message, iterations, log).
+
+    Unlike the legacy shell-command plugin, which switches the NL writer's linear presolve off, this
+    interface writes the NL file with it and maps the eliminated variables back: on ieee123 x 24 h,
+    1,418 of 15,144 variables (P, Q and l defined by linear equalities) leave the NLP, and IPOPT takes
+    the same 61 iterations to the same optimum (1e-15 relative) in about 11 % less time; the writer
+    and the solution read-back also cost less Python time (0.33 against 0.42 s CPU).
+    """
+    from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
+    from pyomo.contrib.solver.solvers.ipopt import Ipopt
+
+    solver = Ipopt(executable=info.location)
+    run_ipopt = getattr(solver, "_run_ipopt", None)
+    if callable(run_ipopt) and _on_solver_run:  # after the NL write, just before the process starts
+
+        def _run_ipopt(*args: Any, **kwargs: Any) -> Any:
+            _solver_runs()
+            return run_ipopt(*args, **kwargs)
+
+        solver._run_ipopt = _run_ipopt
+    version = tuple(int(p) for p in re.findall(r"\d+", info.version or "")[:3])
+    if len(version) == 3:  # known from the probe: no second `ipopt --version` run
+        Ipopt._exe_cache.setdefault(solver.config.executable.path(), version)
+    with tempfile.TemporaryDirectory(prefix="mpdopf-solver-") as tmp, _pyomo_tempfiles_in(tmp):
+        try:
+            results = solver.solve(model, tee=tee, solver_options=dict(opts), working_dir=tmp,
+                                   load_solutions=False, raise_exception_on_nonoptimal_result=False)
+        except Exception as exc:
+            raise SolveFailed(f"{name}: the solver raised an error: {_clean_message(str(exc))}") from exc
+        log = results.solver_log or ""
+        iterations = getattr(results.extra_info, "iteration_count", None)
+        if not isinstance(iterations, int):
+            found = _ITER_PATTERNS[0].search(log)
+            iterations = int(found.group(1)) if found else None
+        message = str(getattr(results.extra_info, "solver_message", "") or "")
+        message = _clean_message(re.sub(r"(?:^|;\s*)AMPL\(\d*\w*:?\w*\??\):[^;]*$", "", message) or message)
+        ok = (results.solution_status == SolutionStatus.optimal
+              and results.termination_condition == TerminationCondition.convergenceCriteriaSatisfied)
+        if ok:
+            results.solution_loader.load_vars()
+    return ok, message, iterations, log
 
 
 #: A line of a solver's log that rejects an option (IPOPT executable and other AMPL solvers).
