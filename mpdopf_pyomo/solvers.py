@@ -3,8 +3,7 @@
 IPOPT can be present in two ways ("routes"):
 
 * ``executable``: an ``ipopt`` AMPL executable, driven through NL files by Pyomo's newer ``ipopt`` interface
-  (``pyomo.contrib.solver``, whose NL writer runs the linear presolve; other AMPL solvers keep the
-  legacy plugin). The one
+  (``pyomo.contrib.solver``; other AMPL solvers keep the legacy plugin). The one
   :mod:`mpdopf_pyomo.solver_build` builds (libipopt 3.14.19 on MUMPS 5.8.2) comes first, then one on PATH or
   in IDAES' binary folder (``idaes get-extensions``);
 * ``library``: the ``cyipopt`` Python module driven by Pyomo's PyNumero ``cyipopt`` interface, which needs
@@ -62,7 +61,12 @@ KNOWN_NLP_SOLVERS = ("ipopt", "cyipopt", "ripopt")
 #: yes`` gains ~4 % (same iterates) but never checks the step's residual; a LinDistFlow start (solve
 #: ``linear``, then the exact model from its point) saves 10 of 49 iterations at 2,561 x 5 h, but the
 #: linear solve costs more (18 iterations, 7 s); transparent huge pages for MUMPS' workspace
-#: (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) cut page faults 40x at 2,561 x 24 h, but not the wall time.
+#: (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) cut page faults 40x at 2,561 x 24 h, but not the wall time;
+#: ``bound_push = bound_frac = 1e-5`` (or 1e-7) saves iterations on ieee123 x 24 h (61 -> 54) and
+#: ieee123-published x 5 h (60 -> 49) with the same objective, but costs them on case141 x 24 h (52 -> 68-74);
+#: ``mu_init`` 1e-3 or 1e-4 costs iterations (61 -> 75-77); ``nlp_scaling_method none`` 61 -> 57 but moves
+#: the objective by 1e-8 relative; the current relation written l = (P^2 + Q^2) / v (convex in P, Q, l
+#: for v > 0) instead of l v = P^2 + Q^2 takes 64 iterations, not fewer.
 IPOPT_DEFAULTS: dict[str, Any] = {"honor_original_bounds": "yes", "min_refinement_steps": 0, "mumps_mem_percent": 5}
 
 _FIX_LIBRARY = (
@@ -809,11 +813,11 @@ def _solve_ipopt_executable(model: Any, info: SolverInfo, opts: Mapping[str, Any
     """Solve with an IPOPT AMPL executable through Pyomo's newer ``ipopt`` interface
     (``pyomo.contrib.solver``); load the solution when optimal. Returns (optimal, message, iterations, log).
 
-    Unlike the legacy shell-command plugin, which switches the NL writer's linear presolve off, this
-    interface writes the NL file with it and maps the eliminated variables back: on ieee123 x 24 h,
-    1,418 of 15,144 variables (P, Q and l defined by linear equalities) leave the NLP, and IPOPT takes
-    the same 61 iterations to the same optimum (1e-15 relative) in about 11 % less time; the writer
-    and the solution read-back also cost less Python time (0.33 against 0.42 s CPU).
+    The same NL file as the legacy shell-command plugin, with less Python around it (ieee123 x 24 h: 0.31
+    against 0.35 s CPU for the write, the run and the read-back; same iterations and optimum). The NL
+    writer's linear presolve stays off, as in the legacy plugin: it removes 1,418 of 15,144 variables at
+    ieee123 x 24 h (same 61 iterations, ~11 % less IPOPT time) but turns the 71 iterations of the
+    tutorial's case33bw feeder (docs/tutorials/04_own_feeder.py) into 266.
     """
     from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
     from pyomo.contrib.solver.solvers.ipopt import Ipopt
@@ -833,6 +837,7 @@ def _solve_ipopt_executable(model: Any, info: SolverInfo, opts: Mapping[str, Any
     with tempfile.TemporaryDirectory(prefix="mpdopf-solver-") as tmp, _pyomo_tempfiles_in(tmp):
         try:
             results = solver.solve(model, tee=tee, solver_options=dict(opts), working_dir=tmp,
+                                   writer_config={"linear_presolve": False},
                                    load_solutions=False, raise_exception_on_nonoptimal_result=False)
         except Exception as exc:
             raise SolveFailed(f"{name}: the solver raised an error: {_clean_message(str(exc))}") from exc
