@@ -197,8 +197,20 @@ def import_cyipopt() -> Any:
     """
     _skip_scipy_extras()
     solver_build.activate_library()  # our build first on sys.path (a no-op once cyipopt is imported)
-    import cyipopt
+    if "cyipopt" in sys.modules or "scipy" in sys.modules:
+        import cyipopt
 
+        return cyipopt
+    # cyipopt's SciPy-style front end (cyipopt.minimize_ipopt, which Pyomo does not use) imports
+    # scipy.optimize: 0.2-0.27 s CPU of every process that imports cyipopt (`doctor`, each distributed
+    # worker, a library-route solve). Hidden during this import it is left out (cyipopt's own "scipy is
+    # not installed" path); PyNumero imports scipy.sparse itself later. A process that imported scipy
+    # first keeps the full front end.
+    sys.modules["scipy"] = None  # type: ignore[assignment]
+    try:
+        import cyipopt
+    finally:
+        del sys.modules["scipy"]
     return cyipopt
 
 
