@@ -50,15 +50,16 @@ DEFAULT_OUT = Path("bench/results")
 # --------------------------------------------------------------------------------------------------
 
 
-def run_process(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``cmd``; return wall seconds, exit code, stdout, stderr, CPU seconds and the child's peak RSS (MB).
+def run_process(cmd: list[str], env: dict[str, str] | None = None, cwd: str | Path | None = None) -> dict[str, Any]:
+    """Run ``cmd`` (in ``cwd``); return wall seconds, exit code, stdout, stderr, CPU seconds and the child's
+    peak RSS (MB).
 
     ``t0``/``t1`` are ``time.perf_counter()`` at launch and exit (CLOCK_MONOTONIC on Linux: comparable
     with the child's own clock).
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         t1 = time.perf_counter()
         wall = t1 - t0
@@ -211,7 +212,9 @@ def bench_commands(repeat: int = 5, progress: Callable[[str], None] | None = Non
                 out = Path(tmp) / f"run{k}_{rep}"
                 cmd = ([sys.executable, "-m", "mpdopf_pyomo", "solve", *args, "--json", "--out", str(out)] if args
                        else [sys.executable, str(PLAIN_SCRIPT), str(data)])
-                run = run_process(cmd, env)
+                # in the temporary folder: `python -m` puts the working directory first on sys.path, so run
+                # from a source tree it would shadow the --baseline tree given through PYTHONPATH
+                run = run_process(cmd, env, cwd=tmp)
                 if run["returncode"] != 0:
                     raise RuntimeError(f"{' '.join(cmd)} failed ({run['returncode']}): {run['stderr'].strip()[-400:]}")
                 run["summary"] = json.loads(run["stdout"].strip().splitlines()[-1] if not args else run["stdout"])
@@ -224,7 +227,7 @@ def bench_commands(repeat: int = 5, progress: Callable[[str], None] | None = Non
             if args:
                 diag = run_process([sys.executable, "-m", "mpdopf_pyomo", "solve", *args, "--no-validate",
                                     "--no-plots", "--tee", "--solver-option", "print_timing_statistics=yes",
-                                    "--out", str(Path(tmp) / f"diag{k}")], env)
+                                    "--out", str(Path(tmp) / f"diag{k}")], env, cwd=tmp)
                 command = "python -m mpdopf_pyomo solve " + " ".join(args)
                 iterations, route = s["solver_stats"].get("iterations"), _route_label(s)
             else:

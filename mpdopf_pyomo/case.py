@@ -10,6 +10,7 @@ model the case names.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -938,13 +939,141 @@ class _NetworkPart:
 
 def _read_network_part(model: Path, s_kva: float) -> _NetworkPart:
     """Read ``model`` with the reader of its suffix (``network.NETWORK_READERS``) and convert the
-    phase-aware Network to the balanced equivalent (:func:`network.reduce.reduce_balanced`)."""
+    phase-aware Network to the balanced equivalent (:func:`network.reduce.reduce_balanced`).
+
+    An OpenDSS model's result is kept in the user's cache (:func:`_network_cache_key`): compiling it needs
+    the OpenDSS engine, whose import alone (0.25 s) is a tenth of a whole 5-hour solve command.
+    """
     from mpdopf_pyomo.network.reduce import reduce_balanced
 
+    key = _network_cache_key(model, s_kva) if model.suffix.lower() == ".dss" else None
+    cached = _cache_read(key) if key is not None else None
+    if cached is not None:
+        return cached
     tables, report = reduce_balanced(network.read_network_file(model), s_kva)
-    return _NetworkPart(tables.root, tables.source_kv_ll, tables.source_pu, tables.buses["v_base_kv_ln"],
+    part = _NetworkPart(tables.root, tables.source_kv_ll, tables.source_pu, tables.buses["v_base_kv_ln"],
                         tables.buses.copy(), tables.branches.copy(), tables.ders, report, tables.loads,
                         tables.profiles)
+    if key is not None:
+        _cache_write(key, part)
+    return part
+
+
+#: Environment variables: the folder of the parsed-network cache (default ``$XDG_CACHE_HOME/mpdopf_pyomo``,
+#: else ``~/.cache/mpdopf_pyomo``), and ``MPDOPF_NO_CACHE=1`` to neither read nor write it.
+CACHE_DIR_ENV, NO_CACHE_ENV = "MPDOPF_CACHE_DIR", "MPDOPF_NO_CACHE"
+#: Newest cache entries kept (each a few kB to a few MB); older ``network-*.pkl`` files are removed.
+CACHE_KEEP = 32
+#: A model whose files (the folders of every file it includes or names) exceed these is not cached.
+_CACHE_MAX_FILES, _CACHE_MAX_BYTES = 500, 64 * 2**20
+_CACHE_NAME = re.compile(r"^network-[0-9a-f]{64}\.pkl$")
+_PATH_TOKEN = re.compile(r"[^\s=,()\[\]{}\"']+")
+
+
+def cache_dir() -> Path | None:
+    """The folder of the parsed-network cache, or None when it is switched off (``MPDOPF_NO_CACHE``)."""
+    if os.environ.get(NO_CACHE_ENV, "").strip() not in ("", "0"):
+        return None
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mpdopf_pyomo"
+
+
+def _network_cache_key(model: Path, s_kva: float) -> str | None:
+    """A hash of everything the parsed network depends on, or None (no cache) when that is not knowable.
+
+    The content of: the model file; every file any of its lines names (a token that is an existing file,
+    relative to the naming file's folder or absolute: ``Redirect``, ``BusCoords``, ``mult=(file=...)``),
+    recursively; every other file in each of those folders (a command that reads a file without naming
+    it); this package's reader code; the OpenDSS engine's version; and ``s_kva``. A model that sets
+    ``DataPath`` (file names relative to another folder) or is larger than the limits is not cached.
+    """
+    import hashlib
+    import importlib.metadata
+
+    if cache_dir() is None:
+        return None
+    h = hashlib.sha256()
+    try:
+        here = Path(__file__).parent
+        for code in [Path(__file__), *sorted((here / "network").glob("*.py"))]:
+            h.update(code.name.encode() + b"\0" + code.read_bytes())
+        for dist in ("opendssdirect.py", "dss-python"):
+            h.update(f"{dist}={importlib.metadata.version(dist)}\0".encode())
+        h.update(f"s_kva={s_kva!r}\0".encode())
+        files: dict[Path, bytes] = {}
+        folders: set[Path] = set()
+        todo = [model.resolve()]
+        total = 0
+        while todo:
+            f = todo.pop()
+            if f in files:
+                continue
+            data = f.read_bytes()
+            files[f] = data
+            total += len(data)
+            if len(files) > _CACHE_MAX_FILES or total > _CACHE_MAX_BYTES:
+                return None
+            if f.parent not in folders:
+                folders.add(f.parent)
+                todo += [p.resolve() for p in f.parent.iterdir() if p.is_file()]
+            text = data.decode("latin-1")
+            if "datapath" in text.lower():
+                return None
+            for token in set(_PATH_TOKEN.findall(text)):
+                if "." not in token and "/" not in token and "\\" not in token:
+                    continue
+                target = f.parent / token.replace("\\", "/")
+                if target.is_file():
+                    todo.append(target.resolve())
+        for f in sorted(files):
+            h.update(str(f).encode() + b"\0" + hashlib.sha256(files[f]).digest())
+    except (OSError, ValueError, importlib.metadata.PackageNotFoundError):
+        return None
+    return h.hexdigest()
+
+
+def _cache_read(key: str) -> _NetworkPart | None:
+    """The cached network of ``key``; None when absent or unreadable (it is then parsed again)."""
+    import pickle
+
+    folder = cache_dir()
+    try:
+        with open(folder / f"network-{key}.pkl", "rb") as fh:  # type: ignore[operator]
+            stored_key, part = pickle.load(fh)
+    except Exception:  # noqa: BLE001 - absent, truncated, from another version: parse again
+        return None
+    return part if stored_key == key and isinstance(part, _NetworkPart) else None
+
+
+def _cache_write(key: str, part: _NetworkPart) -> None:
+    """Store ``part`` under ``key`` (atomically; any failure leaves the cache as it was) and keep only the
+    newest :data:`CACHE_KEEP` entries."""
+    import pickle
+    import tempfile
+
+    folder = cache_dir()
+    if folder is None:
+        return
+    tmp = None
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".network-", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump((key, part), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, folder / f"network-{key}.pkl")
+        tmp = None
+        entries = sorted((p for p in folder.iterdir() if _CACHE_NAME.match(p.name)),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[CACHE_KEEP:]:
+            old.unlink(missing_ok=True)
+    except Exception:  # noqa: BLE001 - a read-only or full disk: no cache, same results
+        pass
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 #: Defaults of a bare network file used as a case (``cases show feeder.dss``, ``solve --case case69.m``):

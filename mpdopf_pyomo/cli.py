@@ -299,6 +299,7 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
 
     from mpdopf_pyomo import _START
     from mpdopf_pyomo.outputs import OutputFolder, default_folder
+    from mpdopf_pyomo import solvers
     from mpdopf_pyomo.solvers import check_options, parse_options
 
     def progress(msg: str) -> None:
@@ -337,42 +338,74 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
                    if v is not None}
     if target is None:
         target = claim(default_folder(case.name, case.hours, algorithm, start))
-    preload = _import_in_background("mpdopf_pyomo.plots") if plots else None
+    # Figures: two warm workers forked now (they import matplotlib while this process builds and solves),
+    # sent the plan when it is ready; else one fork after the solve (plots.BackgroundFigures), else here.
+    workers = _figure_workers(2) if plots else []
+    # what the steps after the solve import (the OpenDSS engine 0.25 s, matplotlib 0.2-0.3 s unless the
+    # workers draw), imported while the IPOPT executable runs (started then, so that it does not slow the
+    # build and the NL write; after the solve at the latest); joined before any fork and before validating
+    preload = _Preload((*(["mpdopf_pyomo.plots"] if plots and not workers else []),
+                        *(["opendssdirect", "mpdopf_pyomo.validation"] if validate else [])))
     t_solve = time.perf_counter()
-    results = pipeline.solve(case, algorithm=algorithm, formulation=formulation, solver=solver, options=options,
-                             validate=False, tee=tee, progress=progress, **distributed)
+    with solvers.when_solver_runs(preload.start):
+        results = pipeline.solve(case, algorithm=algorithm, formulation=formulation, solver=solver,
+                                 options=options, validate=False, tee=tee, progress=progress, **distributed)
+    preload.start()
     timings = results.summary["timings"]
     timings["load_s"] = t_solve - _START  # imports, option checks, the output claim, the case load
     files: list[str] = []
     background = None
-    if plots:  # the figures that do not need the OpenDSS check are drawn meanwhile, in a child process
+    if plots:  # the figures that do not need the OpenDSS check are drawn meanwhile, in child processes
+        from mpdopf_pyomo import background as bg
+
         t_fig = time.perf_counter()
-        if preload is not None:
+        early = [n for n in bg.figure_names(results, validated=validate) if n != "validation"]
+        if workers:
+            for worker, part in zip(workers, bg.share(early, len(workers))):
+                worker.submit(case, results, part, target.staging)
+                if part:
+                    progress(f"drawing {', '.join(part)} in a background process")
+        else:
             preload.join()
-        from mpdopf_pyomo import plots as plotting  # raises here if the background import failed
-        early = [n for n in plotting.figure_names(results, validated=validate) if n != "validation"]
-        background = plotting.BackgroundFigures.start(case, results, _background_share(early, validate),
-                                                      target.staging)
-        if background is not None:
-            click.get_current_context().call_on_close(background.stop)  # runs before target.discard
-            progress(f"drawing {len(background.names)} figures in a background process")
+            from mpdopf_pyomo import plots as plotting  # raises here if the background import failed
+
+            background = plotting.BackgroundFigures.start(case, results, _background_share(early, validate),
+                                                          target.staging)
+            if background is not None:
+                click.get_current_context().call_on_close(background.stop)  # runs before target.discard
+                progress(f"drawing {len(background.names)} figures in a background process")
         timings["figures_s"] = time.perf_counter() - t_fig
     if validate:
         progress("validating every hour in OpenDSS")
         t0 = time.perf_counter()
+        preload.join()
         pipeline.validate_results(results)
         timings["validation_s"] = time.perf_counter() - t0
     if plots:
         t_fig = time.perf_counter()
-        names = plotting.figure_names(results)
-        mine = [n for n in names if background is None or n not in background.names]
-        progress(f"drawing figures: {', '.join(mine)}" + (" (and waiting for the others)" if background else ""))
-        files += plotting.write_figures(case, results, mine, target.staging)
-        if background is not None:
-            done = background.wait()
-            missing = [n for n in background.names if f"{n}.png" not in done and n in names]
-            files += done + plotting.write_figures(case, results, missing, target.staging)
-            timings["figures_background_s"] = background.seconds
+        names = bg.figure_names(results)
+        if workers:
+            late = [n for n in names if n not in early]
+            min(workers, key=lambda w: w.load).submit(case, results, late, target.staging)
+            progress("waiting for the figures")
+            done = [f for w in workers for f in w.wait()]
+            timings["figures_background_s"] = max(w.seconds for w in workers)
+            missing = [n for n in names if f"{n}.png" not in done]
+            if missing:  # a worker failed or was not sent them: drawn here (an error in a figure shows here)
+                from mpdopf_pyomo import plots as plotting
+
+                progress(f"drawing figures: {', '.join(missing)}")
+                done += plotting.write_figures(case, results, missing, target.staging)
+            files += done
+        else:
+            mine = [n for n in names if background is None or n not in background.names]
+            progress(f"drawing figures: {', '.join(mine)}" + (" (and waiting for the others)" if background else ""))
+            files += plotting.write_figures(case, results, mine, target.staging)
+            if background is not None:
+                done = background.wait()
+                missing = [n for n in background.names if f"{n}.png" not in done and n in names]
+                files += done + plotting.write_figures(case, results, missing, target.staging)
+                timings["figures_background_s"] = background.seconds
         timings["figures_s"] += time.perf_counter() - t_fig
     progress(f"writing {out_dir or target.path}")
 
@@ -443,25 +476,56 @@ def validate_cmd(folder: str, plots: bool, strict: bool, as_json: bool, verbose:
         sys.exit(1)
 
 
-def _import_in_background(module: str) -> Any:
-    """Start importing ``module`` in a thread and return the thread (join it before using the module).
+class _Preload:
+    """Imports ``modules`` (in order) in a thread once :meth:`start` is called (again: no-op); :meth:`join`
+    waits for them (starting them first if need be). A failed import is left to the ``import`` after the
+    join, which raises it.
 
-    The solve command imports matplotlib this way while the model is built and solved: the IPOPT
-    executable runs in its own process and this one only waits for it, so the 0.2-0.3 s import costs
-    next to nothing. A failed import is left to the ``import`` after the join, which raises it.
+    The solve command imports matplotlib and the OpenDSS engine this way while the IPOPT executable runs
+    in its own process: this one only waits for it then, so the imports (0.2-0.3 s each) cost next to
+    nothing. Started earlier, the thread would take the interpreter lock from the build and the NL write.
     """
-    import importlib
-    import threading
 
-    def run() -> None:
-        try:
-            importlib.import_module(module)
-        except BaseException:  # noqa: BLE001 - re-raised by the caller's own import
-            pass
+    def __init__(self, modules: tuple[str, ...]) -> None:
+        import threading
 
-    thread = threading.Thread(target=run, name=f"import {module}", daemon=True)
-    thread.start()
-    return thread
+        self.modules = modules
+        self._thread = threading.Thread(target=self._run, name=f"import {', '.join(modules)}", daemon=True)
+        self._started = not modules
+
+    def _run(self) -> None:
+        import importlib
+
+        for module in self.modules:
+            try:
+                importlib.import_module(module)
+            except BaseException:  # noqa: BLE001 - re-raised by the caller's own import
+                pass
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def join(self) -> None:
+        self.start()
+        if self.modules:
+            self._thread.join()
+
+
+def _figure_workers(n: int) -> list[Any]:
+    """Up to ``n`` :class:`mpdopf_pyomo.background.FigureWorker` processes (none where forking is not
+    possible, safe or worth it), each stopped with the command (before its staging folder is removed)."""
+    from mpdopf_pyomo.background import FigureWorker
+
+    workers = []
+    for _ in range(n):
+        worker = FigureWorker.start()
+        if worker is None:
+            break
+        click.get_current_context().call_on_close(worker.stop)
+        workers.append(worker)
+    return workers
 
 
 def _background_share(names: list[str], validate: bool) -> list[str]:

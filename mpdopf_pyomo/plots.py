@@ -73,6 +73,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import LogFormatter, NullFormatter  # noqa: E402
 
+from mpdopf_pyomo.background import BASE_FIGURES, figure_names  # noqa: E402,F401  (re-exported)
+from mpdopf_pyomo.background import can_fork, core_is_free  # noqa: E402,F401  (core_is_free: re-exported)
+from mpdopf_pyomo.background import child_setup as _child_setup  # noqa: E402
 from mpdopf_pyomo.case import Case  # noqa: E402
 from mpdopf_pyomo.results import Results  # noqa: E402
 
@@ -81,30 +84,11 @@ AREA_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 VOLTAGE_CMAP = "viridis"
 
 
-#: The figures every run has, in drawing order (the validation and distributed ones follow when they apply).
-BASE_FIGURES = ("substation", "forecast", "battery", "reactive", "voltages", "profile", "network")
 #: Resolution of every PNG the program writes.
 PNG_DPI = 110
 #: zlib level of the PNG files: 1 instead of Pillow's default 6 makes the files ~8 % larger and their
 #: encoding, a fifth of the time of saving a figure, about 3 times faster.
 PNG_COMPRESS_LEVEL = 1
-
-
-def figure_names(results: Results, validated: bool | None = None) -> list[str]:
-    """The names (PNG file stems) of the figures :func:`figures` draws for ``results``.
-
-    ``validated``: whether the run has (or will have, once validated) its OpenDSS check; None reads it
-    from ``results``. The command line asks before validating, to draw the other figures meanwhile.
-    """
-    extra = results.extra_tables
-    names = list(BASE_FIGURES)
-    if validated or (validated is None and "validation_voltages" in extra):
-        names.append("validation")
-    if "convergence" in extra and len(extra["convergence"]):
-        names.append("convergence")
-        if _is_number(results.summary.get("central_objective_usd")):
-            names.append("comparison")
-    return names
 
 
 def figure(name: str, case: Case, results: Results) -> Figure:
@@ -788,10 +772,8 @@ class BackgroundFigures:
         safe (other Python threads are running, a dask client say, whose locks the child would inherit),
         or not worth it (:func:`core_is_free`)."""
         import os
-        import threading
 
-        if not names or not sys.platform.startswith("linux") or not hasattr(os, "fork") \
-                or threading.active_count() > 1 or not core_is_free():
+        if not names or not can_fork() or not core_is_free():
             return None
         import gc
 
@@ -872,39 +854,3 @@ class BackgroundFigures:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def core_is_free() -> bool:
-    """Whether another core is idle, judged by the 1-minute load average (this process counts about 1).
-
-    A second process only pays when it gets a core of its own: on a busy machine it adds CPU (its own
-    font set-up, copy-on-write page faults) and no parallelism. Measured on 2 shared cores at a load of
-    about 10 (ieee123, 5 h): 0.1-0.2 s more CPU and no shorter wall time than drawing in-process.
-    """
-    import os
-
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available: assume a free core
-        return True
-    return load < (os.cpu_count() or 1) - 0.5
-
-
-def _child_setup(parent: int) -> None:
-    """In the forked child: default signal handling (Ctrl-C or SIGTERM ends it at once, with no clean-up
-    of the parent's), and death with the parent (Linux ``PR_SET_PDEATHSIG``) so that a killed run leaves
-    no process writing into its staging folder."""
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):  # not Linux's libc: the child just finishes its figures
-        pass
-    import os
-
-    if os.getppid() != parent:  # the parent died before the line above
-        os._exit(1)

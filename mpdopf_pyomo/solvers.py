@@ -2,7 +2,8 @@
 
 IPOPT can be present in two ways ("routes"):
 
-* ``executable``: an ``ipopt`` AMPL executable, driven by Pyomo's ``ipopt`` plugin through NL files. The one
+* ``executable``: an ``ipopt`` AMPL executable, driven through NL files by Pyomo's newer ``ipopt`` interface
+  (``pyomo.contrib.solver``; other AMPL solvers keep the legacy plugin). The one
   :mod:`mpdopf_pyomo.solver_build` builds (libipopt 3.14.19 on MUMPS 5.8.2) comes first, then one on PATH or
   in IDAES' binary folder (``idaes get-extensions``);
 * ``library``: the ``cyipopt`` Python module driven by Pyomo's PyNumero ``cyipopt`` interface, which needs
@@ -62,7 +63,12 @@ KNOWN_NLP_SOLVERS = ("ipopt", "cyipopt", "ripopt")
 #: yes`` gains ~4 % (same iterates) but never checks the step's residual; a LinDistFlow start (solve
 #: ``linear``, then the exact model from its point) saves 10 of 49 iterations at 2,561 x 5 h, but the
 #: linear solve costs more (18 iterations, 7 s); transparent huge pages for MUMPS' workspace
-#: (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) cut page faults 40x at 2,561 x 24 h, but not the wall time.
+#: (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) cut page faults 40x at 2,561 x 24 h, but not the wall time;
+#: ``bound_push = bound_frac = 1e-5`` (or 1e-7) saves iterations on ieee123 x 24 h (61 -> 54) and
+#: ieee123-published x 5 h (60 -> 49) with the same objective, but costs them on case141 x 24 h (52 -> 68-74);
+#: ``mu_init`` 1e-3 or 1e-4 costs iterations (61 -> 75-77); ``nlp_scaling_method none`` 61 -> 57 but moves
+#: the objective by 1e-8 relative; the current relation written l = (P^2 + Q^2) / v (convex in P, Q, l
+#: for v > 0) instead of l v = P^2 + Q^2 takes 64 iterations, not fewer.
 IPOPT_DEFAULTS: dict[str, Any] = {"honor_original_bounds": "yes", "min_refinement_steps": 0, "mumps_mem_percent": 5}
 
 _FIX_LIBRARY = (
@@ -193,8 +199,20 @@ def import_cyipopt() -> Any:
     """
     _skip_scipy_extras()
     solver_build.activate_library()  # our build first on sys.path (a no-op once cyipopt is imported)
-    import cyipopt
+    if "cyipopt" in sys.modules or "scipy" in sys.modules:
+        import cyipopt
 
+        return cyipopt
+    # cyipopt's SciPy-style front end (cyipopt.minimize_ipopt, which Pyomo does not use) imports
+    # scipy.optimize: 0.2-0.27 s CPU of every process that imports cyipopt (`doctor`, each distributed
+    # worker, a library-route solve). Hidden during this import it is left out (cyipopt's own "scipy is
+    # not installed" path); PyNumero imports scipy.sparse itself later. A process that imported scipy
+    # first keeps the full front end.
+    sys.modules["scipy"] = None  # type: ignore[assignment]
+    try:
+        import cyipopt
+    finally:
+        del sys.modules["scipy"]
     return cyipopt
 
 
@@ -729,6 +747,17 @@ def solve(
         except Exception as exc:
             raise SolveFailed(f"{name}: the solver raised an error: {_clean_message(str(exc))}") from exc
         iterations = counter["n"]
+    elif pyomo_name == "ipopt" and info.route == "executable" and info.location:
+        ok, message, iterations, log = _solve_ipopt_executable(model, info, opts, tee, name)
+        solve_s = time.perf_counter() - t0
+        if not ok:
+            bad = _INVALID_OPTION.search(log)
+            if bad:
+                raise MpdopfError(f"{name}: the solver rejected a --solver-option: {' '.join(bad.group(0).split())}")
+            raise SolveFailed(failure_line(name, message, iterations, opts))
+        return SolveStats(solver=name.lower(), route=info.route or "", termination="optimal",
+                          iterations=iterations, solve_s=solve_s, message=message,
+                          extra={"version": info.version, "mumps": info.mumps, "build": info.build})
     else:
         solver = pyo.SolverFactory(pyomo_name)
         if info.route == "executable" and pyomo_name == "ipopt" and info.location:
@@ -770,6 +799,74 @@ def solve(
         message=message,
         extra={"version": info.version, "mumps": info.mumps, "build": info.build},
     )
+
+
+#: Callbacks of :func:`when_solver_runs`: called (each at most once) when an external solver process starts.
+_on_solver_run: list[Any] = []
+
+
+@contextlib.contextmanager
+def when_solver_runs(callback: Any) -> Iterator[None]:
+    """Within the block, call ``callback()`` once, as the first IPOPT executable process starts (after its
+    NL file is written, while this process only waits): the CLI starts its background imports then."""
+    _on_solver_run.append(callback)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            _on_solver_run.remove(callback)
+
+
+def _solver_runs() -> None:
+    while _on_solver_run:
+        _on_solver_run.pop(0)()
+
+
+def _solve_ipopt_executable(model: Any, info: SolverInfo, opts: Mapping[str, Any], tee: bool,
+                            name: str) -> tuple[bool, str, int | None, str]:
+    """Solve with an IPOPT AMPL executable through Pyomo's newer ``ipopt`` interface
+    (``pyomo.contrib.solver``); load the solution when optimal. Returns (optimal, message, iterations, log).
+
+    The same NL file as the legacy shell-command plugin, with less Python around it (ieee123 x 24 h: 0.31
+    against 0.35 s CPU for the write, the run and the read-back; same iterations and optimum). The NL
+    writer's linear presolve stays off, as in the legacy plugin: it removes 1,418 of 15,144 variables at
+    ieee123 x 24 h (same 61 iterations, ~11 % less IPOPT time) but turns the 71 iterations of the
+    tutorial's case33bw feeder (docs/tutorials/04_own_feeder.py) into 266.
+    """
+    from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
+    from pyomo.contrib.solver.solvers.ipopt import Ipopt
+
+    solver = Ipopt(executable=info.location)
+    run_ipopt = getattr(solver, "_run_ipopt", None)
+    if callable(run_ipopt) and _on_solver_run:  # after the NL write, just before the process starts
+
+        def _run_ipopt(*args: Any, **kwargs: Any) -> Any:
+            _solver_runs()
+            return run_ipopt(*args, **kwargs)
+
+        solver._run_ipopt = _run_ipopt
+    version = tuple(int(p) for p in re.findall(r"\d+", info.version or "")[:3])
+    if len(version) == 3:  # known from the probe: no second `ipopt --version` run
+        Ipopt._exe_cache.setdefault(solver.config.executable.path(), version)
+    with tempfile.TemporaryDirectory(prefix="mpdopf-solver-") as tmp, _pyomo_tempfiles_in(tmp):
+        try:
+            results = solver.solve(model, tee=tee, solver_options=dict(opts), working_dir=tmp,
+                                   writer_config={"linear_presolve": False},
+                                   load_solutions=False, raise_exception_on_nonoptimal_result=False)
+        except Exception as exc:
+            raise SolveFailed(f"{name}: the solver raised an error: {_clean_message(str(exc))}") from exc
+        log = results.solver_log or ""
+        iterations = getattr(results.extra_info, "iteration_count", None)
+        if not isinstance(iterations, int):
+            found = _ITER_PATTERNS[0].search(log)
+            iterations = int(found.group(1)) if found else None
+        message = str(getattr(results.extra_info, "solver_message", "") or "")
+        message = _clean_message(re.sub(r"(?:^|;\s*)AMPL\(\d*\w*:?\w*\??\):[^;]*$", "", message) or message)
+        ok = (results.solution_status == SolutionStatus.optimal
+              and results.termination_condition == TerminationCondition.convergenceCriteriaSatisfied)
+        if ok:
+            results.solution_loader.load_vars()
+    return ok, message, iterations, log
 
 
 #: A line of a solver's log that rejects an option (IPOPT executable and other AMPL solvers).
