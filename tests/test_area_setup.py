@@ -1,5 +1,6 @@
-"""One-time set-up and first solves of the area solvers (issue 14, the 1,025-bus row): an area's first
-solve starts with a smaller barrier than its warm re-solves override."""
+"""One-time set-up and first solves of the area solvers (issue 14, the 1,025-bus row): Pyomo's environment
+helper does not look for Windows runtimes, and an area's first solve starts with a smaller barrier than its warm
+re-solves override."""
 
 from __future__ import annotations
 
@@ -13,6 +14,20 @@ from mpdopf_pyomo import formulations, solvers
 from mpdopf_pyomo.case import load_case
 from mpdopf_pyomo.decomposition.area_solver import COLD_START_OPTIONS, WARM_START_OPTIONS, AreaSolver, AreaSpec
 from mpdopf_pyomo.decomposition.partition import with_areas
+
+
+def test_process_setup_does_not_look_for_windows_runtimes_off_windows():
+    code = ("import ctypes.util, sys; asked = []; find = ctypes.util.find_library; "
+            "ctypes.util.find_library = lambda n: asked.append(n) or find(n); "
+            "from mpdopf_pyomo.decomposition.area_solver import prepare_process; prepare_process('ipopt'); "
+            "from pyomo.common.env import CtypesEnviron; "
+            "print(sorted(asked), [d._loaded for d in CtypesEnviron.DLLs if d._loaded])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    if not solvers.probe("cyipopt").available:
+        pytest.skip("the library route of IPOPT is not installed")
+    assert sys.platform.startswith("linux")
+    assert out.stdout.split() == ["[]", "[]"]  # no find_library call (each ran gcc and ldconfig); none loaded
 
 
 @pytest.fixture(scope="module")
