@@ -73,7 +73,11 @@ WARM_ITER_FACTOR = 3
 #: user's --solver-option overrides both. Measured on the 1,025-bus feeder, 5 h, 8 areas, the round-1
 #: solves of the ENApp warm start (IPOPT iterations summed over the areas, CPU s): IPOPT's defaults 448,
 #: 2.04 s; mu_init 3e-2: 354; 1e-2: 363, 1.65 s; 5e-3: 353; 2e-3: 405; 1e-3: 695 (slower);
-#: mu_strategy adaptive: 420; adaptive + mu_init 1e-2: 420; bound_push = bound_frac = 1e-4: 540.
+#: mu_strategy adaptive: 420; adaptive + mu_init 1e-2: 420; bound_push = bound_frac = 1e-4: 540; tol 1e-6:
+#: 319 (not used: the warm re-solves would keep the looser tolerance). Whole ADMM runs, 5 h, IPOPT
+#: iterations (ADMM iterations unchanged): ieee123 600 -> 565, ieee34 2,665 -> 2,656, case141 201 -> 203,
+#: 1,025 buses 490 -> 403; with bound_push = bound_frac = 1e-3 as well 556, 2,800 (worse), 201, 383:
+#: not kept.
 COLD_START_OPTIONS: dict[str, Any] = {"mu_init": 1e-2}
 
 
