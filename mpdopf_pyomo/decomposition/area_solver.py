@@ -68,6 +68,18 @@ WARM_START_OPTIONS: dict[str, Any] = {
 WARM_MIN_ITER = 60
 WARM_ITER_FACTOR = 3
 
+#: IPOPT options of an area's first solve, from the LinDistFlow start (near-feasible, so a smaller first
+#: barrier than IPOPT's 0.1 suits it); the warm re-solves override them (:data:`WARM_START_OPTIONS`), the
+#: user's --solver-option overrides both. Measured on the 1,025-bus feeder, 5 h, 8 areas, the round-1
+#: solves of the ENApp warm start (IPOPT iterations summed over the areas, CPU s): IPOPT's defaults 448,
+#: 2.04 s; mu_init 3e-2: 354; 1e-2: 363, 1.65 s; 5e-3: 353; 2e-3: 405; 1e-3: 695 (slower);
+#: mu_strategy adaptive: 420; adaptive + mu_init 1e-2: 420; bound_push = bound_frac = 1e-4: 540; tol 1e-6:
+#: 319 (not used: the warm re-solves would keep the looser tolerance). Whole ADMM runs, 5 h, IPOPT
+#: iterations (ADMM iterations unchanged): ieee123 600 -> 565, ieee34 2,665 -> 2,656, case141 201 -> 203,
+#: 1,025 buses 490 -> 403; with bound_push = bound_frac = 1e-3 as well 556, 2,800 (worse), 201, 383:
+#: not kept.
+COLD_START_OPTIONS: dict[str, Any] = {"mu_init": 1e-2}
+
 
 #: IPOPT's "Solved To Acceptable Level".
 IPOPT_ACCEPTABLE = 1
@@ -131,7 +143,9 @@ def peak_rss_mb() -> float:
 def solver_info(solver: str) -> solvers.SolverInfo:
     """The route an area solve takes: many small warm solves, so IPOPT takes the library route (one
     persistent NLP per area) even when an AMPL ipopt executable is installed, which would write an NL file
-    and start a process per solve."""
+    and start a process per solve. Even the cold first round does not pay on the executable: 1,025 buses x
+    5 h, 8 areas, the round-1 solves in one process, 2.05 s wall library against 2.38 s executable (its NL
+    write and process start per area outweigh its cheaper iterations: same 448 IPOPT iterations)."""
     info = solvers.probe("cyipopt") if solver.lower() == "ipopt" else solvers.probe(solver)
     return info if info.available else solvers.probe(solver)
 
@@ -139,9 +153,10 @@ def solver_info(solver: str) -> solvers.SolverInfo:
 def prepare_process(solver: str) -> None:
     """This process's one-time set-up of the area solves, done before a :class:`~.executors.ProcessExecutor`
     forks its workers so that they inherit it rather than each repeat it: import the solver library
-    (cyipopt imports SciPy's optimize) and Pyomo's first ``CtypesEnviron``, which PyomoNLP enters and which
-    looks the C runtimes up with ``ctypes.util.find_library`` (running ``ldconfig``). Together about 0.45 s
-    CPU per worker on the reference machine."""
+    (SciPy's optimize left out: :func:`~mpdopf_pyomo.solvers.import_cyipopt`) and PyNumero, and make Pyomo's
+    first ``CtypesEnviron``, which PyomoNLP enters (the Windows C runtimes skipped off Windows:
+    :func:`_skip_windows_runtimes`). About 0.15 s wall, 0.11 s CPU on the reference machine (0.33 s wall,
+    0.45 s CPU with SciPy's optimize and the runtime look-ups)."""
     info = solver_info(solver)
     if info.available and info.route == "library":
         from pyomo.common.env import CtypesEnviron
@@ -149,7 +164,27 @@ def prepare_process(solver: str) -> None:
         solvers._attach_pynumero()
         from pyomo.contrib.pynumero.interfaces import cyipopt_interface, pyomo_nlp  # noqa: F401
 
+        _skip_windows_runtimes()
         CtypesEnviron()
+
+
+def _skip_windows_runtimes() -> None:
+    """Off Windows, mark the Windows C runtimes that Pyomo's ``CtypesEnviron`` looks for (kernel32, msvcrt,
+    msvcr70..120: ten ``ctypes.util.find_library`` calls, each running gcc and ldconfig, 0.13 s on the
+    reference machine) as absent without looking: no such library loads on Linux or macOS. The class
+    attribute is private to Pyomo; if it changes, this does nothing and only the time is lost."""
+    import sys
+
+    if sys.platform.startswith(("win", "cygwin", "msys")):
+        return
+    try:
+        from pyomo.common.env import CtypesEnviron
+
+        for dll in CtypesEnviron.DLLs:
+            if getattr(dll, "_loaded", False) is None:
+                dll._loaded = False
+    except Exception:  # pragma: no cover - a Pyomo without these internals
+        pass
 
 
 class AreaSolver:
@@ -174,6 +209,8 @@ class AreaSolver:
         self.route = info.route or ""
         self.version = info.version
         self.persistent = info.available and info.route == "library" and spec.solver.lower() in ("ipopt", "cyipopt")
+        if self.persistent:  # (the first solve's options ride with the limits: a warm re-solve overrides them)
+            self.limits = {**COLD_START_OPTIONS, **self.limits}
         self.n_solves = 0
         if self.persistent:
             self._build_nlp()
@@ -183,6 +220,7 @@ class AreaSolver:
     # ----------------------------------------------------------------------------------------------
     def _build_nlp(self) -> None:
         solvers._attach_pynumero()
+        _skip_windows_runtimes()
         solvers.import_cyipopt()  # the one libipopt of this process, before PyNumero checks for cyipopt
         from pyomo.contrib.pynumero.interfaces.cyipopt_interface import CyIpoptNLP
         from pyomo.contrib.pynumero.interfaces.pyomo_nlp import PyomoNLP
