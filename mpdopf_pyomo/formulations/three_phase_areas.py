@@ -33,7 +33,9 @@ noise). The ENApp warm start is given up at the first elastic solve (``warm_aban
 nodes reach v_max = 1.07 at a root voltage 0.4 % above the optimum's (its PVs cannot pull them down), so
 the pinned exchange oscillates and its duals are the elastic penalty's; ADMM then starts from the power
 flow's ports and the substation price (4 + 96 iterations; restarting from the last ENApp point without
-an elastic solve and its duals instead: 4 + 222, not kept).
+an elastic solve and its duals instead: 4 + 222, not kept). IEEE 34, 4 areas, 5 h does not converge in
+300 iterations with these defaults (its Q ports stall, phases 2 and 3 at cuts l29 and l14); the sweep of
+penalties, warm starts, cuts and residual balancing that found no robust fix is in docs/src/three-phase.md.
 """
 
 from __future__ import annotations
