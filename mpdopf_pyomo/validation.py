@@ -575,9 +575,10 @@ def _validate_nodes(case: Case, results: Results, hours: list[int], devices: pd.
     """The check of a three-phase plan (formulations whose ``validation`` is ``"nodes"``): the plan on the
     ORIGINAL feeder (:func:`_check_original` with the plan's ``node_voltages``), every bus and phase in
     magnitude and angle, the substation P and Q in total and per phase, the losses; passes when every node
-    and hour is within :data:`TOL_NODES_V_PU` (a distributed plan: within its consensus tolerance,
-    ``summary['distributed']['tolerance_pu']``, ``tolerance_basis`` "distributed") and the substation P
-    within :data:`TOL_NODES_REL_P_SUB`.
+    and hour is within :data:`TOL_NODES_V_PU` and the substation P within :data:`TOL_NODES_REL_P_SUB` (a
+    distributed plan, ``tolerance_basis`` "distributed": within what its consensus tolerance
+    ``summary['distributed']['tolerance_pu']`` guarantees to first order on its cuts, see
+    :func:`~.formulations.three_phase_areas.consensus_bounds`).
     ``report`` (formulations whose ``validation`` is ``"nodes-report"``: an approximation such as
     ``3ph-linear``): the same comparison, but the gap is the result (``approximation_gap`` true) and the
     check passes whenever OpenDSS ran; ``within_tolerance`` still says whether the exact bound held."""
@@ -609,12 +610,20 @@ def _validate_nodes(case: Case, results: Results, hours: list[int], devices: pd.
         if col in h:
             by_hour[col.replace("orig_", "")] = h[col]
     # a distributed plan is the areas' solutions, which agree on the boundary only to the run's consensus
-    # tolerance (pu): its node voltages are a power flow of the feeder to about that, not to 1e-6 pu
-    tol_v, basis = TOL_NODES_V_PU, "central"
-    dist_tol = (results.summary.get("distributed") or {}).get("tolerance_pu")
+    # tolerance, but a port mismatch moves the nodes below its cut by the feeder's Thevenin impedance there
+    # (IEEE 13, 4 areas: ports within 9e-5 pu, nodes 1.4e-4 pu off): the check applies the first-order bound
+    # of :func:`~.formulations.three_phase_areas.consensus_bounds` for the run's tolerance and cuts
+    tol_v, tol_p, basis = TOL_NODES_V_PU, TOL_NODES_REL_P_SUB, "central"
+    dist = results.summary.get("distributed") or {}
+    dist_tol = dist.get("tolerance_pu")
     if isinstance(dist_tol, (int, float)) and dist_tol > TOL_NODES_V_PU:
-        tol_v, basis = float(dist_tol), "distributed"
-    ok = (by_hour["max_abs_dv_pu"] <= tol_v) & (by_hour["rel_dp_sub"] <= TOL_NODES_REL_P_SUB)
+        from mpdopf_pyomo.formulations.three_phase_areas import consensus_bounds
+
+        bound = consensus_bounds(case, [str(c) for c in dist.get("cut_branches") or []], float(dist_tol))
+        tol_v, basis = max(float(dist_tol), bound["v_pu"]), "distributed"
+        p_min = float(np.maximum(by_hour["p_opendss_kw"].abs(), floor_kw).min())
+        tol_p = max(TOL_NODES_REL_P_SUB, bound["p_kw"] / p_min)
+    ok = (by_hour["max_abs_dv_pu"] <= tol_v) & (by_hour["rel_dp_sub"] <= tol_p)
     by_hour["passed"] = ok | report  # an approximation's gap is reported, never failed
     worst_t = int(by_hour["max_abs_dv_pu"].idxmax())
     price = results.substation["price_usd_per_kwh"].reindex(by_hour.index).to_numpy(float)
@@ -636,7 +645,7 @@ def _validate_nodes(case: Case, results: Results, hours: list[int], devices: pd.
         "nodes": o["nodes"],
         "tolerance_pu": tol_v,
         "tolerance_basis": basis,
-        "tolerance_rel_p_sub": TOL_NODES_REL_P_SUB,
+        "tolerance_rel_p_sub": tol_p,
         "passed": True if report else bool(ok.all()),
         "within_tolerance": bool(ok.all()),
         "approximation_gap": report,
@@ -697,7 +706,7 @@ def format_validation(v: dict[str, Any], verbose: bool = False) -> list[str]:
         f"({100 * v.get('max_rel_dp_sub', float('nan')):.4f} %), max |dQ_sub| {v['max_abs_dq_sub_kvar']:.4f} kvar, "
         f"max |dLoss| {v.get('max_abs_dloss_kw', float('nan')):.4f} kW: {verdict}"
         + ("" if v.get("approximation_gap") else f" (|dV| <= {tol:g} pu"
-           + (": the distributed run's consensus tolerance" if v.get("tolerance_basis") == "distributed" else "")
+           + (": the first-order bound of the distributed run's consensus tolerance" if v.get("tolerance_basis") == "distributed" else "")
            + f", |dP_sub| <= {100 * tol_p:g} %)")
     ]
     if "max_abs_dangle_deg" in v:  # a three-phase plan, checked node by node on the original feeder

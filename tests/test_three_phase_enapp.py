@@ -78,3 +78,17 @@ def test_admm_defaults_on_ieee123_unbalanced_within_1e4_of_central():
     # measured: 100 iterations (4 warm start + 96 ADMM), gap -1.4e-5; 360 values = 4 x 3 cuts x 3 phases x 2 x 5 h
     assert d["iterations"] <= 150 and d["warm_start_abandoned_at"] is not None
     assert d["exchanged_per_iteration"] == 360 and d["exchanged_reals_per_iteration"] == 720
+
+
+@pytest.mark.skipif(not os.environ.get("MPDOPF_SLOW"), reason="IEEE 34, 4 areas, 5 h ADMM (~20 s CPU): MPDOPF_SLOW=1")
+@pytest.mark.xfail(strict=True, reason="known gap: 3ph ADMM on IEEE 34, 4 areas, 5 h does not converge in 300 "
+                   "iterations with its defaults (primal 4.7e-4 pu: the Q ports of phases 2 and 3 at cuts l29 "
+                   "and l14, hours 1, 2, 5); see docs/src/three-phase.md, 'ADMM'")
+def test_admm_defaults_on_ieee34_unbalanced_within_1e4_of_central():
+    """IEEE 34 in 4 areas (cuts l6, l14, l29): the figure to reach. Strict: passes (and so fails) once fixed."""
+    case = load_case("ieee34", 5)
+    central = solve_central(case, "3ph-exact").summary["objective_usd"]
+    res = solve_distributed(case, "admm", "3ph-exact", executor="serial", n_areas=4, progress=quiet)
+    d = res.summary["distributed"]
+    assert d["converged"] and d["cut_branches"] == ["l6", "l14", "l29"]
+    assert abs(gap(res, central)) <= 1e-4, gap(res, central)

@@ -33,7 +33,9 @@ noise). The ENApp warm start is given up at the first elastic solve (``warm_aban
 nodes reach v_max = 1.07 at a root voltage 0.4 % above the optimum's (its PVs cannot pull them down), so
 the pinned exchange oscillates and its duals are the elastic penalty's; ADMM then starts from the power
 flow's ports and the substation price (4 + 96 iterations; restarting from the last ENApp point without
-an elastic solve and its duals instead: 4 + 222, not kept).
+an elastic solve and its duals instead: 4 + 222, not kept). IEEE 34, 4 areas, 5 h does not converge in
+300 iterations with these defaults (its Q ports stall, phases 2 and 3 at cuts l29 and l14); the sweep of
+penalties, warm starts, cuts and residual balancing that found no robust fix is in docs/src/three-phase.md.
 """
 
 from __future__ import annotations
@@ -430,3 +432,50 @@ def results_from_areas(f: Any, case: "Case", parts: list[dict[str, Any]], **summ
             var.set_value(float(v[n, h].real), skip_validation=True)
             central.net.vi[n, t].set_value(float(v[n, h].imag), skip_validation=True)
     return read_back(case, tables, central, v, **summary)
+
+
+def consensus_bounds(case: "Case", cuts: list[str], tol: float) -> dict[str, float]:
+    """How far a distributed plan over the cut branches ``cuts`` whose ports agree to ``tol`` (pu, each of
+    P, Q, Vr, Vi) can be from a power
+    flow of the whole feeder, to first order: the node-by-node check's tolerance for such a plan.
+
+    A child's copy of its parent bus's voltage is within sqrt(2) tol (complex) of the parent's, and a cut's
+    flow mismatch |dS| <= sqrt(2) tol per phase is a current the parent never sees; on a radial feeder it
+    moves every node at or below the cut by Z_cc dI, Z_cc the feeder's Thevenin impedance at the cut's
+    parent nodes (its phases' block, pu). Summed over the cuts between an area and the substation (the worst area):
+    ``v_pu = sqrt(2) tol max_area sum_{c on its path} (1 + ||Z_cc||_inf)``; the substation's P sees every cut's P mismatch:
+    ``p_kw = tol x S_base x (phases of all cuts)``. Measured on IEEE 13, 4 areas, 5 h (ports within
+    9.0e-5): max |dV| 1.36e-4 pu against a bound of 6.2e-4 (loose: the
+    worst case of every phase and port at once), |dP_sub| 0.134 kW against 4.5 kW
+    """
+    import scipy.sparse.linalg as sla
+
+    from mpdopf_pyomo import network
+    from mpdopf_pyomo.formulations.three_phase import tables_of
+
+    tables = tables_of(case)
+    pos = _branch_pos(tables)
+    fixed = set(int(i) for i in tables.fixed)
+    keep = np.array([i for i in range(tables.y.shape[0]) if i not in fixed], dtype=int)
+    local = {int(g): i for i, g in enumerate(keep)}
+    lu = sla.splu(tables.y.tocsc()[keep][:, keep].tocsc())
+    area_of = {str(b): int(a) for b, a in network.assign_areas(case.branches, case.root, list(cuts)).items()}
+    up: dict[int, tuple[int, float]] = {}  # child area -> (parent area, ||Z_cc||_inf of its cut)
+    phases = 0
+    for c in cuts:
+        k = pos[str(c)]
+        at = [local[int(n)] for n in tables.branch_nodes[k][: len(tables.branch_nodes[k]) // 2]]
+        rhs = np.zeros((len(keep), len(at)), complex)
+        rhs[at, range(len(at))] = 1.0
+        z = lu.solve(rhs)[at]  # the cut's phases' block of the Thevenin impedance
+        up[area_of[str(tables.branches["bus2"].iat[k])]] = (area_of[str(tables.branches["bus1"].iat[k])],
+                                                            float(np.abs(z).sum(axis=1).max()))
+        phases += len(at)
+    worst = 0.0  # the deepest sum over the cuts between an area and the substation's
+    for a in up:
+        n, zs = 0, 0.0
+        while a in up:
+            a, zc = up[a]
+            n, zs = n + 1, zs + zc
+        worst = max(worst, n + zs)
+    return {"v_pu": float(np.sqrt(2.0) * tol * worst), "p_kw": float(tol * case.bases.s_kva * phases)}
