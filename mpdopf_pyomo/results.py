@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
-import pyomo.environ as pyo
+from mpdopf_pyomo import pyo
 
 from mpdopf_pyomo.case import Case, exc_message, one_line
 from mpdopf_pyomo.errors import CaseError, MpdopfError
