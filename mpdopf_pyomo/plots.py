@@ -124,10 +124,18 @@ def save_png(fig: Figure, path: str | Path) -> None:
 def write_figures(case: Case, results: Results, names: Iterable[str], folder: str | Path) -> list[str]:
     """Draw each figure of ``names`` and save it as ``folder/NAME.png`` at once (one figure in memory at a
     time); return the file names written."""
+    import gc
+
     written = []
-    for name in names:
-        save_png(figure(name, case, results), Path(folder) / f"{name}.png")
-        written.append(f"{name}.png")
+    was_enabled = gc.isenabled()
+    gc.disable()  # matplotlib's many small objects set off ~40 collections per figure (~0.1 s in all)
+    try:
+        for name in names:
+            save_png(figure(name, case, results), Path(folder) / f"{name}.png")
+            written.append(f"{name}.png")
+    finally:
+        if was_enabled:
+            gc.enable()  # the next collection frees the figures' reference cycles
     return written
 
 
