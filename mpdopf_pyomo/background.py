@@ -305,9 +305,20 @@ def _draw_parts(plots: Any, case: Any, results: Any, groups: list[list[str]], fo
 
     me = os.getpid()
     children: list[tuple[int, int]] = []
+    here = list(groups[0]) if groups else []
     for group in groups[1:]:
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
+        try:
+            read_fd, write_fd = os.pipe()
+        except OSError:  # no pipe or process to spare: this worker draws the group itself
+            here += group
+            continue
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            here += group
+            continue
         if pid == 0:
             code = 1
             try:
@@ -323,7 +334,7 @@ def _draw_parts(plots: Any, case: Any, results: Any, groups: list[list[str]], fo
                 os._exit(code)
         os.close(write_fd)
         children.append((pid, read_fd))
-    written = _draw(plots, case, results, groups[0] if groups else [], folder)
+    written = _draw(plots, case, results, here, folder)
     for pid, read_fd in children:
         try:
             data = _read_message(read_fd)

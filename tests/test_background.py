@@ -92,6 +92,19 @@ def test_a_job_in_two_parts_is_drawn_by_the_worker_and_a_copy(solved, tmp_path, 
 
 
 @linux
+def test_a_part_that_cannot_be_forked_is_drawn_by_the_worker(solved, tmp_path, free_core, monkeypatch):
+    from mpdopf_pyomo import plots
+
+    def no_fork():
+        raise OSError("fork: Resource temporarily unavailable")
+
+    case, res = solved
+    monkeypatch.setattr(os, "fork", no_fork)  # what the worker sees (called here, in this process)
+    got = background._draw_parts(plots, case, res, [["forecast"], ["profile"]], str(tmp_path), ())
+    assert sorted(got) == ["forecast.png", "profile.png"]
+
+
+@linux
 def test_stop_also_ends_the_copy_drawing_a_part(solved, tmp_path, free_core):
     import time
 
