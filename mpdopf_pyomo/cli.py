@@ -338,9 +338,10 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
                    if v is not None}
     if target is None:
         target = claim(default_folder(case.name, case.hours, algorithm, start))
-    # Figures: two warm workers forked now (they import matplotlib while this process builds and solves),
-    # sent the plan when it is ready; else one fork after the solve (plots.BackgroundFigures), else here.
-    workers = _figure_workers(2) if plots else []
+    # Figures: a warm worker forked now (it imports matplotlib while this process builds and solves), sent
+    # the plan when it is ready, which it draws in two halves, one in a copy of itself forked then (no
+    # second import); else one fork after the solve (plots.BackgroundFigures), else here.
+    workers = _figure_workers(1) if plots else []
     # what the steps after the solve import (the OpenDSS engine 0.25 s, matplotlib 0.2-0.3 s unless the
     # workers draw), imported while the IPOPT executable runs (started then, so that it does not slow the
     # build and the NL write; after the solve at the latest); joined before any fork and before validating
@@ -361,8 +362,8 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
         t_fig = time.perf_counter()
         early = [n for n in bg.figure_names(results, validated=validate) if n != "validation"]
         if workers:
-            for worker, part in zip(workers, bg.share(early, len(workers))):
-                worker.submit(case, results, part, target.staging)
+            workers[0].submit(case, results, early, target.staging, parts=2)
+            for part in bg.share(early, 2):
                 if part:
                     progress(f"drawing {', '.join(part)} in a background process")
         else:

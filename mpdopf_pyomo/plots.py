@@ -91,6 +91,12 @@ PNG_DPI = 110
 PNG_COMPRESS_LEVEL = 1
 
 
+#: Settings every figure is built with. ``axes.titley`` 1.0: the titles sit where matplotlib's automatic
+#: placement puts them on these axes (no ticks or labels above the plot), without that placement measuring
+#: every tick label of every axes again at each save (a tenth of the figures' time).
+_RC = {"axes.titley": 1.0}
+
+
 def figure(name: str, case: Case, results: Results) -> Figure:
     """One figure by name (see :data:`BASE_FIGURES` and :func:`figure_names`)."""
     draw = {
@@ -101,7 +107,8 @@ def figure(name: str, case: Case, results: Results) -> Figure:
     }
     if name not in draw:
         raise KeyError(f"no figure named {name!r}; figures: {', '.join(draw)}")
-    return draw[name](case, results)
+    with matplotlib.rc_context(_RC):
+        return draw[name](case, results)
 
 
 def figures(case: Case, results: Results, names: Iterable[str] | None = None) -> dict[str, Figure]:
@@ -117,10 +124,18 @@ def save_png(fig: Figure, path: str | Path) -> None:
 def write_figures(case: Case, results: Results, names: Iterable[str], folder: str | Path) -> list[str]:
     """Draw each figure of ``names`` and save it as ``folder/NAME.png`` at once (one figure in memory at a
     time); return the file names written."""
+    import gc
+
     written = []
-    for name in names:
-        save_png(figure(name, case, results), Path(folder) / f"{name}.png")
-        written.append(f"{name}.png")
+    was_enabled = gc.isenabled()
+    gc.disable()  # matplotlib's many small objects set off ~40 collections per figure (~0.1 s in all)
+    try:
+        for name in names:
+            save_png(figure(name, case, results), Path(folder) / f"{name}.png")
+            written.append(f"{name}.png")
+    finally:
+        if was_enabled:
+            gc.enable()  # the next collection frees the figures' reference cycles
     return written
 
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import pyomo.environ as pyo
+from mpdopf_pyomo import pyo
 from pyomo.common.gc_manager import PauseGC
 
 from mpdopf_pyomo.blocks.battery import declare_battery

@@ -708,7 +708,7 @@ def solve(
     Raises :class:`SolverUnavailable` when the solver cannot be found and :class:`SolveFailed` on any
     termination other than (locally) optimal: infeasible, iteration or time limit, numerical trouble.
     """
-    import pyomo.environ as pyo
+    from mpdopf_pyomo import pyo
     from pyomo.opt import TerminationCondition as TC
 
     info = probe(name)

@@ -78,6 +78,47 @@ def test_stop_kills_and_reaps(solved, tmp_path, free_core):
     assert w.wait() == []
 
 
+@linux
+def test_a_job_in_two_parts_is_drawn_by_the_worker_and_a_copy(solved, tmp_path, free_core, alarm):
+    """parts=2: half the figures in a copy of the warm worker forked for the job (no second matplotlib
+    import); every file is reported, a failing figure in either half leaves the rest."""
+    case, res = solved
+    w = FigureWorker.start()
+    w.submit(case, res, ["forecast", "battery", "no-such-figure", "profile"], tmp_path, parts=2)
+    w.submit(case, res, ["voltages"], tmp_path)
+    assert sorted(w.wait()) == ["battery.png", "forecast.png", "profile.png", "voltages.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["battery.png", "forecast.png", "profile.png",
+                                                          "voltages.png"]
+
+
+@linux
+def test_a_part_that_cannot_be_forked_is_drawn_by_the_worker(solved, tmp_path, free_core, monkeypatch):
+    from mpdopf_pyomo import plots
+
+    def no_fork():
+        raise OSError("fork: Resource temporarily unavailable")
+
+    case, res = solved
+    monkeypatch.setattr(os, "fork", no_fork)  # what the worker sees (called here, in this process)
+    got = background._draw_parts(plots, case, res, [["forecast"], ["profile"]], str(tmp_path), ())
+    assert sorted(got) == ["forecast.png", "profile.png"]
+
+
+@linux
+def test_stop_also_ends_the_copy_drawing_a_part(solved, tmp_path, free_core):
+    import time
+
+    case, res = solved
+    w = FigureWorker.start()
+    w.submit(case, res, ["battery"] * 10 + ["forecast"] * 10, tmp_path, parts=2)
+    time.sleep(2.0)  # matplotlib imported and both halves drawing
+    w.stop()
+    time.sleep(0.3)
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    time.sleep(1.0)  # a copy left running would go on rewriting its files
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+
+
 def test_no_worker_on_a_busy_machine(monkeypatch):
     monkeypatch.setattr(os, "getloadavg", lambda: (float(os.cpu_count() or 1), 0.0, 0.0))
     assert FigureWorker.start() is None

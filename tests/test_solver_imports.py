@@ -34,3 +34,17 @@ def test_library_route_solves_without_the_front_end():
 def test_scipy_imported_first_keeps_minimize_ipopt():
     assert _run("import scipy.optimize\nfrom mpdopf_pyomo import solvers\nc = solvers.import_cyipopt()\n"
                 "print(hasattr(c, 'minimize_ipopt') and c.SCIPY_INSTALLED)") == ["True"]
+
+
+def test_executable_route_solves_without_pyomo_environ():
+    """The models use mpdopf_pyomo.pyo (pyomo.core): the executable route never loads pyomo.environ's plugins
+    (~0.15 s of the default command), and the answer is the one the library route (which does) gives."""
+    got = _run("import sys\nimport mpdopf_pyomo as mp\n"
+               "r = mp.solve('ieee123', hours=1, solver='ipopt', validate=False)\n"
+               "print(r.summary['solver_route'], repr(float(r.summary['objective_usd'])), 'pyomo.environ' in sys.modules)\n"
+               "from mpdopf_pyomo import pyo\nprint(pyo.SolverFactory is not None, 'pyomo.environ' in sys.modules)")
+    assert got[0] == "executable" and got[2] == "False", got
+    assert got[3:] == ["True", "True"]  # any other name still comes from pyomo.environ, on first use
+    lib = _run("import mpdopf_pyomo as mp\n"
+               "print(repr(float(mp.solve('ieee123', hours=1, solver='cyipopt', validate=False).summary['objective_usd'])))")
+    assert abs(float(got[1]) - float(lib[0])) <= 1e-8 * abs(float(lib[0]))

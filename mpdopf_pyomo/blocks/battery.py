@@ -19,7 +19,7 @@ import math
 from typing import Literal, Sequence
 
 import pandas as pd
-import pyomo.environ as pyo
+from mpdopf_pyomo import pyo
 
 
 def declare_battery(

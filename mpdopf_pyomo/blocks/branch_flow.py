@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping, NamedTuple, Sequence
 
-import pyomo.environ as pyo
+from mpdopf_pyomo import pyo
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import math
 from typing import Literal, Sequence
 
 import pandas as pd
-import pyomo.environ as pyo
+from mpdopf_pyomo import pyo
 
 
 def declare_pv(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import pyomo.environ as pyo
+from mpdopf_pyomo import pyo
 
 
 def declare_substation(

@@ -43,7 +43,7 @@ class Balanced(OpfFormulation):
     def solve_central(self, case: "Case", solver: str, options: Mapping[str, Any] | None, tee: bool,
                       progress: "Progress") -> "Results":
         """Solve the whole feeder over the horizon as one NLP, from a LinDistFlow starting point."""
-        import pyomo.environ as pyo
+        from mpdopf_pyomo import pyo
 
         from mpdopf_pyomo import problem, solvers
         from mpdopf_pyomo.results import Results
