@@ -108,6 +108,21 @@ def child_setup(parent: int) -> None:
 _PARENT_FDS: set[int] = set()
 
 
+def reap(pid: int, kill: bool = True) -> None:
+    """Wait for the child ``pid`` to end (SIGKILL it first when ``kill``); a child already gone is fine."""
+    import signal
+
+    if kill:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 def _write_message(fd: int, data: bytes) -> None:
     payload = len(data).to_bytes(8, "little") + data
     view = memoryview(payload)
@@ -247,8 +262,6 @@ class FigureWorker:
         self._reap(kill=True)
 
     def _reap(self, kill: bool) -> None:
-        import signal
-
         for attr in ("_job_fd", "_report_fd"):
             fd = getattr(self, attr)
             if fd is not None:
@@ -257,15 +270,7 @@ class FigureWorker:
                 setattr(self, attr, None)
         if self.pid is None:
             return
-        if kill:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
+        reap(self.pid, kill)
         self.pid = None
 
 

@@ -76,6 +76,7 @@ from matplotlib.ticker import LogFormatter, NullFormatter  # noqa: E402
 from mpdopf_pyomo.background import BASE_FIGURES, figure_names  # noqa: E402,F401  (re-exported)
 from mpdopf_pyomo.background import can_fork, core_is_free  # noqa: E402,F401  (core_is_free: re-exported)
 from mpdopf_pyomo.background import child_setup as _child_setup  # noqa: E402
+from mpdopf_pyomo.background import reap  # noqa: E402
 from mpdopf_pyomo.case import Case  # noqa: E402
 from mpdopf_pyomo.results import Results  # noqa: E402
 
@@ -847,19 +848,9 @@ class BackgroundFigures:
 
     def stop(self) -> None:
         """Kill and reap the child if it still runs (no-op after :meth:`wait`)."""
-        import os
-        import signal
-
         if self.pid is None:
             return
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
+        reap(self.pid)
         self.pid = None
         self._close()
 
