@@ -64,3 +64,18 @@ def test_a_warm_solve_past_its_cap_is_solved_again_cold(monkeypatch: pytest.Monk
     assert out["iterations"] == 3 + expected["iterations"]
     np.testing.assert_allclose(out["x"], expected["x"], atol=1e-7)
     assert out["cost"] == pytest.approx(expected["cost"], rel=1e-9)
+
+
+def test_retries_are_counted_per_round_in_the_timing_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the warm cap forced to 3 iterations, ENApp's warm re-solves on ieee123 give way to cold retries:
+    the timing table counts them per round (``retries``), its ``ipopt_iterations`` add up to the run's, and
+    the summary carries the total (``area_retries``)."""
+    monkeypatch.setattr(area_solver, "WARM_MIN_ITER", 3)
+    monkeypatch.setattr(area_solver, "WARM_ITER_FACTOR", 0)
+    res = solve_distributed(load_case("ieee123", 1), "enapp", executor="serial")
+    t = res.extra_tables["timing"]
+    d = res.summary["distributed"]
+    assert t["retries"].iloc[0] == 0  # round 1 is cold everywhere: nothing to retry
+    assert t["retries"].iloc[1:].sum() > 0
+    assert d["area_retries"] == int(t["retries"].sum())
+    assert int(t["ipopt_iterations"].sum()) == res.summary["solver_stats"]["iterations"]

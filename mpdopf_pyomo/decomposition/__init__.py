@@ -206,6 +206,7 @@ def solve_distributed(
         "per_iteration_s": (out.area_solve_s + out.coordination_s) / max(out.iterations, 1),
         **timing_summary(out, [float(info[a]["build_s"]) for a in areas], build_s, solve_s,
                          [float(info[a].get("build_cpu_s", 0.0)) for a in areas]),
+        "area_retries": int(sum(r["retries"] for r in out.timing)),
         "persistent_area_solvers": all(info[a]["persistent"] for a in areas),
         # peak resident memory of each worker holding areas, MB (the coordinator's own when serial)
         "worker_peak_mb": {w["worker"]: w["peak_mb"] for w in workers},

@@ -133,8 +133,12 @@ class Outcome:
 #: coordinator, the iteration's wall with one core per area. ``critical_cpu_s`` and ``solve_total_cpu_s``
 #: are the same two figures in CPU time of the solving threads: on a machine that runs other work too
 #: (wall times stretched by the contention) they are what the solves take on cores of their own.
+#: Two counts follow: ``ipopt_iterations`` of the round's area solves (every attempt's) and ``retries``,
+#: the attempts after each area's first (cold retries of a stalled warm solve, elastic re-solves): a
+#: round whose time jumps shows here whether an area had to start over.
 TIMING_COLUMNS = ("iteration", "critical_s", "solve_total_s", "waiting_s", "idle_s", "transfer_s",
-                  "coordinator_s", "projected_s", "wall_s", "critical_cpu_s", "solve_total_cpu_s")
+                  "coordinator_s", "projected_s", "wall_s", "critical_cpu_s", "solve_total_cpu_s",
+                  "ipopt_iterations", "retries")
 
 
 class Clock:
@@ -170,7 +174,7 @@ class Tally:
     @staticmethod
     def _new_round() -> dict[str, float]:
         return {"critical_s": 0.0, "solve_total_s": 0.0, "waiting_s": 0.0, "idle_s": 0.0, "transfer_s": 0.0,
-                "critical_cpu_s": 0.0, "solve_total_cpu_s": 0.0, "map_s": 0.0}
+                "critical_cpu_s": 0.0, "solve_total_cpu_s": 0.0, "map_s": 0.0, "ipopt_iterations": 0, "retries": 0}
 
     @property
     def iterations(self) -> int:
@@ -184,7 +188,8 @@ class Tally:
         times = {a: o["solve_s"] for a, o in out.items()}
         self.solve_crit += max(times.values()) if self.executor.parallel else sum(times.values())
         self.solve_total += sum(times.values())
-        self.ipopt_iterations += sum(int(o["iterations"]) for o in out.values())
+        its = sum(int(o["iterations"]) for o in out.values())
+        self.ipopt_iterations += its
         groups = [g for g in (self.executor.groups() or [[a] for a in times]) if any(a in times for a in g)]
         busy = [sum(times.get(a, 0.0) for a in g) for g in groups]
         busiest = max(busy)
@@ -199,6 +204,8 @@ class Tally:
         rnd["critical_cpu_s"] += max(cpu)
         rnd["solve_total_cpu_s"] += sum(cpu)
         rnd["map_s"] += wall
+        rnd["ipopt_iterations"] += its
+        rnd["retries"] += sum(max(len(o.get("attempts", ())) - 1, 0) for o in out.values())
         return out
 
     def record(self, method: str, r: float, s: float, objective: float, rho: float = float("nan"),
