@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 #: F_SETPIPE_SZ (Linux): a job (the case and the results, ~0.1 MB at ieee123 x 5 h) fits into the pipe, so
 #: sending one never waits for a worker still importing matplotlib.
@@ -101,6 +101,28 @@ def child_setup(parent: int) -> None:
         pass
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
+
+
+def fork_child(body: Callable[[], None], close: Iterable[int] = ()) -> int:
+    """Fork; in the child close the file descriptors ``close`` (the parent's pipe ends), set it up
+    (:func:`child_setup`), run ``body`` and leave with ``os._exit`` (0 when ``body`` returned, 1 on any
+    exception: the parent draws what is missing and reports any error itself), never running the
+    parent's clean-up. Returns the child's pid in the parent; raises :class:`OSError` if it cannot fork."""
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for fd in close:
+                os.close(fd)
+            child_setup(parent)
+            body()
+            code = 0
+        except BaseException:  # noqa: BLE001 - see the docstring
+            pass
+        finally:
+            os._exit(code)
+    return pid
 
 
 #: This process's ends of the pipes of its live workers: a later worker closes them at once, or a worker
@@ -191,23 +213,11 @@ class FigureWorker:
             fcntl.fcntl(job_w, _F_SETPIPE_SZ, _PIPE_BYTES)
         except (ImportError, OSError):  # smaller pipe: a large job waits for the worker to read it
             pass
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the child: import, then draw each job; never run any of the parent's clean-up
-            code = 1
-            try:
-                os.close(job_w)
-                os.close(report_r)
-                for fd in list(_PARENT_FDS):  # the siblings' pipes
-                    os.close(fd)
-                _PARENT_FDS.clear()
-                child_setup(parent)
-                _serve(job_r, report_w)
-                code = 0
-            except BaseException:  # the parent draws what is missing and reports any error itself
-                pass
-            finally:
-                os._exit(code)
+        def serve() -> None:  # in the child, whose copies of the siblings' pipes fork_child closed
+            _PARENT_FDS.clear()
+            _serve(job_r, report_w)
+
+        pid = fork_child(serve, (job_w, report_r, *_PARENT_FDS))
         os.close(job_r)
         os.close(report_w)
         _PARENT_FDS.update((job_w, report_r))
@@ -308,7 +318,6 @@ def _draw_parts(plots: Any, case: Any, results: Any, groups: list[list[str]], fo
     :func:`child_setup`); the files written by all, once every copy has ended."""
     import json
 
-    me = os.getpid()
     children: list[tuple[int, int]] = []
     here = list(groups[0]) if groups else []
     for group in groups[1:]:
@@ -317,26 +326,16 @@ def _draw_parts(plots: Any, case: Any, results: Any, groups: list[list[str]], fo
         except OSError:  # no pipe or process to spare: this worker draws the group itself
             here += group
             continue
-        try:
-            pid = os.fork()
+        def draw_group(group: list[str] = group, write_fd: int = write_fd) -> None:
+            _write_message(write_fd, json.dumps(_draw(plots, case, results, group, folder)).encode())
+
+        try:  # this worker reports what the copy wrote; the parent draws the rest
+            pid = fork_child(draw_group, (read_fd, *own_fds, *(r for _, r in children)))
         except OSError:
             os.close(read_fd)
             os.close(write_fd)
             here += group
             continue
-        if pid == 0:
-            code = 1
-            try:
-                os.close(read_fd)
-                for fd in own_fds + tuple(r for _, r in children):
-                    os.close(fd)
-                child_setup(me)
-                _write_message(write_fd, json.dumps(_draw(plots, case, results, group, folder)).encode())
-                code = 0
-            except BaseException:  # this worker reports what the copy wrote; the parent draws the rest
-                pass
-            finally:
-                os._exit(code)
         os.close(write_fd)
         children.append((pid, read_fd))
     written = _draw(plots, case, results, here, folder)
@@ -349,8 +348,5 @@ def _draw_parts(plots: Any, case: Any, results: Any, groups: list[list[str]], fo
             pass
         finally:
             os.close(read_fd)
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+            reap(pid, kill=False)
     return written

@@ -75,7 +75,7 @@ from matplotlib.ticker import LogFormatter, NullFormatter  # noqa: E402
 
 from mpdopf_pyomo.background import BASE_FIGURES, figure_names  # noqa: E402,F401  (re-exported)
 from mpdopf_pyomo.background import can_fork, core_is_free  # noqa: E402,F401  (core_is_free: re-exported)
-from mpdopf_pyomo.background import child_setup as _child_setup  # noqa: E402
+from mpdopf_pyomo.background import fork_child  # noqa: E402
 from mpdopf_pyomo.background import reap  # noqa: E402
 from mpdopf_pyomo.case import Case  # noqa: E402
 from mpdopf_pyomo.results import Results  # noqa: E402
@@ -800,25 +800,16 @@ class BackgroundFigures:
         # kernel copy every shared page of the heap (copy-on-write) into the child.
         gc.freeze()
         read_fd, write_fd = os.pipe()
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the child: draw, report, leave without running any of the parent's clean-up
-            code = 1
-            try:
-                os.close(read_fd)
-                _child_setup(parent)
-                import json
-                import time
 
-                t0 = time.perf_counter()
-                written = write_figures(case, results, names, folder)
-                report = json.dumps({"files": written, "seconds": time.perf_counter() - t0}).encode()
-                os.write(write_fd, report)
-                code = 0
-            except BaseException:  # the parent draws what is missing and reports any error itself
-                pass
-            finally:
-                os._exit(code)
+        def draw() -> None:  # in the child: draw, then report the files and the time
+            import json
+            import time
+
+            t0 = time.perf_counter()
+            written = write_figures(case, results, names, folder)
+            os.write(write_fd, json.dumps({"files": written, "seconds": time.perf_counter() - t0}).encode())
+
+        pid = fork_child(draw, (read_fd,))
         os.close(write_fd)
         return cls(pid, read_fd, list(names))
 
