@@ -129,6 +129,22 @@ def check(name: str, case: "Case", algorithm: str = "central") -> OpfFormulation
     return f
 
 
+def solve_model(m: Any, solver: str, options: Mapping[str, Any] | None, tee: bool,
+                progress: "Progress") -> tuple[Any, dict[str, Any]]:
+    """Solve a built central model (:func:`mpdopf_pyomo.solvers.solve`) with the progress lines every
+    formulation prints; returns the solver's stats and the summary's ``solver_stats`` common to all
+    (iterations, termination, free variables and active constraints of the model, MUMPS version)."""
+    from mpdopf_pyomo import pyo, solvers
+
+    progress(f"solving with {solver}")
+    stats = solvers.solve(m, solver, options, tee=tee)
+    progress(f"{solver} ({stats.route}) converged in {stats.iterations} iterations, {stats.solve_s:.2f} s")
+    n_vars = sum(1 for x in m.component_data_objects(pyo.Var, active=True) if not x.fixed)
+    n_cons = sum(1 for _ in m.component_data_objects(pyo.Constraint, active=True))
+    return stats, {"iterations": stats.iterations, "termination": stats.termination, "variables": n_vars,
+                   "constraints": n_cons, "mumps": stats.extra.get("mumps")}
+
+
 def supported(case: "Case") -> list[tuple[str, str | None]]:
     """Every formulation with None (supported) or the reason it cannot solve ``case``."""
     return [(name, f.unsupported(case)) for name, f in FORMULATIONS.items()]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Mapping
 
-from mpdopf_pyomo.formulations import OpfFormulation, register
+from mpdopf_pyomo.formulations import OpfFormulation, register, solve_model
 
 #: The balanced relations of :data:`mpdopf_pyomo.blocks.branch_flow.FORMULATIONS` (named here so that the
 #: CLI can list the formulations without importing Pyomo; a test checks the two agree).
@@ -43,9 +43,7 @@ class Balanced(OpfFormulation):
     def solve_central(self, case: "Case", solver: str, options: Mapping[str, Any] | None, tee: bool,
                       progress: "Progress") -> "Results":
         """Solve the whole feeder over the horizon as one NLP, from a LinDistFlow starting point."""
-        from mpdopf_pyomo import pyo
-
-        from mpdopf_pyomo import problem, solvers
+        from mpdopf_pyomo import problem
         from mpdopf_pyomo.results import Results
 
         formulation = self.name
@@ -54,11 +52,7 @@ class Balanced(OpfFormulation):
         m = problem.build_model(case, formulation)
         problem.initialize(m, problem.flat_start(case))
         build_s = time.perf_counter() - t0
-        progress(f"solving with {solver}")
-        stats = solvers.solve(m, solver, options, tee=tee)
-        progress(f"{solver} ({stats.route}) converged in {stats.iterations} iterations, {stats.solve_s:.2f} s")
-        n_vars = sum(1 for v in m.component_data_objects(pyo.Var, active=True) if not v.fixed)
-        n_cons = sum(1 for _ in m.component_data_objects(pyo.Constraint, active=True))
+        stats, solver_stats = solve_model(m, solver, options, tee, progress)
         return Results.from_models(
             case,
             [m],
@@ -67,8 +61,7 @@ class Balanced(OpfFormulation):
             solver=stats.solver,
             solver_route=stats.route,
             solver_version=stats.extra.get("version"),
-            solver_stats={"iterations": stats.iterations, "termination": stats.termination,
-                          "variables": n_vars, "constraints": n_cons, "mumps": stats.extra.get("mumps")},
+            solver_stats=solver_stats,
             timings={"build_s": build_s, "solve_s": stats.solve_s},
         )
 

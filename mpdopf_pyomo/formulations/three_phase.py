@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from mpdopf_pyomo.errors import CaseError
-from mpdopf_pyomo.formulations import OpfFormulation, register
+from mpdopf_pyomo.formulations import OpfFormulation, register, solve_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -239,7 +239,6 @@ class ThreePhaseExact(OpfFormulation):
 
     def solve_central(self, case: "Case", solver: str, options: Mapping[str, Any] | None, tee: bool,
                       progress: "Progress") -> "Results":
-        from mpdopf_pyomo import solvers
         from mpdopf_pyomo.blocks.three_phase.current_injection import node_voltages
 
         t0 = time.perf_counter()
@@ -250,24 +249,16 @@ class ThreePhaseExact(OpfFormulation):
         m = self.build(case, tables, v0)
         self.initialize(case, tables, m, v0, p_inj)
         build_s = time.perf_counter() - t0
-        progress(f"solving with {solver}")
         options = dict(options or {})
         if solver.lower() in ("ipopt", "cyipopt"):
             # IPOPT's adaptive barrier update: 29 instead of 38 iterations on IEEE 123, 24 h (27 vs 31 on
             # IEEE 34, 19 vs 21 on IEEE 13; measured); a --solver-option overrides it
             options.setdefault("mu_strategy", "adaptive")
-        stats = solvers.solve(m, solver, options, tee=tee)
-        progress(f"{solver} ({stats.route}) converged in {stats.iterations} iterations, {stats.solve_s:.2f} s")
-        import pyomo.environ as pyo
-
-        n_vars = sum(1 for x in m.component_data_objects(pyo.Var, active=True) if not x.fixed)
-        n_cons = sum(1 for _ in m.component_data_objects(pyo.Constraint, active=True))
+        stats, solver_stats = solve_model(m, solver, options, tee, progress)
         v = node_voltages(m.net, len(tables.nodes))
         return read_back(case, tables, m, v, algorithm="central", formulation=self.name, solver=stats.solver,
                          solver_route=stats.route, solver_version=stats.extra.get("version"),
-                         solver_stats={"iterations": stats.iterations, "termination": stats.termination,
-                                       "variables": n_vars, "constraints": n_cons, "mumps": stats.extra.get("mumps"),
-                                       "start_power_flow_iterations": pf_iters,
+                         solver_stats={**solver_stats, "start_power_flow_iterations": pf_iters,
                                        "loads_above_vmax": m.regimes},
                          timings={"build_s": build_s, "solve_s": stats.solve_s})
 

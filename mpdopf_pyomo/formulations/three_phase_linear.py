@@ -47,7 +47,7 @@ import time
 from typing import TYPE_CHECKING, Any, Mapping
 
 from mpdopf_pyomo.errors import CaseError
-from mpdopf_pyomo.formulations import OpfFormulation, register
+from mpdopf_pyomo.formulations import OpfFormulation, register, solve_model
 from mpdopf_pyomo.formulations.three_phase import ThreePhaseExact, network_of, tables_of
 
 if TYPE_CHECKING:
@@ -252,9 +252,6 @@ class ThreePhaseLinear(OpfFormulation):
 
     def solve_central(self, case: "Case", solver: str, options: Mapping[str, Any] | None, tee: bool,
                       progress: "Progress") -> "Results":
-        import pyomo.environ as pyo
-
-        from mpdopf_pyomo import solvers
         from mpdopf_pyomo.blocks.three_phase.lindist3flow import linear_branches, read_back
 
         t0 = time.perf_counter()
@@ -265,17 +262,11 @@ class ThreePhaseLinear(OpfFormulation):
         v0, _, pf_iters = ThreePhaseExact.start(case, tables)
         m = self.build(case, tables, branches, v0)
         build_s = time.perf_counter() - t0
-        progress(f"solving with {solver}")
-        stats = solvers.solve(m, solver, options, tee=tee)
-        progress(f"{solver} ({stats.route}) converged in {stats.iterations} iterations, {stats.solve_s:.2f} s")
-        n_vars = sum(1 for x in m.component_data_objects(pyo.Var, active=True) if not x.fixed)
-        n_cons = sum(1 for _ in m.component_data_objects(pyo.Constraint, active=True))
+        stats, solver_stats = solve_model(m, solver, options, tee, progress)
         approx = sorted({f"{b.name} ({b.approx})" for b in branches if b.approx})
         return read_back(case, tables, branches, m, algorithm="central", formulation=self.name,
                          solver=stats.solver, solver_route=stats.route, solver_version=stats.extra.get("version"),
-                         solver_stats={"iterations": stats.iterations, "termination": stats.termination,
-                                       "variables": n_vars, "constraints": n_cons, "mumps": stats.extra.get("mumps"),
-                                       "start_power_flow_iterations": pf_iters, "loads_above_vmax": m.regimes,
+                         solver_stats={**solver_stats, "start_power_flow_iterations": pf_iters, "loads_above_vmax": m.regimes,
                                        "delta_windings_as_wye": approx},
                          timings={"build_s": build_s, "solve_s": stats.solve_s})
 
