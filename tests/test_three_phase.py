@@ -107,14 +107,8 @@ Set VoltageBases=[12.47]
 CalcVoltageBases
 """
 
-
-def test_balanced_feeder_three_phase_objective_equals_balanced_exact(tmp_path):
-    """On a perfectly balanced feeder (transposed lines: r1 = r0, x1 = x0, c1 = c0, so no coupling between
-    phases; balanced wye loads; PV and battery on three-phase buses) both formulations describe the same
-    physics: objectives within 1e-6 relative (solver tolerance 1e-8 and the 1e-6 ohm source impedance,
-    which only the three-phase model holds: ~1e-9 pu of drop)."""
-    (tmp_path / "bal.dss").write_text(BALANCED_FEEDER)
-    (tmp_path / "case.toml").write_text("""
+#: A 2-hour case on :data:`BALANCED_FEEDER` (saved as bal.dss beside it): a PV at b2, a battery at b3.
+BALANCED_CASE = """
 [case]
 network = "bal.dss"
 [bases]
@@ -136,7 +130,16 @@ e_rated_kwh = {b3 = 900.0}
 load_mult = [0.8, 1.0]
 pv_mult = [0.9, 0.3]
 price_usd_per_kwh = [0.05, 0.2]
-""")
+"""
+
+
+def test_balanced_feeder_three_phase_objective_equals_balanced_exact(tmp_path):
+    """On a perfectly balanced feeder (transposed lines: r1 = r0, x1 = x0, c1 = c0, so no coupling between
+    phases; balanced wye loads; PV and battery on three-phase buses) both formulations describe the same
+    physics: objectives within 1e-6 relative (solver tolerance 1e-8 and the 1e-6 ohm source impedance,
+    which only the three-phase model holds: ~1e-9 pu of drop)."""
+    (tmp_path / "bal.dss").write_text(BALANCED_FEEDER)
+    (tmp_path / "case.toml").write_text(BALANCED_CASE)
     case = load_case(tmp_path / "case.toml", 2)
     three = pipeline.solve_case(case, formulation="3ph-exact")
     bal = pipeline.solve_case(case, formulation="exact")

@@ -16,7 +16,7 @@ from mpdopf_pyomo.cli import main
 from mpdopf_pyomo.formulations.three_phase import tables_of
 from mpdopf_pyomo.network.opendss import read_opendss
 
-from test_three_phase import BALANCED_FEEDER
+from test_three_phase import BALANCED_CASE, BALANCED_FEEDER
 
 #: source -> 3-phase untransposed line (mutual coupling, no charging) -> b -> single-phase lateral (phase b)
 #: -> c; constant-power wye loads on a and c of b, on c.2, and a delta load across b.1-b.2: every withdrawal
@@ -88,29 +88,7 @@ def test_balanced_feeder_equals_balanced_linear(tmp_path):
     holds moves the drop by ~1e-9 pu), the battery plan to 1e-3 kW and, without DERs, every node voltage to
     1e-6 pu."""
     (tmp_path / "bal.dss").write_text(BALANCED_FEEDER)
-    (tmp_path / "case.toml").write_text("""
-[case]
-network = "bal.dss"
-[bases]
-s_kva = 3000.0
-[settings]
-v_sub_pu = 1.0
-v_min_pu = 0.9
-v_max_pu = 1.1
-[pv]
-buses = ["b2"]
-p_rated_kw = {b2 = 600.0}
-s_rated_kva = {b2 = 700.0}
-[battery]
-buses = ["b3"]
-p_rated_kw = {b3 = 300.0}
-s_rated_kva = {b3 = 350.0}
-e_rated_kwh = {b3 = 900.0}
-[profiles.daily]
-load_mult = [0.8, 1.0]
-pv_mult = [0.9, 0.3]
-price_usd_per_kwh = [0.05, 0.2]
-""")
+    (tmp_path / "case.toml").write_text(BALANCED_CASE)
     case = load_case(tmp_path / "case.toml", 2)
     three = pipeline.solve_case(case, formulation="3ph-linear")
     bal = pipeline.solve_case(case, formulation="linear")
