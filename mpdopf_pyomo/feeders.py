@@ -419,7 +419,7 @@ def three_phase_table(out: Path, rows_spec: list[tuple[str, int, str, str]] | No
     central: dict[tuple[str, int], float] = {}
     out.mkdir(parents=True, exist_ok=True)
     table = ""
-    for case, hours, formulation, algorithm in rows_spec or THREE_PHASE:
+    for case, hours, formulation, algorithm in THREE_PHASE if rows_spec is None else rows_spec:
         row = three_phase_row(case, hours, formulation, algorithm)
         obj = row.get("objective_usd")
         if formulation == "3ph-exact" and algorithm == "central" and obj is not None:
@@ -451,6 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "three-phase":
         if not REFERENCE.is_dir():
             print(f"error: the public feeders are not at {REFERENCE}", file=sys.stderr)
+            return 2
+        unknown = sorted(set(args.feeders) - {r[0] for r in THREE_PHASE})
+        if unknown:
+            print(f"error: unknown case(s) {', '.join(unknown)} (the three-phase table knows "
+                  f"{', '.join(dict.fromkeys(r[0] for r in THREE_PHASE))})", file=sys.stderr)
             return 2
         spec = [r for r in THREE_PHASE if not args.feeders or r[0] in args.feeders]
         print(three_phase_table(args.out, spec))

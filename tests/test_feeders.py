@@ -147,6 +147,16 @@ def test_closing_table_refuses_an_unknown_feeder(capsys):
     assert capsys.readouterr().err.startswith("error: unknown feeder(s) nosuch")
 
 
+def test_three_phase_table_refuses_an_unknown_case_before_solving(tmp_path, capsys):
+    """An unknown name is one error line, exit 2, and no row is solved (an empty selection used to fall
+    back to the whole table)."""
+    from mpdopf_pyomo.feeders import main as feeders_main
+
+    assert feeders_main(["three-phase", "nosuch", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown case(s) nosuch")
+    assert not (tmp_path / "out").exists()
+
+
 def test_cases_show_gap_prints_the_split():
     out = CliRunner().invoke(main, ["cases", "show", str(feeder_path("ieee13")), "--gap"])
     assert out.exit_code == 0, out.output
