@@ -967,6 +967,9 @@ CACHE_KEEP = 32
 #: A model whose files (the folders of every file it includes or names) exceed these is not cached.
 _CACHE_MAX_FILES, _CACHE_MAX_BYTES = 500, 64 * 2**20
 _CACHE_NAME = re.compile(r"^network-[0-9a-f]{64}\.pkl$")
+#: The file that marks a cache folder as this program's own: only in such a folder are old entries removed
+#: (a folder given by ``MPDOPF_CACHE_DIR`` that already held other files gets entries but loses none).
+CACHE_MARKER = ".mpdopf-cache"
 _PATH_TOKEN = re.compile(r"[^\s=,()\[\]{}\"']+")
 
 
@@ -1049,7 +1052,7 @@ def _cache_read(key: str) -> _NetworkPart | None:
 
 def _cache_write(key: str, part: _NetworkPart) -> None:
     """Store ``part`` under ``key`` (atomically; any failure leaves the cache as it was) and keep only the
-    newest :data:`CACHE_KEEP` entries."""
+    newest :data:`CACHE_KEEP` entries, in a folder marked as the cache's own (:data:`CACHE_MARKER`)."""
     import pickle
     import tempfile
 
@@ -1058,12 +1061,17 @@ def _cache_write(key: str, part: _NetworkPart) -> None:
         return
     tmp = None
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (folder / CACHE_MARKER).write_text("mpdopf_pyomo's parsed-network cache: the network-*.pkl files "
+                                               "here are its own, safe to delete\n")
         fd, tmp = tempfile.mkstemp(prefix=".network-", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "wb") as fh:
             pickle.dump((key, part), fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, folder / f"network-{key}.pkl")
         tmp = None
+        if not (folder / CACHE_MARKER).is_file():
+            return  # not a folder this program made: it removes nothing there
         entries = sorted((p for p in folder.iterdir() if _CACHE_NAME.match(p.name)),
                          key=lambda p: p.stat().st_mtime, reverse=True)
         for old in entries[CACHE_KEEP:]:

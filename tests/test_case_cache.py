@@ -95,3 +95,26 @@ def test_switched_off(feeder, monkeypatch):
     monkeypatch.setenv(case_mod.NO_CACHE_ENV, "1")
     load_case(master, 1, warn=None)
     assert not cache.exists()
+
+
+def test_old_entries_are_removed_only_in_the_caches_own_folder(feeder, tmp_path, monkeypatch):
+    """With one entry kept, an edited model's entry replaces the first in the folder the cache made; in a
+    folder that already held the user's files (one named like an entry) nothing is removed."""
+    master, cache = feeder
+    monkeypatch.setattr(case_mod, "CACHE_KEEP", 1)
+    load_case(master, 1, warn=None)
+    assert (cache / case_mod.CACHE_MARKER).is_file()
+    (first,) = _entries(cache)
+    master.write_text(master.read_text() + "\n! a comment: another key\n")
+    load_case(master, 1, warn=None)
+    (second,) = _entries(cache)
+    assert second != first
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    keep = theirs / ("network-" + "0" * 64 + ".pkl")
+    keep.write_bytes(b"the user's file")
+    (theirs / "notes.txt").write_text("x")
+    monkeypatch.setenv(case_mod.CACHE_DIR_ENV, str(theirs))
+    load_case(master, 1, warn=None)
+    assert keep.read_bytes() == b"the user's file" and (theirs / "notes.txt").read_text() == "x"
+    assert len(_entries(theirs)) == 2 and not (theirs / case_mod.CACHE_MARKER).exists()
