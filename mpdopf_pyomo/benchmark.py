@@ -8,9 +8,10 @@ as a fresh process, ``--repeat`` times, and tabulates: variables, constraints, s
 time inside the solver, the command's own total, the wall time of the whole process (median of the repeats,
 Python start-up included), its CPU time (user + system: less sensitive than wall time to other load on
 the machine), the share of the wall time spent in the solver, and the process's peak memory (ru_maxrss of
-that child, from ``os.wait4``). Tables go to ``bench/results/`` (Markdown and CSV) and to stdout. When the
-distributed benchmark (``mpdopf_pyomo.decomposition.bench.benchmark_rows``) is importable, its rows follow
-in a second table.
+that child, from ``os.wait4``). Tables go to ``--out`` (default ``bench/results/``; Markdown and CSV;
+``mpdopf_pyomo.outputs.BenchFolder``: a user's file of a table's name is refused, exit 2, before any run)
+and to stdout. When the distributed benchmark (``mpdopf_pyomo.decomposition.bench.benchmark_rows``) is
+importable, its rows follow in a second table.
 
 ``python -m mpdopf_pyomo.benchmark --large [1025x5,2561x24,10241x4]`` (``make bench-large``) instead
 generates the large feeders (``cases generate``) and runs central, ADMM and ENApp on each as fresh
