@@ -40,7 +40,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mpdopf_pyomo.outputs import BenchFolder
 
 DEFAULT_ENV = Path(".venv-distopf")
 DISTOPF_VERSION = "1.0.2"
@@ -216,6 +219,8 @@ COLUMNS = [
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m mpdopf_pyomo.bench_distopf``: exit 0 (also when skipped), 2 bad options or a refused
+    ``--out`` (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules), 3 no ipopt, 4 a run failed."""
     parser = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.bench_distopf",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", type=Path, default=DEFAULT_ENV,
@@ -239,25 +244,33 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no ipopt executable for distopf's Pyomo (run `python -m mpdopf_pyomo install-solvers`)",
               file=sys.stderr)
         return 3
-    print(f"distopf vs mpdopf, {args.repeat} interleaved rounds, IPOPT {ipopt} (load {_uptime()})",
+    from mpdopf_pyomo.outputs import with_bench_folder
+
+    # a user's distopf.md or .csv in --out is refused now, before the rounds
+    return with_bench_folder(args.out, ["distopf.md", "distopf.csv"],
+                             lambda out: _compare(out, py, ipopt, args.repeat))
+
+
+def _compare(out: BenchFolder, py: Path, ipopt: str, repeat: int) -> int:
+    """Run the interleaved rounds and write ``distopf.md`` and ``.csv`` into ``out``; exit code 0 or 4."""
+    from mpdopf_pyomo.benchmark import markdown_table
+
+    print(f"distopf vs mpdopf, {repeat} interleaved rounds, IPOPT {ipopt} (load {_uptime()})",
           file=sys.stderr, flush=True)
     try:
-        runs = run_rounds(py, ipopt, args.repeat)
+        runs = run_rounds(py, ipopt, repeat)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
     rows = rows_from_runs(runs, ipopt)
-    from mpdopf_pyomo.benchmark import markdown_table, write_csv
-
     text = (f"## distopf beside mpdopf: unbalanced IEEE 123, {HOURS} h, nonlinear, same IPOPT executable "
-            f"(fresh processes, median of {args.repeat}, interleaved; {os.cpu_count()} CPUs; "
+            f"(fresh processes, median of {repeat}, interleaved; {os.cpu_count()} CPUs; "
             f"load averages per run in the CSV)\n\n"
             "Different models of IEEE 123 (the ratio is of whole runs, not of the same problem): "
             + "; ".join(f"**{r['tool']}**: `{r['command']}`" for r in rows) + ".\n\n"
             + markdown_table(rows, COLUMNS))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "distopf.md").write_text(text + "\n")
-    write_csv(rows, args.out / "distopf.csv")
+    out.write_text("distopf.md", text + "\n")
+    out.write_csv("distopf.csv", rows)
     print(text)
     return 0
 

@@ -8,9 +8,10 @@ as a fresh process, ``--repeat`` times, and tabulates: variables, constraints, s
 time inside the solver, the command's own total, the wall time of the whole process (median of the repeats,
 Python start-up included), its CPU time (user + system: less sensitive than wall time to other load on
 the machine), the share of the wall time spent in the solver, and the process's peak memory (ru_maxrss of
-that child, from ``os.wait4``). Tables go to ``bench/results/`` (Markdown and CSV) and to stdout. When the
-distributed benchmark (``mpdopf_pyomo.decomposition.bench.benchmark_rows``) is importable, its rows follow
-in a second table.
+that child, from ``os.wait4``). Tables go to ``--out`` (default ``bench/results/``; Markdown and CSV;
+``mpdopf_pyomo.outputs.BenchFolder``: a user's file of a table's name is refused, exit 2, before any run)
+and to stdout. When the distributed benchmark (``mpdopf_pyomo.decomposition.bench.benchmark_rows``) is
+importable, its rows follow in a second table.
 
 ``python -m mpdopf_pyomo.benchmark --large [1025x5,2561x24,10241x4]`` (``make bench-large``) instead
 generates the large feeders (``cases generate``) and runs central, ADMM and ENApp on each as fresh
@@ -28,7 +29,6 @@ prints what each costs.
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import os
@@ -39,7 +39,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from mpdopf_pyomo.outputs import BenchFolder
 
 DEFAULT_HOURS = (1, 5, 12, 24)
 DEFAULT_OUT = Path("bench/results")
@@ -417,16 +420,6 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str
     return "\n".join([head, rule, *body])
 
 
-def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-
-
 DISTRIBUTED_COLUMNS = [
     ("algorithm", "algorithm", "{}"), ("executor", "executor", "{}"), ("hours", "T (h)", "{}"),
     ("iterations", "iterations", "{}"), ("converged", "converged", "{}"),
@@ -632,6 +625,8 @@ def profile(case: str = "ieee123", hours: int = 24, full: bool = False) -> tuple
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m mpdopf_pyomo.benchmark``: the mode the options ask for; its tables go to ``--out``
+    (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules). Exit 0, or 2 for bad options or a refused ``--out``."""
     parser = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", default="ieee123")
     parser.add_argument("--hours", default=",".join(str(h) for h in DEFAULT_HOURS),
@@ -670,8 +665,38 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(0)  # as the command line does (mpdopf_pyomo.__main__): no interpreter teardown
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    large: tuple[tuple[int, int], ...] = ()
+    if args.profile is not None:
+        stem = _profile_stem(args.case, args.profile)
+        names = [f"{stem}.md", f"{stem}.csv"]
+    elif args.commands:
+        names = ["commands.md", "commands.csv"]
+    elif args.large is not None:
+        try:
+            large = tuple(tuple(int(v) for v in item.lower().split("x")) for item in args.large.split(",") if item)
+            if any(len(r) != 2 for r in large):
+                raise ValueError
+        except ValueError:
+            print(f"error: --large {args.large!r}: expected BUSESxHOURS[,...], e.g. 1025x5", file=sys.stderr)
+            return 2
+        names = ["large.md", "large.csv"]
+    else:
+        names = ["benchmark.md", "central.csv", *(["distributed.csv"] if args.distributed else [])]
+    from mpdopf_pyomo.outputs import with_bench_folder
+
+    # a user's file named like one of these tables is refused now, before minutes of benchmarking
+    return with_bench_folder(args.out, names, lambda out: _run(args, out, large))
+
+
+def _profile_stem(case: str, hours: int) -> str:
+    """File stem of the ``--profile`` tables: ``profile_<case>_<T>h`` (a case path is not a file name)."""
+    from mpdopf_pyomo.outputs import safe_label
+
+    return f"profile_{safe_label(Path(case).stem)}_{hours}h"
+
+
+def _run(args: argparse.Namespace, out: "BenchFolder", large: tuple[tuple[int, int], ...]) -> int:
+    """The benchmark ``args`` ask for, its tables written to the claimed :class:`~mpdopf_pyomo.outputs.BenchFolder`."""
     if args.profile is not None:
         table, wall = profile(args.case, args.profile, args.profile_full)
         flags = "" if args.profile_full else " --no-validate --no-plots"
@@ -679,11 +704,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"(one fresh process, {wall:.2f} s wall)\n\n"
                 + markdown_table(table, [("stage", "stage", "{}"), ("seconds", "seconds", "{:.3f}"),
                                          ("share", "share of wall", "{:.1%}")]))
-        from mpdopf_pyomo.outputs import safe_label
-
-        stem = f"profile_{safe_label(Path(args.case).stem)}_{args.profile}h"  # a case path is not a file name
-        (out_dir / f"{stem}.md").write_text(text + "\n")
-        write_csv(table, out_dir / f"{stem}.csv")
+        stem = _profile_stem(args.case, args.profile)
+        out.write_text(f"{stem}.md", text + "\n")
+        out.write_csv(f"{stem}.csv", table)
         print(text)
         return 0
 
@@ -691,8 +714,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = bench_commands(args.repeat, progress=lambda m: print(m, file=sys.stderr, flush=True),
                               baseline=args.baseline)
         text = commands_text(rows, args.repeat)
-        write_csv(rows, out_dir / "commands.csv")
-        (out_dir / "commands.md").write_text(text + "\n")
+        out.write_csv("commands.csv", rows)
+        out.write_text("commands.md", text + "\n")
         print(text)
         return 0
 
@@ -702,20 +725,13 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     if args.large is not None:
-        try:
-            large = tuple(tuple(int(v) for v in item.lower().split("x")) for item in args.large.split(",") if item)
-            if any(len(r) != 2 for r in large):
-                raise ValueError
-        except ValueError:
-            print(f"error: --large {args.large!r}: expected BUSESxHOURS[,...], e.g. 1025x5", file=sys.stderr)
-            return 2
         algorithms = tuple(a for a in args.algorithms.split(",") if a)
         progress(f"large feeders: {large}, {algorithms}")
         rows = bench_large(large, algorithms, args.areas, progress=progress)  # type: ignore[arg-type]
         text = (f"## Large generated feeders (`cases generate`, tree layout; fresh `solve` processes; "
                 f"{os.cpu_count()} CPUs)\n\n" + markdown_table(rows, LARGE_COLUMNS))
-        write_csv(rows, out_dir / "large.csv")
-        (out_dir / "large.md").write_text(text + "\n")
+        out.write_csv("large.csv", rows)
+        out.write_text("large.md", text + "\n")
         print(text)
         return 0
 
@@ -725,10 +741,9 @@ def main(argv: list[str] | None = None) -> int:
               f"--formulation {args.formulation} --no-validate --no-plots --json` "
               f"(fresh process, median of {args.repeat}; {os.cpu_count()} CPUs)")
     text = header + "\n\n" + markdown_table(rows, CENTRAL_COLUMNS)
-    write_csv(rows, out_dir / "central.csv")
-    (out_dir / "benchmark.md").write_text(text + "\n")
+    out.write_csv("central.csv", rows)
+    out.write_text("benchmark.md", text + "\n")
     print(text, flush=True)
-    dist = None
     if args.distributed:
         from mpdopf_pyomo.decomposition.bench import benchmark_rows
 
@@ -737,15 +752,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.distributed_hours:
             kwargs["hours"] = tuple(int(h) for h in args.distributed_hours.split(",") if h.strip())
         dist = benchmark_rows(**kwargs)
-    if dist is not None:
         part = "## Distributed (mpdopf_pyomo.decomposition.bench)\n\n" + markdown_table(dist, DISTRIBUTED_COLUMNS)
-        write_csv(dist, out_dir / "distributed.csv")
+        out.write_csv("distributed.csv", dist)
         text += "\n\n" + part
-        (out_dir / "benchmark.md").write_text(text + "\n")
+        out.write_text("benchmark.md", text + "\n")
         print("\n" + part)
-    print(f"\n(written to {out_dir}/benchmark.md and .csv)", file=sys.stderr)
+    print(f"\n(written to {out.path}: benchmark.md, central.csv"
+          f"{', distributed.csv' if args.distributed else ''})", file=sys.stderr)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

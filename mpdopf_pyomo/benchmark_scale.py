@@ -28,7 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from mpdopf_pyomo.benchmark import DEFAULT_OUT, _route_label, markdown_table, run_process, solve_command, write_csv
+from mpdopf_pyomo.benchmark import DEFAULT_OUT, _route_label, markdown_table, run_process, solve_command
+from mpdopf_pyomo.outputs import BenchFolder, with_bench_folder
 
 #: (case, hours): a bundled case name, or an int for a generated feeder of that many buses.
 SCALE_ROWS: tuple[tuple[str | int, int], ...] = (("ieee123", 5), ("ieee123", 24), (2561, 5), (2561, 24), (10241, 4))
@@ -138,6 +139,8 @@ def _parse_rows(text: str) -> tuple[tuple[str | int, int], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m mpdopf_pyomo.benchmark_scale``: exit 0, or 2 for bad options or a refused ``--out``
+    (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules, checked before any solve)."""
     parser = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.benchmark_scale",
                                      description=__doc__.split("\n\n")[0])
     default_rows = ",".join(f"{c}x{t}" for c, t in SCALE_ROWS)
@@ -160,17 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    progress(f"scale benchmark: {args.rows}, --solver {args.solver}")
-    table = bench_scale(rows, args.solver, args.repeat, args.repeat_large, progress)
-    text = (f"## Central solves at scale (`solve --case C --hours T --no-validate --no-plots --solver {args.solver}`,"
-            f" fresh processes, medians; IPOPT seconds from `print_timing_statistics`; {os.cpu_count()} CPUs)\n\n"
-            + markdown_table(table, SCALE_COLUMNS))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(table, out / "scale.csv")
-    (out / "scale.md").write_text(text + "\n")
-    print(text)
-    return 0
+    def run(out: BenchFolder) -> int:
+        progress(f"scale benchmark: {args.rows}, --solver {args.solver}")
+        table = bench_scale(rows, args.solver, args.repeat, args.repeat_large, progress)
+        text = (f"## Central solves at scale (`solve --case C --hours T --no-validate --no-plots --solver "
+                f"{args.solver}`, fresh processes, medians; IPOPT seconds from `print_timing_statistics`; "
+                f"{os.cpu_count()} CPUs)\n\n" + markdown_table(table, SCALE_COLUMNS))
+        out.write_csv("scale.csv", table)
+        out.write_text("scale.md", text + "\n")
+        print(text)
+        return 0
+
+    return with_bench_folder(args.out, ["scale.md", "scale.csv"], run)  # refused before any solve
 
 
 if __name__ == "__main__":

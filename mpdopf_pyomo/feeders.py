@@ -40,9 +40,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mpdopf_pyomo.outputs import BenchFolder
 
 #: The public feeders, relative to the shared reference folder (``../shared/reference/feeders``).
 FEEDERS = {
@@ -410,14 +413,14 @@ THREE_PHASE_COLUMNS = [
 ]
 
 
-def three_phase_table(out: Path, rows_spec: list[tuple[str, int, str, str]] | None = None) -> str:
-    """The three-phase table (:data:`THREE_PHASE`), rewritten after every row; the ADMM rows' gap is to the
-    central 3ph-exact row of the same case."""
-    from mpdopf_pyomo.benchmark import markdown_table, write_csv
+def three_phase_table(out: BenchFolder, rows_spec: list[tuple[str, int, str, str]] | None = None) -> str:
+    """The three-phase table (:data:`THREE_PHASE`), rewritten after every row into ``three_phase.md`` and
+    ``.csv`` of ``out`` (claimed for those names); the ADMM rows' gap is to the central 3ph-exact row of the
+    same case."""
+    from mpdopf_pyomo.benchmark import markdown_table
 
     rows: list[dict[str, Any]] = []
     central: dict[tuple[str, int], float] = {}
-    out.mkdir(parents=True, exist_ok=True)
     table = ""
     for case, hours, formulation, algorithm in THREE_PHASE if rows_spec is None else rows_spec:
         row = three_phase_row(case, hours, formulation, algorithm)
@@ -431,14 +434,17 @@ def three_phase_table(out: Path, rows_spec: list[tuple[str, int, str, str]] | No
         print(f"{case} {formulation} {algorithm}: {row['wall_s']:.1f} s, exit {row['exit']}", file=sys.stderr,
               flush=True)
         table = markdown_table(rows, THREE_PHASE_COLUMNS)
-        (out / "three_phase.md").write_text(table + "\n")
-        write_csv(rows, out / "three_phase.csv")
+        out.write_text("three_phase.md", table + "\n")
+        out.write_csv("three_phase.csv", rows)
     return table
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``base`` or ``solve`` over the given feeders (paths or short names; default all five)."""
-    from mpdopf_pyomo.benchmark import markdown_table, write_csv
+    """``table``, ``base``, ``solve`` or ``three-phase`` over the given feeders (paths or short names;
+    default all); the tables go to ``--out`` (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules: a user's
+    file named like one of them is refused, exit 2, before any solve)."""
+    from mpdopf_pyomo.benchmark import markdown_table
+    from mpdopf_pyomo.outputs import with_bench_folder
 
     ap = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.feeders", description=__doc__.split("\n")[0])
     ap.add_argument("what", nargs="?", choices=["table", "base", "solve", "three-phase"], default="table",
@@ -458,8 +464,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{', '.join(dict.fromkeys(r[0] for r in THREE_PHASE))})", file=sys.stderr)
             return 2
         spec = [r for r in THREE_PHASE if not args.feeders or r[0] in args.feeders]
-        print(three_phase_table(args.out, spec))
-        return 0
+
+        def three_phase(out: BenchFolder) -> int:
+            print(three_phase_table(out, spec))
+            return 0
+
+        return with_bench_folder(args.out, ["three_phase.md", "three_phase.csv"], three_phase)
     if args.what == "table":
         names = args.feeders or CLOSING
         unknown = [n for n in names if n not in CLOSING]
@@ -470,39 +480,43 @@ def main(argv: list[str] | None = None) -> int:
         if not REFERENCE.is_dir() and any(n in FEEDERS for n in names):
             print(f"error: the public feeders are not at {REFERENCE}", file=sys.stderr)
             return 2
-        rows = []
-        args.out.mkdir(parents=True, exist_ok=True)
-        for n in names:
-            t0 = time.perf_counter()
-            rows.append(closing_row(n, args.hours))
-            print(f"{n}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-            table = markdown_table(rows, CLOSING_COLUMNS)  # written after every feeder: a long run keeps its rows
-            (args.out / "feeders.md").write_text(table + "\n")
-            write_csv(rows, args.out / "feeders.csv")
-        print(table)
-        return 0
+
+        def closing(out: BenchFolder) -> int:
+            rows = []
+            for n in names:
+                t0 = time.perf_counter()
+                rows.append(closing_row(n, args.hours))
+                print(f"{n}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+                table = markdown_table(rows, CLOSING_COLUMNS)  # written after every feeder: a long run keeps its rows
+                out.write_text("feeders.md", table + "\n")
+                out.write_csv("feeders.csv", rows)
+            print(table)
+            return 0
+
+        return with_bench_folder(args.out, ["feeders.md", "feeders.csv"], closing)
     paths = [feeder_path(f) if f in FEEDERS else Path(f) for f in (args.feeders or FEEDERS)]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         print(f"error: feeder file(s) not found: {', '.join(missing)} (the shared reference folder is "
               f"{REFERENCE})", file=sys.stderr)
         return 2
-    rows = []
-    for p in paths:
-        if args.what == "base":
-            rows.append(base_case_gap(p))
-        else:
-            rows += [solve_row(p, args.hours, "central"), solve_row(p, args.hours, "admm")]
-        print(json.dumps({k: v for k, v in rows[-1].items()}, default=str), file=sys.stderr)
-    cols = BASE_COLUMNS if args.what == "base" else SOLVE_COLUMNS
-    table = markdown_table(rows, cols)
-    print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
     name = "feeders_base_case" if args.what == "base" else f"feeders_solve_{args.hours}h"
-    (args.out / f"{name}.md").write_text(table + "\n")
-    write_csv(rows, args.out / f"{name}.csv")
-    return 0
 
+    def gaps_or_solves(out: BenchFolder) -> int:
+        rows = []
+        for p in paths:
+            if args.what == "base":
+                rows.append(base_case_gap(p))
+            else:
+                rows += [solve_row(p, args.hours, "central"), solve_row(p, args.hours, "admm")]
+            print(json.dumps({k: v for k, v in rows[-1].items()}, default=str), file=sys.stderr)
+        table = markdown_table(rows, BASE_COLUMNS if args.what == "base" else SOLVE_COLUMNS)
+        print(table)
+        out.write_text(f"{name}.md", table + "\n")
+        out.write_csv(f"{name}.csv", rows)
+        return 0
+
+    return with_bench_folder(args.out, [f"{name}.md", f"{name}.csv"], gaps_or_solves)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,8 +31,9 @@ import shutil
 import stat
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from mpdopf_pyomo import __version__
 from mpdopf_pyomo.errors import MpdopfError
@@ -41,7 +42,7 @@ from mpdopf_pyomo.errors import MpdopfError
 MARKER = ".mpdopf-run"
 TOOL = "mpdopf_pyomo"
 _LOCK_SUFFIX = ".mpdopf-lock"
-#: A temporary file left by an atomic rewrite (validation._write_atomic) that was killed: ``.NAME.tmp-XXXX``.
+#: A temporary file left by an atomic rewrite (write_atomic) that was killed: ``.NAME.tmp-XXXX``.
 _ATOMIC_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.tmp-[A-Za-z0-9_]+$")
 
 
@@ -96,6 +97,36 @@ def file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
+def write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path`` (``.NAME.tmp-XXXX``), then rename it over
+    ``path``: an interrupt or a failure leaves the old file (or none), never a half-written one.
+
+    The new file keeps the mode of the one it replaces (a new one follows the umask; ``mkstemp`` alone
+    would make it 0600). A folder that cannot be written is one error line (:class:`OutputError`).
+    """
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = file_mode()
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot be rewritten ({_os_reason(exc)})") from None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: cannot write in this folder ({_os_reason(exc)})") from None
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot be written ({_os_reason(exc)})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 # ------------------------------------------------------------------------------------------------------
 # The marker
 # ------------------------------------------------------------------------------------------------------
@@ -125,12 +156,31 @@ def _marker_text(files: Iterable[str], staging: bool = False) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
+@contextmanager
+def _marker_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` itself while its marker is read, checked and rewritten, so
+    that two tools adding files to one folder at the same time do not lose each other's entries."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def record_files(folder: str | Path, names: Iterable[str]) -> None:
     """Add ``names`` to the marker of ``folder`` (files a later ``validate`` wrote); no marker, no change."""
     folder = Path(folder)
-    data = read_marker(folder)
-    if data is None:
-        return
+    with _marker_lock(folder):
+        data = read_marker(folder)
+        if data is not None:
+            _add_to_marker(folder, data, names)
+
+
+def _add_to_marker(folder: Path, data: dict[str, Any], names: Iterable[str]) -> None:
+    """Rewrite the marker ``data`` of ``folder`` atomically with ``names`` added (caller holds the lock)."""
     text = _marker_text([*data["files"], *names])
     fd, tmp = tempfile.mkstemp(prefix=f".{MARKER}.tmp-", dir=folder)
     try:
@@ -181,8 +231,9 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _inspect(path: Path) -> str:
-    """'new', 'empty' or 'replace' for an acceptable target; raise :class:`OutputError` for anything else."""
+def _inspect_kind(path: Path) -> str:
+    """'new' (nothing there) or 'folder' (a real, writable folder); raise :class:`OutputError` for a
+    symbolic link, a file, a FIFO, a socket, a device or a read-only folder."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -199,6 +250,13 @@ def _inspect(path: Path) -> str:
     if not st.st_mode & stat.S_IWUSR:
         raise _fail(path, f"is a read-only folder (mode {stat.S_IMODE(st.st_mode):04o}); refusing to write "
                           "into or replace it")
+    return "folder"
+
+
+def _inspect(path: Path) -> str:
+    """'new', 'empty' or 'replace' for an acceptable target; raise :class:`OutputError` for anything else."""
+    if _inspect_kind(path) == "new":
+        return "new"
     try:
         entries = os.listdir(path)
     except OSError as exc:
@@ -467,3 +525,168 @@ def _delete_run_folder(folder: Path, marker: dict[str, Any]) -> None:
     except OSError as exc:
         print(f"warning: the previous run could not be removed completely and is left as {folder} "
               f"({_os_reason(exc)})", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Benchmark folders: tables added to a shared folder, file by file
+# ------------------------------------------------------------------------------------------------------
+
+class BenchFolder:
+    """The ``--out`` folder of a benchmark tool (``benchmark``, ``benchmark_scale``, ``feeders``,
+    ``bench_distopf``): several tools add their fixed-name tables to one folder (``make bench``).
+
+    Unlike :class:`OutputFolder`, the folder is never replaced, only files in it. :meth:`claim`, run before
+    any benchmark, accepts a path that does not exist (it and its missing parents are created), an empty
+    folder, or a folder carrying the :data:`MARKER`; it then creates the marker if there is none. Each file
+    the tool will write must be absent or listed in the marker (a table an earlier run of any of these tools
+    wrote); a file of that name that the program did not write, a non-empty folder without the marker, and a
+    symbolic link, file, FIFO, device or read-only folder given as ``--out`` are refused with one line
+    (:class:`OutputError`, exit 2), and left untouched. Other files a user keeps in a marked folder are left
+    alone: nothing here is ever deleted. :meth:`write_text` writes a file atomically (:func:`write_atomic`)
+    and then adds its name to the marker (under a lock; re-checked at that moment). Leaving the ``with``
+    block having written nothing removes what :meth:`claim` created (marker, folder, parents).
+    """
+
+    def __init__(self, path: Path, names: frozenset[str], created: list[Path], made_marker: bool) -> None:
+        self.path = path
+        self.names = names
+        self.written: list[str] = []
+        self._created = created
+        self._made_marker = made_marker
+
+    @classmethod
+    def claim(cls, target: str | Path, names: Iterable[str]) -> "BenchFolder":
+        """Check ``target`` and that each of ``names`` may be written in it; create the folder and its
+        marker; raise :class:`OutputError` (nothing changed) when the folder or one of the files is not ours."""
+        if not os.fspath(target).strip():
+            raise OutputError("--out: the path is empty")
+        path = Path(os.path.abspath(os.fspath(target)))
+        names = frozenset(names)
+        bad = sorted(n for n in names if not n or "/" in n or n in (".", "..", MARKER))
+        if bad:
+            raise ValueError(f"not file names of a benchmark folder: {bad}")
+        created: list[Path] = []
+        made_marker = False
+        if _inspect_kind(path) == "folder":
+            try:
+                entries = os.listdir(path)
+            except OSError as exc:
+                raise _fail(path, f"cannot be read ({_os_reason(exc)})") from None
+            marker = read_marker(path)
+            if entries and marker is None:
+                _check_ours(path, names, {"files": []})  # name the user's file of a table's name, if any
+                raise _fail(path, f"is a non-empty folder this program did not write (no {MARKER} marker); "
+                                  "refusing to write tables into it (choose a new or empty folder)")
+            if marker is not None:
+                _check_ours(path, names, marker)
+        else:
+            created = _make_parents(path)
+            try:
+                os.mkdir(path)
+            except OSError as exc:
+                _remove_created(created)
+                raise _fail(path, f"cannot be created ({_os_reason(exc)})") from None
+            created.append(path)
+            marker = None
+        if marker is None:  # a new or empty folder: mark it now, which also proves that it is writable
+            try:
+                write_atomic(path / MARKER, lambda p: p.write_text(_marker_text([]), encoding="utf-8"))
+            except OutputError:
+                _remove_created(created)
+                raise
+            made_marker = True
+        return cls(path, names, created, made_marker)
+
+    def __enter__(self) -> "BenchFolder":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Write ``text`` to the file ``name`` (one of the claimed names) atomically; record it in the marker."""
+        return self._write(name, lambda p: p.write_text(text, encoding="utf-8"))
+
+    def write_csv(self, name: str, rows: list[dict[str, Any]]) -> Path:
+        """Write ``rows`` (dicts; the columns are the keys in order of first appearance) as the CSV ``name``."""
+        import csv
+
+        keys: list[str] = []
+        for r in rows:
+            keys += [k for k in r if k not in keys]
+
+        def write(p: Path) -> None:
+            with p.open("w", newline="", encoding="utf-8") as fh:
+                w = csv.DictWriter(fh, fieldnames=keys)
+                w.writeheader()
+                w.writerows(rows)
+
+        return self._write(name, write)
+
+    def _write(self, name: str, write: Callable[[Path], Any]) -> Path:
+        from mpdopf_pyomo.interrupts import deferred
+
+        if name not in self.names:
+            raise ValueError(f"{name!r} was not claimed for {self.path}")
+        with _marker_lock(self.path):
+            marker = read_marker(self.path)
+            if marker is None:
+                raise _fail(self.path, f"its {MARKER} marker disappeared while the benchmark ran; not writing "
+                                       f"{name}")
+            _check_ours(self.path, [name], marker)  # again: the user may have put a file there meanwhile
+            with deferred():  # the file and its marker entry, or neither
+                write_atomic(self.path / name, write)
+                if name not in marker["files"]:
+                    _add_to_marker(self.path, marker, [name])
+        if name not in self.written:
+            self.written.append(name)
+        return self.path / name
+
+    def close(self) -> None:
+        """Remove the marker and the folders :meth:`claim` created if nothing was written; keep them else."""
+        if not self.written and self._made_marker:
+            try:
+                with _marker_lock(self.path):
+                    marker = read_marker(self.path)
+                    if marker is not None and not marker["files"]:  # no other tool wrote here meanwhile
+                        (self.path / MARKER).unlink()
+            except OSError:
+                pass
+            _remove_created(self._created)
+        self._made_marker = False
+        self._created = []
+
+
+def with_bench_folder(target: str | Path, names: Iterable[str], body: Callable[[BenchFolder], int]) -> int:
+    """A benchmark tool's command line around ``body``: claim ``target`` for ``names`` (before any benchmark
+    runs), run ``body(folder)`` and return its exit code; an :class:`OutputError` -- the claim refused, or a
+    table that could not be written -- is one ``error:`` line on stderr and its exit code (2)."""
+    from mpdopf_pyomo.errors import one_line
+
+    try:
+        with BenchFolder.claim(target, names) as folder:
+            return body(folder)
+    except OutputError as exc:
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _check_ours(folder: Path, names: Iterable[str], marker: dict[str, Any]) -> None:
+    """Raise :class:`OutputError` naming the files among ``names`` in ``folder`` that exist but are not
+    regular files the ``marker`` lists."""
+    ours = set(marker["files"])
+    clash = []
+    for name in sorted(names):
+        try:
+            st = os.lstat(folder / name)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise _fail(folder, f"{name} cannot be inspected ({_os_reason(exc)})") from None
+        if name not in ours or not stat.S_ISREG(st.st_mode):
+            clash.append(name)
+    if clash:
+        shown = ", ".join(clash[:3]) + (f" and {len(clash) - 3} more" if len(clash) > 3 else "")
+        raise _fail(folder, f"{shown} {'was' if len(clash) == 1 else 'were'} not written by this program (not "
+                            f"listed in a {MARKER} marker there); refusing to replace {'it' if len(clash) == 1 else 'them'} "
+                            f"(move {'it' if len(clash) == 1 else 'them'} away or choose another --out)")

@@ -65,8 +65,6 @@ Signs: every ``d*`` is OpenDSS minus optimisation.
 
 from __future__ import annotations
 
-import os
-import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -748,37 +746,6 @@ def format_validation(v: dict[str, Any], verbose: bool = False) -> list[str]:
 # Re-validating a saved folder (the `validate DIR` command)
 # ------------------------------------------------------------------------------------------------------
 
-def _write_atomic(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file over ``path``.
-
-    The new file keeps the mode of the one it replaces (a new one follows the umask; ``mkstemp`` alone
-    would make it 0600). A folder that cannot be written is one error line, not a traceback.
-    """
-    from mpdopf_pyomo.outputs import file_mode
-
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = file_mode()
-    except OSError as exc:
-        raise CaseError(f"{path}: cannot be rewritten ({exc.strerror or exc})") from None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    except OSError as exc:
-        raise CaseError(f"{path.parent}: cannot write in this folder ({exc.strerror or exc})") from None
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise CaseError(f"{path}: cannot be written ({exc.strerror or exc})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 #: Numbers of summary.json that reports and figures read: when present they must be finite numbers.
 _SUMMARY_NUMBERS = ("dt_h", "objective_usd", "energy_cost_usd", "substation_energy_kwh", "substation_peak_kw",
                     "losses_kwh", "pv_energy_kwh", "pv_reactive_kvarh", "battery_charge_kwh",
@@ -905,7 +872,7 @@ def revalidate_folder(folder: str | Path, figures: bool = False,
     """
     import json
 
-    from mpdopf_pyomo.outputs import check_rewritable, record_files
+    from mpdopf_pyomo.outputs import check_rewritable, record_files, write_atomic
     from mpdopf_pyomo.results import jsonable
 
     folder = Path(folder)
@@ -934,10 +901,10 @@ def revalidate_folder(folder: str | Path, figures: bool = False,
     clock = clock_times(results.substation)
     for name in [n for n in tables if n in results.extra_tables]:  # check (2)'s table only for OpenDSS feeders
         table = file_table(name, results.extra_tables[name], clock)  # the layout Results.save writes
-        _write_atomic(folder / f"{name}.csv", lambda p, table=table: table.to_csv(p, index=False))
+        write_atomic(folder / f"{name}.csv", lambda p, table=table: table.to_csv(p, index=False))
     for name, fig in figs.items():
-        _write_atomic(folder / f"{name}.png",
+        write_atomic(folder / f"{name}.png",
                       lambda p, fig=fig: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
-    _write_atomic(summary_file, lambda p: p.write_text(text))
+    write_atomic(summary_file, lambda p: p.write_text(text))
     record_files(folder, [*(f"{n}.csv" for n in tables if n in results.extra_tables), *(f"{n}.png" for n in figs)])
     return results
