@@ -63,7 +63,8 @@ docs-check: docs
 # benchmark_scale: central solves of ieee123 x 5/24 h and generated 2,561 x 5/24 h and 10,241 x 4 h feeders
 # with IPOPT's time split into function evaluations and linear algebra (bench/results/scale.md; ~3 min).
 # All six add their tables to bench/results (marker .mpdopf-run); a file there that they did not write,
-# named like one of their tables, stops the tool before it runs (exit 2) and is kept.
+# named like one of their tables, stops the tool before it runs (exit 2) and is kept; so does a bad option
+# (argparse's usage error naming it, exit 2). A failed run stops a tool with that run's own exit code.
 bench: setup
 	$(PY) -m mpdopf_pyomo.benchmark --out bench/results
 	$(PY) -m mpdopf_pyomo.benchmark --commands --repeat 5 --out bench/results

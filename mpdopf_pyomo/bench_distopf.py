@@ -26,7 +26,9 @@ study's DER recipe, 17 PVs and 26 batteries, minimising energy cost plus battery
 row's ``model`` column takes the counts from each run (distopf's case tables, our case file).
 
 Without the environment (or without distopf in it) the command prints one line and exits 0: it is an
-optional extra.
+optional extra. Otherwise: exit 2 for a bad option (before anything runs) or a refused ``--out``, 3 when
+there is no ``ipopt`` executable, and when a run fails, one ``error:`` line naming it and that run's own
+exit code (2-6 of ``python -m mpdopf_pyomo``; 1 when distopf's child crashed); no table is written then.
 """
 
 from __future__ import annotations
@@ -129,15 +131,20 @@ def _command_text(label: str) -> str:
 def _summary(label: str, stdout: str) -> dict[str, Any]:
     """The JSON a run printed: all of our ``--json`` stdout, the last line of distopf's child."""
     text = stdout.strip().splitlines()[-1] if label == "distopf" and stdout.strip() else stdout
+    from mpdopf_pyomo.errors import RunFailed
+
     try:
         return json.loads(text)
     except ValueError:
-        raise RuntimeError(f"{label} printed no JSON summary: {stdout.strip()[-200:]!r}") from None
+        raise RunFailed(f"{label} printed no JSON summary: {stdout.strip()[-200:]!r}", 1) from None
 
 
 def run_rounds(py: Path, ipopt: str, repeat: int) -> dict[str, list[dict[str, Any]]]:
-    """``repeat`` rounds of fresh processes, interleaved (distopf, ours, ours + validation); raises on failure."""
-    from mpdopf_pyomo.benchmark import run_process
+    """``repeat`` rounds of fresh processes, interleaved (distopf, ours, ours + validation); a failed run raises
+    :class:`~mpdopf_pyomo.errors.RunFailed` (its exit code when one of ours, else 1), a child printing no JSON
+    RunFailed with code 1."""
+    from mpdopf_pyomo.benchmark import last_line, run_process
+    from mpdopf_pyomo.errors import RunFailed
 
     env = dict(os.environ, PATH=f"{Path(ipopt).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     runs: dict[str, list[dict[str, Any]]] = {"distopf": [], "mpdopf": [], "mpdopf+validation": []}
@@ -150,8 +157,8 @@ def run_rounds(py: Path, ipopt: str, repeat: int) -> dict[str, list[dict[str, An
                 load = _uptime()
                 run = run_process(cmd, env=child_env)
                 if run["returncode"] != 0:
-                    tail = (run["stderr"].strip().splitlines() or ["?"])[-1][:300]
-                    raise RuntimeError(f"{label} failed (exit {run['returncode']}): {tail}")
+                    raise RunFailed(f"{label} failed (exit {run['returncode']}): {last_line(run['stderr'])}",
+                                    run["returncode"])
                 run["summary"] = _summary(label, run["stdout"])
                 run["load"] = load
                 runs[label].append(run)
@@ -220,17 +227,17 @@ COLUMNS = [
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mpdopf_pyomo.bench_distopf``: exit 0 (also when skipped), 2 bad options or a refused
-    ``--out`` (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules), 3 no ipopt, 4 a run failed."""
+    ``--out`` (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules), 3 no ipopt executable, or a failed run's
+    own code (:class:`~mpdopf_pyomo.errors.RunFailed`: 2-6 from our ``solve``, 1 for a crash of distopf's)."""
+    from mpdopf_pyomo.benchmark import positive_int
+
     parser = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.bench_distopf",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", type=Path, default=DEFAULT_ENV,
                         help="distopf's virtual environment (default %(default)s; `make bench-distopf` makes it)")
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds of fresh processes (median)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="folder for distopf.md and .csv")
+    parser.add_argument("--repeat", type=positive_int, default=3, help="interleaved rounds of fresh processes (median)")
+    parser.add_argument("--out", default="bench/results", help="folder for distopf.md and .csv (default %(default)s)")
     args = parser.parse_args(argv)
-    if args.repeat < 1:
-        print("error: --repeat must be at least 1", file=sys.stderr)
-        return 2
 
     py = distopf_python(args.env)
     if py is None or not _has_distopf(py):
@@ -241,9 +248,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ipopt = ipopt_executable()
     if ipopt is None:
+        from mpdopf_pyomo.errors import SolverUnavailable
+
         print("error: no ipopt executable for distopf's Pyomo (run `python -m mpdopf_pyomo install-solvers`)",
               file=sys.stderr)
-        return 3
+        return SolverUnavailable.exit_code
     from mpdopf_pyomo.outputs import with_bench_folder
 
     # a user's distopf.md or .csv in --out is refused now, before the rounds
@@ -252,16 +261,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _compare(out: BenchFolder, py: Path, ipopt: str, repeat: int) -> int:
-    """Run the interleaved rounds and write ``distopf.md`` and ``.csv`` into ``out``; exit code 0 or 4."""
+    """Run the interleaved rounds and write ``distopf.md`` and ``.csv`` into ``out``; exit code 0 (a failed
+    run raises :class:`~mpdopf_pyomo.errors.RunFailed`)."""
     from mpdopf_pyomo.benchmark import markdown_table
 
     print(f"distopf vs mpdopf, {repeat} interleaved rounds, IPOPT {ipopt} (load {_uptime()})",
           file=sys.stderr, flush=True)
-    try:
-        runs = run_rounds(py, ipopt, repeat)
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 4
+    runs = run_rounds(py, ipopt, repeat)
     rows = rows_from_runs(runs, ipopt)
     text = (f"## distopf beside mpdopf: unbalanced IEEE 123, {HOURS} h, nonlinear, same IPOPT executable "
             f"(fresh processes, median of {repeat}, interleaved; {os.cpu_count()} CPUs; "

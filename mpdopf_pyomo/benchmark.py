@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from mpdopf_pyomo.errors import RunFailed
+
 if TYPE_CHECKING:
     from mpdopf_pyomo.outputs import BenchFolder
 
@@ -82,6 +84,13 @@ def run_process(cmd: list[str], env: dict[str, str] | None = None, cwd: str | Pa
         }
 
 
+def last_line(stderr: str, limit: int = 300) -> str:
+    """The last non-empty line of a run's stderr (its ``error:`` line without that word, or a traceback's
+    last), cut to ``limit``."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return (lines[-1].removeprefix("error: ") if lines else "(no error output)")[:limit]
+
+
 def solve_command(case: str, hours: int, out: Path, extra: list[str] | None = None) -> list[str]:
     return [sys.executable, "-m", "mpdopf_pyomo", "solve", "--case", case, "--hours", str(hours),
             "--no-validate", "--no-plots", "--json", "--out", str(out), *(extra or [])]
@@ -98,7 +107,8 @@ def bench_central(case: str = "ieee123", hours: tuple[int, ...] = DEFAULT_HOURS,
                 out = Path(tmp) / f"{case}_{T}h_{k}"
                 run = run_process(solve_command(case, T, out, ["--formulation", formulation]))
                 if run["returncode"] != 0:
-                    raise RuntimeError(f"solve --hours {T} failed ({run['returncode']}): {run['stderr'].strip()}")
+                    raise RunFailed(f"solve --case {case} --hours {T} failed (exit {run['returncode']}): "
+                                    f"{last_line(run['stderr'])}", run["returncode"])
                 run["summary"] = json.loads(run["stdout"])
                 runs.append(run)
                 if progress:
@@ -219,7 +229,8 @@ def bench_commands(repeat: int = 5, progress: Callable[[str], None] | None = Non
                 # from a source tree it would shadow the --baseline tree given through PYTHONPATH
                 run = run_process(cmd, env, cwd=tmp)
                 if run["returncode"] != 0:
-                    raise RuntimeError(f"{' '.join(cmd)} failed ({run['returncode']}): {run['stderr'].strip()[-400:]}")
+                    raise RunFailed(f"{label} failed (exit {run['returncode']}): {last_line(run['stderr'])}",
+                                    run["returncode"])
                 run["summary"] = json.loads(run["stdout"].strip().splitlines()[-1] if not args else run["stdout"])
                 runs[k].append(run)
                 if progress:
@@ -316,7 +327,7 @@ def bench_large(rows: tuple[tuple[int, int], ...] = LARGE_ROWS, algorithms: tupl
                 row: dict[str, Any] = {"buses": g.buses, "hours": T, "algorithm": alg, "wall_s": run["wall_s"],
                                        "cpu_s": run["cpu_s"], "peak_mb": run["peak_mb"]}
                 if run["returncode"] != 0:
-                    row["error"] = (run["stderr"].strip().splitlines() or ["?"])[-1][:200]
+                    row["error"] = last_line(run["stderr"], 200)
                 else:
                     s = json.loads(run["stdout"])
                     tm = s["timings"]
@@ -532,8 +543,10 @@ def _profile_child(case: str, hours: int, out: str, full: bool = False) -> dict[
     saved = sys.stdout
     sys.stdout = io.StringIO()
     try:
-        main(["solve", "--case", case, "--hours", str(hours), *([] if full else ["--no-validate", "--no-plots"]),
-              "--json", "--out", out], standalone_mode=False)
+        code = main(["solve", "--case", case, "--hours", str(hours), *([] if full else ["--no-validate", "--no-plots"]),
+                     "--json", "--out", out], standalone_mode=False)
+        if code:  # the command's error line is on stderr already
+            raise RunFailed("", code)
         summary = json.loads(sys.stdout.getvalue())
     finally:
         sys.stdout = saved
@@ -552,7 +565,8 @@ def profile(case: str = "ieee123", hours: int = 24, full: bool = False) -> tuple
                str(Path(tmp) / "out"), *(["--profile-full"] if full else [])]
         run = run_process(cmd)
     if run["returncode"] != 0:
-        raise RuntimeError(f"profiling run failed: {run['stderr'].strip()}")
+        raise RunFailed(f"profiling run of solve --case {case} --hours {hours} failed (exit {run['returncode']}): "
+                        f"{last_line(run['stderr'])}", run["returncode"])
     data = json.loads(run["stdout"].strip().splitlines()[-1])
     wall = run["wall_s"]
     tot = data["total"]
@@ -620,39 +634,179 @@ def profile(case: str = "ieee123", hours: int = 24, full: bool = False) -> tuple
 
 
 # --------------------------------------------------------------------------------------------------
+# Arguments of the bench tools (``benchmark``, ``benchmark_scale``, ``feeders``, ``bench_distopf``)
+# --------------------------------------------------------------------------------------------------
+# argparse ``type=`` functions: a bad value is argparse's usage error -- its last line
+# ``PROG: error: argument --OPTION: 'VALUE' ...`` names the option and the value -- exit 2, before any
+# benchmark runs and before ``--out`` is claimed.
+
+
+def _whole(text: str, low: int = 1, high: int | None = None) -> int:
+    """``text`` as an integer in ``low..high``; ValueError (with the reason) otherwise."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{text!r} is not in {low}..{high}" if high is not None else f"{text!r} is not >= {low}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """``--repeat``, ``--profile``, ``--hours`` of one run: a whole number >= 1."""
+    try:
+        return _whole(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _items(text: str, example: str) -> list[str]:
+    """The comma-separated items of ``text``; none empty, at least one."""
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list without empty items, "
+                                         f"e.g. {example}")
+    return items
+
+
+def hours_list(text: str) -> tuple[int, ...]:
+    """``--hours 1,5,24``: horizons, each a whole number >= 1."""
+    items = _items(text, "1,5,24")
+    try:
+        return tuple(_whole(item) for item in items)
+    except ValueError as exc:
+        where = f"{text!r}: " if len(items) > 1 else ""
+        raise argparse.ArgumentTypeError(f"{where}{exc} (expected hours >= 1, e.g. 1,5,24)") from None
+
+
+def case_spec(text: str) -> str:
+    """``--case``: a bundled case name or an existing case file (as typed: the label of the tables); a bad
+    one names the bundled cases."""
+    from mpdopf_pyomo.case import resolve_case_path
+    from mpdopf_pyomo.errors import CaseError
+
+    try:
+        resolve_case_path(text)
+    except CaseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _generated(item: str, buses: str, hours: str) -> tuple[int, int]:
+    """A generated feeder ``BUSES`` x ``HOURS`` as ``cases generate`` accepts it (ValueError otherwise)."""
+    from mpdopf_pyomo.network.generate import MAX_HOURS, SECTION_BUSES
+
+    try:
+        return _whole(buses, SECTION_BUSES + 1), _whole(hours, 1, MAX_HOURS)
+    except ValueError as exc:
+        raise ValueError(f"{item!r}: {exc} (a generated feeder has at least {SECTION_BUSES + 1} buses and "
+                         f"1..{MAX_HOURS} hours)") from None
+
+
+def large_rows(text: str) -> tuple[tuple[int, int], ...]:
+    """``--large 1025x5,2561x24``: generated feeders, BUSESxHOURS each."""
+    rows = []
+    for item in _items(text, "1025x5,2561x24"):
+        buses, sep, hours = item.lower().partition("x")
+        try:
+            if not sep:
+                raise ValueError(f"{item!r} is not BUSESxHOURS (e.g. 1025x5)")
+            rows.append(_generated(item, buses, hours))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return tuple(rows)
+
+
+def scale_rows(text: str) -> tuple[tuple[str | int, int], ...]:
+    """``--rows ieee123x5,2561x24``: CASExHOURS each; a number of buses is a generated feeder, anything else
+    a bundled case or a case file (:func:`case_spec`)."""
+    rows: list[tuple[str | int, int]] = []
+    for item in _items(text, "ieee123x5,2561x24"):
+        case, sep, hours = item.rpartition("x")
+        try:
+            if not sep or not case:
+                raise ValueError(f"{item!r} is not CASExHOURS (e.g. ieee123x5 or 2561x24)")
+            if case.isdigit():
+                rows.append(_generated(item, case, hours))
+            else:
+                rows.append((case_spec(case), _whole(hours)))
+        except ValueError as exc:
+            if item not in str(exc):
+                exc = ValueError(f"{item!r}: {exc} (hours >= 1)")
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return tuple(rows)
+
+
+def algorithm_list(text: str) -> tuple[str, ...]:
+    """``--algorithms central,admm``: each ``central`` or a registered distributed algorithm."""
+    from mpdopf_pyomo import algorithms
+
+    known = ("central", *algorithms.names())
+    items = _items(text, ",".join(known))
+    bad = [a for a in items if a not in known]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{bad[0]!r} is not an algorithm (choose from {', '.join(known)})")
+    return tuple(items)
+
+
+def areas_arg(text: str) -> str:
+    """``--areas``: a number of areas >= 2 or ``auto``, as ``solve --areas`` takes it."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return str(_whole(text, 2))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (expected a number of areas >= 2 or auto)") from None
+
+
+def source_tree(text: str) -> str:
+    """``--baseline DIR``: a source tree of this package (``DIR/mpdopf_pyomo/__init__.py`` exists)."""
+    if not (Path(text) / "mpdopf_pyomo" / "__init__.py").is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a source tree of mpdopf_pyomo (no "
+                                         "mpdopf_pyomo/__init__.py in it)")
+    return text
+
+
+# --------------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mpdopf_pyomo.benchmark``: the mode the options ask for; its tables go to ``--out``
-    (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules). Exit 0, or 2 for bad options or a refused ``--out``."""
+    (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules). Exit 0; 2 for a bad option (argparse's usage error,
+    before anything runs) or a refused ``--out``; a failed run's own code (:class:`~mpdopf_pyomo.errors.RunFailed`)."""
     parser = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.benchmark", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", default="ieee123")
-    parser.add_argument("--hours", default=",".join(str(h) for h in DEFAULT_HOURS),
+    parser.add_argument("--case", type=case_spec, default="ieee123",
+                        help="bundled case name or case file (default %(default)s)")
+    parser.add_argument("--hours", type=hours_list, default=",".join(str(h) for h in DEFAULT_HOURS),
                         help="comma-separated horizons (default %(default)s)")
-    parser.add_argument("--repeat", type=int, default=3, help="fresh processes per horizon (median reported)")
+    parser.add_argument("--repeat", type=positive_int, default=3,
+                        help="fresh processes per horizon (median reported)")
     from mpdopf_pyomo.formulations import FORMULATIONS
 
     parser.add_argument("--formulation", default="exact", choices=tuple(FORMULATIONS))
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="folder for the tables (default %(default)s)")
     parser.add_argument("--no-distributed", dest="distributed", action="store_false",
                         help="skip the distributed rows (mpdopf_pyomo.decomposition.bench), which take minutes")
-    parser.add_argument("--distributed-hours", default=None,
+    parser.add_argument("--distributed-hours", type=hours_list, default=None,
                         help="horizons of the distributed rows (default: that module's own, 5,24: ~15 min here)")
-    parser.add_argument("--profile", type=int, metavar="T", default=None,
+    parser.add_argument("--profile", type=positive_int, metavar="T", default=None,
                         help="instead: break the wall time of one T-hour solve down by stage")
-    parser.add_argument("--large", nargs="?", const="1025x5,2561x24,10241x4", default=None, metavar="NxT,...",
-                        help="instead: the large generated-feeder rows (central, ADMM, ENApp; default "
-                             "%(const)s: about 1 min, 15 min and 15 min on 2 cores)")
-    parser.add_argument("--areas", default=None, help="--large: areas of the distributed runs (default: sections)")
-    parser.add_argument("--algorithms", default=",".join(LARGE_ALGORITHMS), help="--large: algorithms")
+    large_default = ",".join(f"{n}x{t}" for n, t in LARGE_ROWS)
+    parser.add_argument("--large", nargs="?", type=large_rows, const=LARGE_ROWS, default=None, metavar="NxT,...",
+                        help=f"instead: the large generated-feeder rows (central, ADMM, ENApp; default "
+                             f"{large_default}: about 1 min, 15 min and 15 min on 2 cores)")
+    parser.add_argument("--areas", type=areas_arg, default=None,
+                        help="--large: areas of the distributed runs, N >= 2 or auto (default: sections)")
+    parser.add_argument("--algorithms", type=algorithm_list, default=",".join(LARGE_ALGORITHMS),
+                        help="--large: algorithms (default %(default)s)")
     parser.add_argument("--profile-full", action="store_true",
                         help="--profile: the default command (OpenDSS check and figures), not --no-validate --no-plots")
     parser.add_argument("--commands", action="store_true",
                         help="instead: whole-command wall times (median of --repeat, round-robin) of the default "
                              "command, 24 h without figures and the published case beside a plain Pyomo script")
-    parser.add_argument("--baseline", default=None, metavar="DIR",
+    parser.add_argument("--baseline", type=source_tree, default=None, metavar="DIR",
                         help="--commands: also run each command from this source tree of another version "
                              "(PYTHONPATH=DIR), in the same round-robin")
     parser.add_argument("--_profile-child", nargs=3, metavar=("CASE", "T", "OUT"), help=argparse.SUPPRESS)
@@ -660,32 +814,36 @@ def main(argv: list[str] | None = None) -> int:
 
     if args._profile_child:
         c, T, out = args._profile_child
-        result = _profile_child(c, int(T), out, args.profile_full)
+        try:
+            result = _profile_child(c, int(T), out, args.profile_full)
+        except RunFailed as exc:  # the solve command's own error: its line is on stderr, its code is ours
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
+        except Exception as exc:
+            import click  # imported by the command by now (not earlier: the child times its imports)
+
+            if not isinstance(exc, click.ClickException):
+                raise
+            # standalone_mode=False: click leaves its usage errors to the caller
+            print(f"error: {exc.format_message()}", file=sys.stderr, flush=True)
+            os._exit(exc.exit_code)
         print(json.dumps(result), flush=True)
         sys.stderr.flush()
         os._exit(0)  # as the command line does (mpdopf_pyomo.__main__): no interpreter teardown
 
-    large: tuple[tuple[int, int], ...] = ()
     if args.profile is not None:
         stem = _profile_stem(args.case, args.profile)
         names = [f"{stem}.md", f"{stem}.csv"]
     elif args.commands:
         names = ["commands.md", "commands.csv"]
     elif args.large is not None:
-        try:
-            large = tuple(tuple(int(v) for v in item.lower().split("x")) for item in args.large.split(",") if item)
-            if any(len(r) != 2 for r in large):
-                raise ValueError
-        except ValueError:
-            print(f"error: --large {args.large!r}: expected BUSESxHOURS[,...], e.g. 1025x5", file=sys.stderr)
-            return 2
         names = ["large.md", "large.csv"]
     else:
         names = ["benchmark.md", "central.csv", *(["distributed.csv"] if args.distributed else [])]
     from mpdopf_pyomo.outputs import with_bench_folder
 
     # a user's file named like one of these tables is refused now, before minutes of benchmarking
-    return with_bench_folder(args.out, names, lambda out: _run(args, out, large))
+    return with_bench_folder(args.out, names, lambda out: _run(args, out))
 
 
 def _profile_stem(case: str, hours: int) -> str:
@@ -695,7 +853,7 @@ def _profile_stem(case: str, hours: int) -> str:
     return f"profile_{safe_label(Path(case).stem)}_{hours}h"
 
 
-def _run(args: argparse.Namespace, out: "BenchFolder", large: tuple[tuple[int, int], ...]) -> int:
+def _run(args: argparse.Namespace, out: "BenchFolder") -> int:
     """The benchmark ``args`` ask for, its tables written to the claimed :class:`~mpdopf_pyomo.outputs.BenchFolder`."""
     if args.profile is not None:
         table, wall = profile(args.case, args.profile, args.profile_full)
@@ -719,15 +877,12 @@ def _run(args: argparse.Namespace, out: "BenchFolder", large: tuple[tuple[int, i
         print(text)
         return 0
 
-    hours = tuple(int(h) for h in args.hours.split(",") if h.strip())
-
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     if args.large is not None:
-        algorithms = tuple(a for a in args.algorithms.split(",") if a)
-        progress(f"large feeders: {large}, {algorithms}")
-        rows = bench_large(large, algorithms, args.areas, progress=progress)  # type: ignore[arg-type]
+        progress(f"large feeders: {args.large}, {args.algorithms}")
+        rows = bench_large(args.large, args.algorithms, args.areas, progress=progress)
         text = (f"## Large generated feeders (`cases generate`, tree layout; fresh `solve` processes; "
                 f"{os.cpu_count()} CPUs)\n\n" + markdown_table(rows, LARGE_COLUMNS))
         out.write_csv("large.csv", rows)
@@ -735,8 +890,8 @@ def _run(args: argparse.Namespace, out: "BenchFolder", large: tuple[tuple[int, i
         print(text)
         return 0
 
-    progress(f"benchmark: {args.case}, {args.formulation}, T = {hours}, {args.repeat} fresh processes each")
-    rows = bench_central(args.case, hours, args.repeat, args.formulation, progress)
+    progress(f"benchmark: {args.case}, {args.formulation}, T = {args.hours}, {args.repeat} fresh processes each")
+    rows = bench_central(args.case, args.hours, args.repeat, args.formulation, progress)
     header = (f"## Central solve, `python -m mpdopf_pyomo solve --case {args.case} --hours T "
               f"--formulation {args.formulation} --no-validate --no-plots --json` "
               f"(fresh process, median of {args.repeat}; {os.cpu_count()} CPUs)")
@@ -750,7 +905,7 @@ def _run(args: argparse.Namespace, out: "BenchFolder", large: tuple[tuple[int, i
         progress("distributed rows (mpdopf_pyomo.decomposition.bench.benchmark_rows) ...")
         kwargs: dict[str, Any] = {}
         if args.distributed_hours:
-            kwargs["hours"] = tuple(int(h) for h in args.distributed_hours.split(",") if h.strip())
+            kwargs["hours"] = args.distributed_hours
         dist = benchmark_rows(**kwargs)
         part = "## Distributed (mpdopf_pyomo.decomposition.bench)\n\n" + markdown_table(dist, DISTRIBUTED_COLUMNS)
         out.write_csv("distributed.csv", dist)

@@ -28,7 +28,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from mpdopf_pyomo.benchmark import DEFAULT_OUT, _route_label, markdown_table, run_process, solve_command
+from mpdopf_pyomo.benchmark import (DEFAULT_OUT, _route_label, last_line, markdown_table, positive_int, run_process,
+                                    scale_rows, solve_command)
+from mpdopf_pyomo.errors import RunFailed
 from mpdopf_pyomo.outputs import BenchFolder, with_bench_folder
 
 #: (case, hours): a bundled case name, or an int for a generated feeder of that many buses.
@@ -65,7 +67,8 @@ def _load() -> float | None:
 def bench_scale(rows: tuple[tuple[str | int, int], ...] = SCALE_ROWS, solver: str = "ipopt", repeat: int = 3,
                 repeat_large: int = 1, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """One row per (case, hours): medians over fresh ``solve`` processes of IPOPT's time split and the
-    command's timings (see the module docstring). A failed run raises RuntimeError with its last line."""
+    command's timings (see the module docstring). A failed run raises :class:`RunFailed` with its exit code
+    and last line."""
     from mpdopf_pyomo.network.generate import generate
 
     table: list[dict[str, Any]] = []
@@ -87,8 +90,8 @@ def bench_scale(rows: tuple[tuple[str | int, int], ...] = SCALE_ROWS, solver: st
                     "--solver-option", f"output_file={log}"])
                 run = run_process(cmd)
                 if run["returncode"] != 0:
-                    tail = (run["stderr"].strip().splitlines() or ["?"])[-1]
-                    raise RuntimeError(f"{label} x {T} h failed (exit {run['returncode']}): {tail}")
+                    raise RunFailed(f"{label} x {T} h failed (exit {run['returncode']}): {last_line(run['stderr'])}",
+                                    run["returncode"])
                 run["summary"] = json.loads(run["stdout"])
                 run["timing"] = ipopt_timing(log.read_text(errors="replace") if log.exists() else "")
                 runs.append(run)
@@ -127,44 +130,27 @@ SCALE_COLUMNS = [
 ]
 
 
-def _parse_rows(text: str) -> tuple[tuple[str | int, int], ...]:
-    """``ieee123x5,2561x24`` -> (("ieee123", 5), (2561, 24)): a number before the x is a generated feeder."""
-    rows: list[tuple[str | int, int]] = []
-    for item in (p.strip() for p in text.split(",") if p.strip()):
-        case, sep, hours = item.rpartition("x")
-        if not sep or not case or not hours.isdigit():
-            raise ValueError(item)
-        rows.append((int(case) if case.isdigit() else case, int(hours)))
-    return tuple(rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m mpdopf_pyomo.benchmark_scale``: exit 0, or 2 for bad options or a refused ``--out``
-    (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules, checked before any solve)."""
+    (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules; both checked before any solve), or a failed run's own
+    code (:class:`~mpdopf_pyomo.errors.RunFailed`)."""
     parser = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.benchmark_scale",
                                      description=__doc__.split("\n\n")[0])
     default_rows = ",".join(f"{c}x{t}" for c, t in SCALE_ROWS)
-    parser.add_argument("--rows", default=default_rows,
+    parser.add_argument("--rows", type=scale_rows, default=default_rows,
                         help="CASExHOURS,...; a number of buses is a generated feeder (default %(default)s)")
     parser.add_argument("--solver", default="ipopt", help="--solver of the runs (cyipopt: the library route)")
-    parser.add_argument("--repeat", type=int, default=3, help="fresh processes per bundled-case row (median)")
-    parser.add_argument("--repeat-large", type=int, default=1, help="fresh processes per generated-feeder row")
+    parser.add_argument("--repeat", type=positive_int, default=3, help="fresh processes per bundled-case row (median)")
+    parser.add_argument("--repeat-large", type=positive_int, default=1, help="fresh processes per generated-feeder row")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="folder for scale.md and .csv (default %(default)s)")
     args = parser.parse_args(argv)
-    try:
-        rows = _parse_rows(args.rows)
-    except ValueError as exc:
-        print(f"error: --rows: {exc.args[0]!r} is not CASExHOURS (e.g. ieee123x5 or 2561x24)", file=sys.stderr)
-        return 2
-    if args.repeat < 1 or args.repeat_large < 1:
-        print("error: --repeat and --repeat-large must be >= 1", file=sys.stderr)
-        return 2
+    rows = args.rows
 
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     def run(out: BenchFolder) -> int:
-        progress(f"scale benchmark: {args.rows}, --solver {args.solver}")
+        progress(f"scale benchmark: {', '.join(f'{c}x{t}' for c, t in rows)}, --solver {args.solver}")
         table = bench_scale(rows, args.solver, args.repeat, args.repeat_large, progress)
         text = (f"## Central solves at scale (`solve --case C --hours T --no-validate --no-plots --solver "
                 f"{args.solver}`, fresh processes, medians; IPOPT seconds from `print_timing_statistics`; "

@@ -50,6 +50,18 @@ class WorkerDied(MpdopfError):
     exit_code = 6
 
 
+class RunFailed(MpdopfError):
+    """A fresh process that a benchmark tool timed ended with an error. The tool exits with that process's
+    own code when it is one of these (2 bad input ... 6 worker died), else 1 (a crash, a signal)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, returncode: int) -> None:
+        super().__init__(message)
+        if returncode in (2, 3, 4, 5, 6):
+            self.exit_code = returncode
+
+
 def one_line(text: str) -> str:
     """``text`` with every control or other non-printable character escaped, so a message stays one line."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))

@@ -442,8 +442,9 @@ def three_phase_table(out: BenchFolder, rows_spec: list[tuple[str, int, str, str
 def main(argv: list[str] | None = None) -> int:
     """``table``, ``base``, ``solve`` or ``three-phase`` over the given feeders (paths or short names;
     default all); the tables go to ``--out`` (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules: a user's
-    file named like one of them is refused, exit 2, before any solve)."""
-    from mpdopf_pyomo.benchmark import markdown_table
+    file named like one of them is refused, exit 2, before any solve). A bad option or feeder name is
+    argparse's usage error (exit 2, the valid names listed), also before any solve."""
+    from mpdopf_pyomo.benchmark import markdown_table, positive_int
     from mpdopf_pyomo.outputs import with_bench_folder
 
     ap = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.feeders", description=__doc__.split("\n")[0])
@@ -451,18 +452,23 @@ def main(argv: list[str] | None = None) -> int:
                     help="table (default): the closing table of every feeder; base: base-case gaps; solve: solves; "
                          "three-phase: 3ph-exact / 3ph-linear on the unbalanced cases and the IEEE 8500")
     ap.add_argument("feeders", nargs="*", help="master .dss paths or short names (default: all)")
-    ap.add_argument("--hours", type=int, default=5)
-    ap.add_argument("--out", type=Path, default=Path("bench/results"))
+    ap.add_argument("--hours", type=positive_int, default=None,
+                    help="table and solve: horizon of the solves (default 5; base is one hour, three-phase "
+                         "runs its table's own horizons)")
+    ap.add_argument("--out", default="bench/results", help="folder for the tables (default %(default)s)")
     args = ap.parse_args(argv)
+    if args.hours is not None and args.what in ("base", "three-phase"):
+        ap.error(f"argument --hours: {args.what} does not take it (base: one hour; three-phase: the table's "
+                 "own horizons, 5 h and 1 h for the IEEE 8500)")
+    hours = 5 if args.hours is None else args.hours
     if args.what == "three-phase":
         if not REFERENCE.is_dir():
             print(f"error: the public feeders are not at {REFERENCE}", file=sys.stderr)
             return 2
         unknown = sorted(set(args.feeders) - {r[0] for r in THREE_PHASE})
         if unknown:
-            print(f"error: unknown case(s) {', '.join(unknown)} (the three-phase table knows "
-                  f"{', '.join(dict.fromkeys(r[0] for r in THREE_PHASE))})", file=sys.stderr)
-            return 2
+            ap.error(f"unknown case(s) {', '.join(unknown)} (the three-phase table knows "
+                     f"{', '.join(dict.fromkeys(r[0] for r in THREE_PHASE))})")
         spec = [r for r in THREE_PHASE if not args.feeders or r[0] in args.feeders]
 
         def three_phase(out: BenchFolder) -> int:
@@ -474,9 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         names = args.feeders or CLOSING
         unknown = [n for n in names if n not in CLOSING]
         if unknown:
-            print(f"error: unknown feeder(s) {', '.join(unknown)} (the table knows {', '.join(CLOSING)})",
-                  file=sys.stderr)
-            return 2
+            ap.error(f"unknown feeder(s) {', '.join(unknown)} (the table knows {', '.join(CLOSING)})")
         if not REFERENCE.is_dir() and any(n in FEEDERS for n in names):
             print(f"error: the public feeders are not at {REFERENCE}", file=sys.stderr)
             return 2
@@ -485,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = []
             for n in names:
                 t0 = time.perf_counter()
-                rows.append(closing_row(n, args.hours))
+                rows.append(closing_row(n, hours))
                 print(f"{n}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
                 table = markdown_table(rows, CLOSING_COLUMNS)  # written after every feeder: a long run keeps its rows
                 out.write_text("feeders.md", table + "\n")
@@ -497,10 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     paths = [feeder_path(f) if f in FEEDERS else Path(f) for f in (args.feeders or FEEDERS)]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        print(f"error: feeder file(s) not found: {', '.join(missing)} (the shared reference folder is "
-              f"{REFERENCE})", file=sys.stderr)
-        return 2
-    name = "feeders_base_case" if args.what == "base" else f"feeders_solve_{args.hours}h"
+        ap.error(f"feeder file(s) not found: {', '.join(missing)} (give a master .dss file or one of "
+                 f"{', '.join(FEEDERS)}, in the shared reference folder {REFERENCE})")
+    name = "feeders_base_case" if args.what == "base" else f"feeders_solve_{hours}h"
 
     def gaps_or_solves(out: BenchFolder) -> int:
         rows = []
@@ -508,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.what == "base":
                 rows.append(base_case_gap(p))
             else:
-                rows += [solve_row(p, args.hours, "central"), solve_row(p, args.hours, "admm")]
+                rows += [solve_row(p, hours, "central"), solve_row(p, hours, "admm")]
             print(json.dumps({k: v for k, v in rows[-1].items()}, default=str), file=sys.stderr)
         table = markdown_table(rows, BASE_COLUMNS if args.what == "base" else SOLVE_COLUMNS)
         print(table)

@@ -659,15 +659,18 @@ class BenchFolder:
 
 def with_bench_folder(target: str | Path, names: Iterable[str], body: Callable[[BenchFolder], int]) -> int:
     """A benchmark tool's command line around ``body``: claim ``target`` for ``names`` (before any benchmark
-    runs), run ``body(folder)`` and return its exit code; an :class:`OutputError` -- the claim refused, or a
-    table that could not be written -- is one ``error:`` line on stderr and its exit code (2)."""
-    from mpdopf_pyomo.errors import one_line
+    runs), run ``body(folder)`` and return its exit code. Any :class:`~mpdopf_pyomo.errors.MpdopfError` --
+    the claim refused or a table that could not be written (:class:`OutputError`, 2), a timed run that
+    failed (:class:`~mpdopf_pyomo.errors.RunFailed`: that run's code), a bad case or generated feeder (2) --
+    is one ``error:`` line on stderr and its exit code; the folder keeps only the tables already written
+    (none: :meth:`BenchFolder.claim`'s folder and marker are removed again)."""
+    from mpdopf_pyomo.errors import MpdopfError, one_line
 
     try:
         with BenchFolder.claim(target, names) as folder:
             return body(folder)
-    except OutputError as exc:
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+    except MpdopfError as exc:
+        print(f"error: {one_line(exc.cli_message or str(exc))}", file=sys.stderr)
         return exc.exit_code
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from mpdopf_pyomo.benchmark_scale import _parse_rows, ipopt_timing, main
+from mpdopf_pyomo.benchmark import scale_rows
+from mpdopf_pyomo.benchmark_scale import ipopt_timing, main
 
 LOG = """
 Number of Iterations....: 44
@@ -29,14 +32,17 @@ def test_ipopt_timing_reads_the_split() -> None:
 
 
 def test_rows_argument() -> None:
-    assert _parse_rows("ieee123x5, 2561x24") == (("ieee123", 5), (2561, 24))
-    assert _parse_rows("ieee123-publishedx10") == (("ieee123-published", 10),)
-    for bad in ("ieee123", "2561x", "x5", "2561x2h"):
-        with pytest.raises(ValueError):
-            _parse_rows(bad)
+    assert scale_rows("ieee123x5, 2561x24") == (("ieee123", 5), (2561, 24))
+    assert scale_rows("ieee123-publishedx10") == (("ieee123-published", 10),)
+    for bad in ("ieee123", "2561x", "x5", "2561x2h", "ieee123x5,,ieee13x1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            scale_rows(bad)
 
 
 def test_bad_rows_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--rows", "2561"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["--rows", "2561"])
+    assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: --rows: '2561' is not CASExHOURS (e.g. ieee123x5 or 2561x24)"]
+    assert err[-1] == ("python -m mpdopf_pyomo.benchmark_scale: error: argument --rows: '2561' is not CASExHOURS "
+                       "(e.g. ieee123x5 or 2561x24)")

@@ -143,8 +143,11 @@ def test_base_case_gap_split_by_element_group_adds_up():
 def test_closing_table_refuses_an_unknown_feeder(capsys):
     from mpdopf_pyomo.feeders import main as feeders_main
 
-    assert feeders_main(["table", "nosuch"]) == 2
-    assert capsys.readouterr().err.startswith("error: unknown feeder(s) nosuch")
+    with pytest.raises(SystemExit) as exit_:
+        feeders_main(["table", "nosuch"])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("python -m mpdopf_pyomo.feeders: error: unknown feeder(s) nosuch (the table knows ieee13")
 
 
 def test_three_phase_table_refuses_an_unknown_case_before_solving(tmp_path, capsys):
@@ -152,8 +155,11 @@ def test_three_phase_table_refuses_an_unknown_case_before_solving(tmp_path, caps
     back to the whole table)."""
     from mpdopf_pyomo.feeders import main as feeders_main
 
-    assert feeders_main(["three-phase", "nosuch", "--out", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err.startswith("error: unknown case(s) nosuch")
+    with pytest.raises(SystemExit) as exit_:
+        feeders_main(["three-phase", "nosuch", "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        "python -m mpdopf_pyomo.feeders: error: unknown case(s) nosuch")
     assert not (tmp_path / "out").exists()
 
 

@@ -39,6 +39,8 @@ from mpdopf_pyomo.errors import CaseError
 
 #: Buses per section (the ieee123 model) and the substation bus name.
 SECTION_BUSES = 128
+#: The longest horizon of a generated feeder's case (its profiles are one day of hours).
+MAX_HOURS = 24
 SUB = "sub"
 #: Default joint impedance, ohm per phase (R = X): the ieee123 model's xfm1 connector.
 JOINT_OHM = 1e-4
@@ -153,8 +155,8 @@ def generate(n_buses: int, out: str | Path, layout: str = "tree", fanout: int = 
         raise CaseError(f"--fanout {fanout}: must be >= 1")
     if not (math.isfinite(joint_ohm) and joint_ohm > 0):
         raise CaseError(f"--joint-ohm {joint_ohm}: must be finite and > 0")
-    if hours is not None and not 1 <= hours <= 24:
-        raise CaseError(f"--hours {hours}: choose 1..24")
+    if hours is not None and not 1 <= hours <= MAX_HOURS:
+        raise CaseError(f"--hours {hours}: choose 1..{MAX_HOURS}")
     par = parents(k, layout, fanout)
     tables, spec = _section_model()
     root = tables.root
