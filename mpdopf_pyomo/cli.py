@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import click
 
 from mpdopf_pyomo import __version__, algorithms
-from mpdopf_pyomo.errors import CaseError, MpdopfError
+from mpdopf_pyomo.errors import CaseError, MpdopfError, one_line
 from mpdopf_pyomo.formulations import FORMULATIONS
 
 
@@ -31,13 +30,6 @@ class _Group(click.Group):
             click.echo(f"error: interrupted by {interrupts.describe(exc)}; stopped, temporary files removed",
                        err=True)
             ctx.exit(interrupts.exit_code(exc))
-
-
-def one_line(text: str) -> str:
-    """``text`` with control characters (from user-given keys, values, paths) written as escapes, so an
-    error is always exactly one line and cannot move the terminal's cursor or change its colours."""
-    return re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]",
-                  lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 class AreasType(click.ParamType):
