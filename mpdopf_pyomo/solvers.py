@@ -52,13 +52,15 @@ KNOWN_NLP_SOLVERS = ("ipopt", "cyipopt", "ripopt")
 #: refinement step and a 5 % (not 1000 %) MUMPS workspace margin, which cut MUMPS' CPU time by 2-20 % on
 #: ieee123 at 5 and 24 h on every route with the same iterations and objective (to 1e-12 relative);
 #: if the workspace runs short, IPOPT enlarges it and factorizes again (a one-off cost).
-#: Measured and left at IPOPT's defaults (AMPL executable, MUMPS 5.8.2, CPU s on a shared 2-core machine):
+#: Measured and left at IPOPT's defaults (AMPL executable, MUMPS 5.8.2, CPU s on a shared 2-core machine; the
+#: iteration counts below are with the monotone barrier):
 #: ``mumps_pivot_order`` 7 (automatic) picks AMF here (bit-identical iterates to 2); METIS (5) costs more
 #: (ieee123 24 h: 1.8-2.2 against 1.5-1.9 s; 2,561 buses x 24 h: 47 against 38 s at load 8-12, more
 #: memory), AMD (0), QAMD (6) and PORD (4) gain nothing; ``mumps_permuting_scaling 0`` and
-#: ``mumps_scaling 0`` are slower (2.0-2.2 s); ``mu_strategy adaptive`` saves iterations (61 -> 51;
-#: 2,561 x 5 h: 49 -> 42) but not time, and moves the objective by 1e-8 relative (a distributed run's
-#: warm area re-solves do use it: from a far-moved previous point the monotone barrier crawled, see
+#: ``mumps_scaling 0`` are slower (2.0-2.2 s); the barrier update is the formulation's (``mu_strategy
+#: adaptive`` with the LOQO oracle for balanced ``exact`` and ``linear``, 61 -> 37 iterations at ieee123 x
+#: 24 h: :data:`mpdopf_pyomo.formulations.balanced.CENTRAL_IPOPT_OPTIONS`; a distributed run's warm area
+#: re-solves use the adaptive update too: from a far-moved previous point the monotone barrier crawled, see
 #: :data:`mpdopf_pyomo.decomposition.area_solver.WARM_START_OPTIONS`); ``fast_step_computation
 #: yes`` gains ~4 % (same iterates) but never checks the step's residual; a LinDistFlow start (solve
 #: ``linear``, then the exact model from its point) saves 10 of 49 iterations at 2,561 x 5 h, but the
@@ -757,7 +759,8 @@ def solve(
             raise SolveFailed(failure_line(name, message, iterations, opts))
         return SolveStats(solver=name.lower(), route=info.route or "", termination="optimal",
                           iterations=iterations, solve_s=solve_s, message=message,
-                          extra={"version": info.version, "mumps": info.mumps, "build": info.build})
+                          extra={"version": info.version, "mumps": info.mumps, "build": info.build,
+                                 "options": dict(opts)})
     else:
         solver = pyo.SolverFactory(pyomo_name)
         if info.route == "executable" and pyomo_name == "ipopt" and info.location:
@@ -797,7 +800,7 @@ def solve(
         iterations=iterations,
         solve_s=solve_s,
         message=message,
-        extra={"version": info.version, "mumps": info.mumps, "build": info.build},
+        extra={"version": info.version, "mumps": info.mumps, "build": info.build, "options": dict(opts)},
     )
 
 

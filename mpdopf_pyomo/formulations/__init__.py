@@ -47,6 +47,9 @@ class OpfFormulation(ABC):
     #: defaults otherwise; an option the caller gives wins), e.g. ADMM's penalty per kind of port
     algorithm_defaults: dict[str, dict[str, Any]] = {}
     validation: Literal["balanced", "nodes", "nodes-report"] = "balanced"
+    #: IPOPT options of this formulation's central solve, measured to suit its problems (see each
+    #: formulation); an option the caller gives wins, key by key; other solvers get none of them
+    solver_defaults: dict[str, Any] = {}
 
     def unsupported(self, case: "Case") -> str | None:
         """Why ``case`` cannot be solved with this formulation, one phrase; None when it can."""
@@ -130,19 +133,24 @@ def check(name: str, case: "Case", algorithm: str = "central") -> OpfFormulation
 
 
 def solve_model(m: Any, solver: str, options: Mapping[str, Any] | None, tee: bool,
-                progress: "Progress") -> tuple[Any, dict[str, Any]]:
+                progress: "Progress", defaults: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Solve a built central model (:func:`mpdopf_pyomo.solvers.solve`) with the progress lines every
     formulation prints; returns the solver's stats and the summary's ``solver_stats`` common to all
-    (iterations, termination, free variables and active constraints of the model, MUMPS version)."""
+    (iterations, termination, free variables and active constraints of the model, MUMPS version, and
+    every option the solver was given: the defaults, the formulation's, the limits and the caller's).
+
+    ``defaults`` (a formulation's :attr:`OpfFormulation.solver_defaults`) go to IPOPT under ``options``."""
     from mpdopf_pyomo import pyo, solvers
 
+    if defaults and solver.lower() in ("ipopt", "cyipopt"):
+        options = {**defaults, **(options or {})}
     progress(f"solving with {solver}")
     stats = solvers.solve(m, solver, options, tee=tee)
     progress(f"{solver} ({stats.route}) converged in {stats.iterations} iterations, {stats.solve_s:.2f} s")
     n_vars = sum(1 for x in m.component_data_objects(pyo.Var, active=True) if not x.fixed)
     n_cons = sum(1 for _ in m.component_data_objects(pyo.Constraint, active=True))
     return stats, {"iterations": stats.iterations, "termination": stats.termination, "variables": n_vars,
-                   "constraints": n_cons, "mumps": stats.extra.get("mumps")}
+                   "constraints": n_cons, "mumps": stats.extra.get("mumps"), "options": stats.extra.get("options")}
 
 
 def supported(case: "Case") -> list[tuple[str, str | None]]:

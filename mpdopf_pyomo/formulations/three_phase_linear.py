@@ -262,7 +262,7 @@ class ThreePhaseLinear(OpfFormulation):
         v0, _, pf_iters = ThreePhaseExact.start(case, tables)
         m = self.build(case, tables, branches, v0)
         build_s = time.perf_counter() - t0
-        stats, solver_stats = solve_model(m, solver, options, tee, progress)
+        stats, solver_stats = solve_model(m, solver, options, tee, progress, self.solver_defaults)
         approx = sorted({f"{b.name} ({b.approx})" for b in branches if b.approx})
         return read_back(case, tables, branches, m, algorithm="central", formulation=self.name,
                          solver=stats.solver, solver_route=stats.route, solver_version=stats.extra.get("version"),
