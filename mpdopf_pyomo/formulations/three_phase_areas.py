@@ -100,11 +100,44 @@ def _check_cut(case: "Case", tables: "PhaseTables", cut: str) -> int:
     return k
 
 
+def bus_areas(case: "Case", tables: "PhaseTables") -> dict[str, int]:
+    """The area of every bus of the three-phase tables.
+
+    The areas are the balanced case's (``case.buses["area"]``). A bus that network lacks -- a secondary of a
+    service transformer, which the balanced reduction folds into the primary bus it hangs from (the IEEE
+    8500's 240 V services) -- takes the area of the buses it reaches without crossing a cut branch.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    area_of = {str(b): int(a) for b, a in case.buses["area"].items()}
+    buses = [str(b) for b in tables.node_bus]
+    if all(b in area_of for b in buses):
+        return area_of
+    cut_pos = {_branch_pos(tables)[str(c)] for c in case.cut_branches if str(c) in _branch_pos(tables)}
+    first: dict[str, int] = {}
+    rows, cols = [], []
+    for i, b in enumerate(buses):  # the nodes of one bus belong together
+        rows.append(first.setdefault(b, i)), cols.append(i)
+    for k, at in enumerate(tables.branch_nodes):
+        if k not in cut_pos:
+            rows += [int(at[0])] * len(at)
+            cols += [int(n) for n in at]
+    n = len(buses)
+    graph = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    known = {int(label[i]): area_of[b] for i, b in enumerate(buses) if b in area_of}
+    out = dict(area_of)
+    for i, b in enumerate(buses):
+        if b not in out and int(label[i]) in known:
+            out[b] = known[int(label[i])]
+    return out
+
+
 def restrict(case: "Case", tables: "PhaseTables", area: int) -> AreaTables:
     """The tables of ``area`` (see the module docstring)."""
     from mpdopf_pyomo.network.phases import PhaseTables
 
-    area_of = {str(b): int(a) for b, a in case.buses["area"].items()}
+    area_of = bus_areas(case, tables)
     node_area = np.array([area_of.get(str(b), -1) for b in tables.node_bus])
     if (node_area < 0).any():
         raise CaseError(f"{case.source}: bus {tables.node_bus[int(np.argmax(node_area < 0))]} of the network has no area")
