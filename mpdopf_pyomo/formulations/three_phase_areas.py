@@ -35,7 +35,8 @@ the pinned exchange oscillates and its duals are the elastic penalty's; ADMM the
 flow's ports and the substation price (4 + 96 iterations; restarting from the last ENApp point without
 an elastic solve and its duals instead: 4 + 222, not kept). IEEE 34, 4 areas, 5 h does not converge in
 300 iterations with these defaults (its Q ports stall, phases 2 and 3 at cuts l29 and l14); the sweep of
-penalties, warm starts, cuts and residual balancing that found no robust fix is in docs/src/three-phase.md.
+penalties (per-port ones scaled by the cut's Thevenin impedance, voltage ports in each phase's frame too), warm starts, cuts, residual balancing
+and acceleration (Anderson, fast ADMM with restart) that found no robust fix is in docs/src/three-phase.md.
 """
 
 from __future__ import annotations
