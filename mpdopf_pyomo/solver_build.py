@@ -130,8 +130,9 @@ def single_thread_blas() -> None:
     """Run the built library's OpenBLAS (casadi's) on one thread, unless the user set a thread count.
 
     MUMPS calls BLAS on many tiny blocks; extra OpenBLAS threads only add system time there (measured:
-    0.63 s CPU instead of 0.75-1.5 s for ieee123 at 24 h). numpy's own BLAS is a different library and is
-    not affected. The AMPL driver does the same at start-up.
+    0.63 s CPU instead of 0.75-1.5 s for ieee123 at 24 h). numpy's own BLAS is a different library: the
+    command line sets it to one thread (:func:`mpdopf_pyomo.__main__.single_thread_blas_default`). The AMPL
+    driver does the same at start-up.
     """
     if os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS"):
         return

@@ -174,3 +174,30 @@ def test_no_fork_while_other_threads_run(solved, tmp_path):
     finally:
         stop.set()
         thread.join()
+
+
+_NUMPY_BLAS_THREADS = """
+import ctypes, glob, os, sys
+import mpdopf_pyomo.__main__  # what `python -m mpdopf_pyomo` and the `mpdopf` script run first
+import numpy
+libs = glob.glob(os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs", "libscipy_openblas*.so"))
+threads = ctypes.CDLL(libs[0]).scipy_openblas_get_num_threads64_() if libs else -1
+print(os.environ.get("OPENBLAS_NUM_THREADS"), threads)
+"""
+
+
+@pytest.mark.parametrize("env, expected", [({}, "1 1"), ({"OPENBLAS_NUM_THREADS": "2"}, "2 2"),
+                                           ({"OMP_NUM_THREADS": "2"}, "None 2")])
+def test_the_command_runs_numpy_blas_on_one_thread_unless_the_user_set_one(env, expected):
+    """The entry point sets one OpenBLAS thread before numpy loads (numpy's BLAS really runs one thread:
+    the count is read from its OpenBLAS), and a thread count the user gives wins."""
+    base = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-c", _NUMPY_BLAS_THREADS], capture_output=True, text=True,
+                          env={**base, **env}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    got = proc.stdout.split()
+    if got[1] == "-1":
+        pytest.skip("numpy is not built on its bundled OpenBLAS here")
+    if (os.cpu_count() or 1) < 2 and expected.endswith("2"):
+        pytest.skip("one core: OpenBLAS runs one thread whatever is asked")
+    assert " ".join(got) == expected
