@@ -772,10 +772,32 @@ def source_tree(text: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m mpdopf_pyomo.benchmark``: the mode the options ask for; its tables go to ``--out``
-    (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules). Exit 0; 2 for a bad option (argparse's usage error,
-    before anything runs) or a refused ``--out``; a failed run's own code (:class:`~mpdopf_pyomo.errors.RunFailed`)."""
+#: The modes (None: the default table) each option of one mode applies to; ``--out`` applies to all.
+_MODE_OPTIONS = {"--case": ("--profile", None), "--hours": (None,), "--repeat": ("--commands", None),
+                 "--formulation": (None,), "--no-distributed": (None,), "--distributed-hours": (None,),
+                 "--profile-full": ("--profile",), "--baseline": ("--commands",), "--areas": ("--large",),
+                 "--algorithms": ("--large",)}
+_UNSET = object()
+
+
+def _check_mode(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
+    """Refuse two modes at once (``--profile``, ``--commands``, ``--large``), and an option the chosen mode
+    would ignore (``--baseline`` without ``--commands``...), as argparse usage errors (exit 2)."""
+    dests = {a.option_strings[0]: a.dest for a in parser._actions if a.option_strings}
+    probe = _parser()
+    probe.set_defaults(**{dest: _UNSET for dest in dests.values()})
+    given = probe.parse_args(argv)
+    modes = [m for m in ("--profile", "--commands", "--large") if getattr(given, dests[m]) is not _UNSET]
+    if len(modes) > 1:
+        parser.error(f"{modes[0]} and {modes[1]} are two modes; give one")
+    mode = modes[0] if modes else None
+    for option, where in _MODE_OPTIONS.items():
+        if getattr(given, dests[option]) is not _UNSET and mode not in where:
+            parser.error(f"{option} does not apply to {mode or 'the default table'} "
+                         f"(only to {' or '.join(w or 'the default table' for w in where)})")
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mpdopf_pyomo.benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", type=case_spec, default="ieee123",
                         help="bundled case name or case file (default %(default)s)")
@@ -810,7 +832,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="--commands: also run each command from this source tree of another version "
                              "(PYTHONPATH=DIR), in the same round-robin")
     parser.add_argument("--_profile-child", nargs=3, metavar=("CASE", "T", "OUT"), help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mpdopf_pyomo.benchmark``: the mode the options ask for; its tables go to ``--out``
+    (:class:`~mpdopf_pyomo.outputs.BenchFolder` rules). Exit 0; 2 for a bad option (argparse's usage error,
+    before anything runs: also two modes at once, or an option the mode would ignore) or a refused ``--out``;
+    a failed run's own code (:class:`~mpdopf_pyomo.errors.RunFailed`)."""
+    parser = _parser()
     args = parser.parse_args(argv)
+    if not args._profile_child:
+        _check_mode(parser, argv)
 
     if args._profile_child:
         c, T, out = args._profile_child
