@@ -35,8 +35,9 @@ the pinned exchange oscillates and its duals are the elastic penalty's; ADMM the
 flow's ports and the substation price (4 + 96 iterations; restarting from the last ENApp point without
 an elastic solve and its duals instead: 4 + 222, not kept). IEEE 34, 4 areas, 5 h does not converge in
 300 iterations with these defaults (its Q ports stall, phases 2 and 3 at cuts l29 and l14); the sweep of
-penalties (per-port ones scaled by the cut's Thevenin impedance, voltage ports in each phase's frame too), warm starts, cuts, residual balancing
-and acceleration (Anderson, fast ADMM with restart) that found no robust fix is in docs/src/three-phase.md.
+penalties (per-port ones scaled by the cut's Thevenin impedance, voltage ports in each phase's frame too),
+warm starts, cuts, residual balancing and acceleration (Anderson, fast ADMM with restart) that found no
+robust fix is in docs/src/three-phase.md.
 """
 
 from __future__ import annotations
@@ -114,11 +115,14 @@ def bus_areas(case: "Case", tables: "PhaseTables") -> dict[str, int]:
     buses = [str(b) for b in tables.node_bus]
     if all(b in area_of for b in buses):
         return area_of
-    cut_pos = {_branch_pos(tables)[str(c)] for c in case.cut_branches if str(c) in _branch_pos(tables)}
+    pos = _branch_pos(tables)
+    cut_pos = {pos[str(c)] for c in case.cut_branches if str(c) in pos}  # others: restrict() names them
     first: dict[str, int] = {}
-    rows, cols = [], []
+    rows: list[int] = []
+    cols: list[int] = []
     for i, b in enumerate(buses):  # the nodes of one bus belong together
-        rows.append(first.setdefault(b, i)), cols.append(i)
+        rows.append(first.setdefault(b, i))
+        cols.append(i)
     for k, at in enumerate(tables.branch_nodes):
         if k not in cut_pos:
             rows += [int(at[0])] * len(at)
