@@ -5,8 +5,8 @@ command builds and solves (on the other core, and while the IPOPT executable run
 figures it is sent. On ieee123 x 5 h the figures are ~0.75 s of CPU after the solve and the OpenDSS check
 ~0.3 s with its engine's import; the warm worker, a copy of it forked per job (matplotlib already imported:
 one import of ~0.3 s CPU instead of two) and the command share that on two cores instead of the command
-importing matplotlib itself after the solve. :class:`mpdopf_pyomo.plots.BackgroundFigures` is the
-single fork after the solve that the command falls back to.
+importing matplotlib itself after the solve. When no worker could be forked before the build, the
+command forks one after the solve, once it has imported matplotlib itself.
 
 Nothing here imports matplotlib, pandas or Pyomo: the command line imports this module before they are.
 """

@@ -332,7 +332,7 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
         target = claim(default_folder(case.name, case.hours, algorithm, start))
     # Figures: a warm worker forked now (it imports matplotlib while this process builds and solves), sent
     # the plan when it is ready, which it draws in two halves, one in a copy of itself forked then (no
-    # second import); else one fork after the solve (plots.BackgroundFigures), else here.
+    # second import); else a worker forked after the solve (matplotlib imported here meanwhile), else here.
     workers = _figure_workers(1) if plots else []
     # what the steps after the solve import (the OpenDSS engine 0.25 s, matplotlib 0.2-0.3 s unless the
     # workers draw), imported while the IPOPT executable runs (started then, so that it does not slow the
@@ -347,26 +347,19 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
     timings = results.summary["timings"]
     timings["load_s"] = t_solve - _START  # imports, option checks, the output claim, the case load
     files: list[str] = []
-    background = None
     if plots:  # the figures that do not need the OpenDSS check are drawn meanwhile, in child processes
         from mpdopf_pyomo import background as bg
 
         t_fig = time.perf_counter()
         early = [n for n in bg.figure_names(results, validated=validate) if n != "validation"]
+        if not workers:  # none could be forked before the build: one now, with matplotlib imported here
+            preload.join()
+            workers = _figure_workers(1)
         if workers:
             workers[0].submit(case, results, early, target.staging, parts=2)
             for part in bg.share(early, 2):
                 if part:
                     progress(f"drawing {', '.join(part)} in a background process")
-        else:
-            preload.join()
-            from mpdopf_pyomo import plots as plotting  # raises here if the background import failed
-
-            background = plotting.BackgroundFigures.start(case, results, _background_share(early, validate),
-                                                          target.staging)
-            if background is not None:
-                click.get_current_context().call_on_close(background.stop)  # runs before target.discard
-                progress(f"drawing {len(background.names)} figures in a background process")
         timings["figures_s"] = time.perf_counter() - t_fig
     if validate:
         progress("validating every hour in OpenDSS")
@@ -377,28 +370,20 @@ def solve(case_spec: str, hours: int | None, start: int | None, verbose: bool, a
     if plots:
         t_fig = time.perf_counter()
         names = bg.figure_names(results)
+        done: list[str] = []
         if workers:
             late = [n for n in names if n not in early]
             min(workers, key=lambda w: w.load).submit(case, results, late, target.staging)
             progress("waiting for the figures")
             done = [f for w in workers for f in w.wait()]
             timings["figures_background_s"] = max(w.seconds for w in workers)
-            missing = [n for n in names if f"{n}.png" not in done]
-            if missing:  # a worker failed or was not sent them: drawn here (an error in a figure shows here)
-                from mpdopf_pyomo import plots as plotting
+        missing = [n for n in names if f"{n}.png" not in done]
+        if missing:  # no worker, or one failed: drawn here (an error in a figure shows here)
+            from mpdopf_pyomo import plots as plotting  # raises here if the background import failed
 
-                progress(f"drawing figures: {', '.join(missing)}")
-                done += plotting.write_figures(case, results, missing, target.staging)
-            files += done
-        else:
-            mine = [n for n in names if background is None or n not in background.names]
-            progress(f"drawing figures: {', '.join(mine)}" + (" (and waiting for the others)" if background else ""))
-            files += plotting.write_figures(case, results, mine, target.staging)
-            if background is not None:
-                done = background.wait()
-                missing = [n for n in background.names if f"{n}.png" not in done and n in names]
-                files += done + plotting.write_figures(case, results, missing, target.staging)
-                timings["figures_background_s"] = background.seconds
+            progress(f"drawing figures: {', '.join(missing)}")
+            done += plotting.write_figures(case, results, missing, target.staging)
+        files += done
         timings["figures_s"] += time.perf_counter() - t_fig
     progress(f"writing {out_dir or target.path}")
 
@@ -519,17 +504,6 @@ def _figure_workers(n: int) -> list[Any]:
         click.get_current_context().call_on_close(worker.stop)
         workers.append(worker)
     return workers
-
-
-def _background_share(names: list[str], validate: bool) -> list[str]:
-    """The figures a background process draws; the command draws the rest itself after validating.
-
-    Per figure on ieee123, 5 h: 0.1-0.25 s CPU (battery and reactive the dearest), the OpenDSS check about
-    0.35 s. With validation the command keeps the last two figures (and the validation figure, drawn after
-    the check); without it the two halves are drawn side by side.
-    """
-    keep = min(2, len(names)) if validate else (len(names) + 1) // 2
-    return names[: len(names) - keep]
 
 
 def format_distributed_timing(d: dict[str, Any]) -> list[str]:

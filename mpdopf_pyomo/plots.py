@@ -74,9 +74,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import LogFormatter, NullFormatter  # noqa: E402
 
 from mpdopf_pyomo.background import BASE_FIGURES, figure_names  # noqa: E402,F401  (re-exported)
-from mpdopf_pyomo.background import can_fork, core_is_free  # noqa: E402,F401  (core_is_free: re-exported)
-from mpdopf_pyomo.background import fork_child  # noqa: E402
-from mpdopf_pyomo.background import reap  # noqa: E402
+from mpdopf_pyomo.background import core_is_free  # noqa: E402,F401  (re-exported)
 from mpdopf_pyomo.case import Case  # noqa: E402
 from mpdopf_pyomo.results import Results  # noqa: E402
 
@@ -756,98 +754,3 @@ def comparison_figure(case: Case, results: Results) -> Figure:
     ax2.grid(True, axis="y", alpha=0.3)
     fig.suptitle(_title(case, results, f"{alg} against the central optimum"), fontsize=10)
     return fig
-
-
-# --------------------------------------------------------------------------------------------------
-# drawing in a background process
-# --------------------------------------------------------------------------------------------------
-
-
-class BackgroundFigures:
-    """Figures drawn and saved by a forked child process while this one goes on (the CLI validates).
-
-    :meth:`start` forks (Linux only; elsewhere it returns None and the caller draws in-process). The
-    child writes ``NAME.png`` into the given folder -- the output claim's staging folder, so nothing is
-    visible before the run commits -- and reports the files and its drawing time through a pipe.
-    :meth:`wait` reaps it and returns the files it wrote; any figure it did not write (it failed, or was
-    killed) is left to the caller to draw in-process, so an error in a figure surfaces there as usual.
-    :meth:`stop` kills and reaps the child (on an error or interrupt, before the staging folder is
-    removed), so no process writes into a discarded folder.
-    """
-
-    def __init__(self, pid: int, fd: int, names: list[str]) -> None:
-        self.pid: int | None = pid
-        self._fd: int | None = fd
-        self.names = names
-        #: The child's own drawing and saving time, s (overlapping with the caller's work).
-        self.seconds = 0.0
-
-    @classmethod
-    def start(cls, case: Case, results: Results, names: list[str], folder: str | Path) -> "BackgroundFigures | None":
-        """Fork a child that draws ``names`` into ``folder``; None where forking is not available, not
-        safe (other Python threads are running, a dask client say, whose locks the child would inherit),
-        or not worth it (:func:`core_is_free`)."""
-        import os
-
-        if not names or not can_fork() or not core_is_free():
-            return None
-        import gc
-
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Objects alive now (the case, the model, the results) are not scanned by the collector of
-        # either process again: a collection writes into every object it visits, which would make the
-        # kernel copy every shared page of the heap (copy-on-write) into the child.
-        gc.freeze()
-        read_fd, write_fd = os.pipe()
-
-        def draw() -> None:  # in the child: draw, then report the files and the time
-            import json
-            import time
-
-            t0 = time.perf_counter()
-            written = write_figures(case, results, names, folder)
-            os.write(write_fd, json.dumps({"files": written, "seconds": time.perf_counter() - t0}).encode())
-
-        pid = fork_child(draw, (read_fd,))
-        os.close(write_fd)
-        return cls(pid, read_fd, list(names))
-
-    def wait(self) -> list[str]:
-        """Reap the child; the PNG files it wrote (all of ``names`` unless it failed)."""
-        import json
-        import os
-
-        if self.pid is None:
-            return []
-        data = b""
-        try:
-            while chunk := os.read(self._fd, 65536):  # type: ignore[arg-type]
-                data += chunk
-        finally:
-            self._close()
-            _, status = os.waitpid(self.pid, 0)
-            self.pid = None
-        if os.waitstatus_to_exitcode(status) != 0:
-            return []
-        try:
-            report = json.loads(data)
-        except ValueError:
-            return []
-        self.seconds = float(report.get("seconds", 0.0))
-        return [f for f in report.get("files", []) if f in {f"{n}.png" for n in self.names}]
-
-    def stop(self) -> None:
-        """Kill and reap the child if it still runs (no-op after :meth:`wait`)."""
-        if self.pid is None:
-            return
-        reap(self.pid)
-        self.pid = None
-        self._close()
-
-    def _close(self) -> None:
-        import os
-
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None

@@ -88,24 +88,27 @@ def solved():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="background figures fork (Linux only)")
 def test_background_figures_are_written_and_a_failure_is_left_to_the_caller(solved, tmp_path):
-    from mpdopf_pyomo.plots import BackgroundFigures
+    from mpdopf_pyomo.background import FigureWorker
 
     case, res = solved
-    job = BackgroundFigures.start(case, res, ["forecast", "substation"], tmp_path)
+    job = FigureWorker.start()
     assert job is not None
+    job.submit(case, res, ["forecast", "substation"], tmp_path)
     assert sorted(job.wait()) == ["forecast.png", "substation.png"]
     assert job.seconds > 0
     assert (tmp_path / "forecast.png").read_bytes()[:4] == b"\x89PNG"
-    bad = BackgroundFigures.start(case, res, ["forecast", "no-such-figure"], tmp_path / "missing-folder")
+    bad = FigureWorker.start()
+    bad.submit(case, res, ["forecast", "no-such-figure"], tmp_path / "missing-folder")
     assert bad.wait() == []  # the child failed: the caller draws the figures itself (and sees the error)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="background figures fork (Linux only)")
 def test_stopping_background_figures_kills_and_reaps_the_child(solved, tmp_path):
-    from mpdopf_pyomo.plots import BASE_FIGURES, BackgroundFigures
+    from mpdopf_pyomo.background import BASE_FIGURES, FigureWorker
 
     case, res = solved
-    job = BackgroundFigures.start(case, res, list(BASE_FIGURES) * 5, tmp_path)
+    job = FigureWorker.start()
+    job.submit(case, res, list(BASE_FIGURES) * 5, tmp_path)
     pid = job.pid
     job.stop()
     with pytest.raises(ChildProcessError):
@@ -126,13 +129,13 @@ def test_help_and_cases_import_no_heavy_package(args):
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_busy_machine_draws_in_process(solved, tmp_path, monkeypatch):
-    from mpdopf_pyomo.plots import BackgroundFigures, core_is_free
+def test_busy_machine_draws_in_process(monkeypatch):
+    from mpdopf_pyomo.background import FigureWorker
+    from mpdopf_pyomo.plots import core_is_free
 
-    case, res = solved
     monkeypatch.setattr(os, "getloadavg", lambda: (float(os.cpu_count() or 1), 0.0, 0.0))
     assert not core_is_free()
-    assert BackgroundFigures.start(case, res, ["forecast"], tmp_path) is None
+    assert FigureWorker.start() is None
     monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.0, 0.0))
     assert core_is_free() == ((os.cpu_count() or 1) > 1)
 
@@ -160,17 +163,16 @@ def test_sigterm_while_figures_are_drawn_in_the_background_leaves_nothing(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_no_fork_while_other_threads_run(solved, tmp_path):
+def test_no_fork_while_other_threads_run():
     import threading
 
-    from mpdopf_pyomo.plots import BackgroundFigures
+    from mpdopf_pyomo.background import FigureWorker
 
-    case, res = solved
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)
     thread.start()
     try:
-        assert BackgroundFigures.start(case, res, ["forecast"], tmp_path) is None
+        assert FigureWorker.start() is None
     finally:
         stop.set()
         thread.join()
