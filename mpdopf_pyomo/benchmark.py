@@ -784,9 +784,8 @@ def _check_mode(parser: argparse.ArgumentParser, argv: list[str] | None) -> None
     """Refuse two modes at once (``--profile``, ``--commands``, ``--large``), and an option the chosen mode
     would ignore (``--baseline`` without ``--commands``...), as argparse usage errors (exit 2)."""
     dests = {a.option_strings[0]: a.dest for a in parser._actions if a.option_strings}
-    probe = _parser()
-    probe.set_defaults(**{dest: _UNSET for dest in dests.values()})
-    given = probe.parse_args(argv)
+    # argparse sets no default on an attribute the namespace already has: what stays _UNSET was not given
+    given = parser.parse_args(argv, namespace=argparse.Namespace(**{dest: _UNSET for dest in dests.values()}))
     modes = [m for m in ("--profile", "--commands", "--large") if getattr(given, dests[m]) is not _UNSET]
     if len(modes) > 1:
         parser.error(f"{modes[0]} and {modes[1]} are two modes; give one")
@@ -842,9 +841,6 @@ def main(argv: list[str] | None = None) -> int:
     a failed run's own code (:class:`~mpdopf_pyomo.errors.RunFailed`)."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if not args._profile_child:
-        _check_mode(parser, argv)
-
     if args._profile_child:
         c, T, out = args._profile_child
         try:
@@ -864,6 +860,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(0)  # as the command line does (mpdopf_pyomo.__main__): no interpreter teardown
 
+    _check_mode(parser, argv)
     if args.profile is not None:
         stem = _profile_stem(args.case, args.profile)
         names = [f"{stem}.md", f"{stem}.csv"]
