@@ -753,18 +753,11 @@ def solve(
         ok, message, iterations, log = _solve_ipopt_executable(model, info, opts, tee, name)
         solve_s = time.perf_counter() - t0
         if not ok:
-            bad = _INVALID_OPTION.search(log)
-            if bad:
-                raise MpdopfError(f"{name}: the solver rejected a --solver-option: {' '.join(bad.group(0).split())}")
-            raise SolveFailed(failure_line(name, message, iterations, opts))
+            _raise_failure(name, log, message, iterations, opts)
         return SolveStats(solver=name.lower(), route=info.route or "", termination="optimal",
-                          iterations=iterations, solve_s=solve_s, message=message,
-                          extra={"version": info.version, "mumps": info.mumps, "build": info.build,
-                                 "options": dict(opts)})
+                          iterations=iterations, solve_s=solve_s, message=message, extra=_stats_extra(info, opts))
     else:
         solver = pyo.SolverFactory(pyomo_name)
-        if info.route == "executable" and pyomo_name == "ipopt" and info.location:
-            solver.set_executable(info.location, validate=False)  # ours may not be on PATH
         with tempfile.TemporaryDirectory(prefix="mpdopf-solver-") as tmp, _pyomo_tempfiles_in(tmp):
             logfile = os.path.join(tmp, "solver.log")
             try:
@@ -788,10 +781,7 @@ def solve(
     message = _clean_message(str(message))
     if term not in (TC.optimal, TC.locallyOptimal, TC.globallyOptimal) and not (
             term == TC.feasible and is_square_solution(message)):
-        bad = _INVALID_OPTION.search(log)
-        if bad:  # a solver whose options are not checked beforehand rejected one: bad input
-            raise MpdopfError(f"{name}: the solver rejected a --solver-option: {' '.join(bad.group(0).split())}")
-        raise SolveFailed(failure_line(name, message, iterations, opts, term))
+        _raise_failure(name, log, message, iterations, opts, term)
     model.solutions.load_from(results)
     return SolveStats(
         solver=name.lower(),
@@ -800,8 +790,23 @@ def solve(
         iterations=iterations,
         solve_s=solve_s,
         message=message,
-        extra={"version": info.version, "mumps": info.mumps, "build": info.build, "options": dict(opts)},
+        extra=_stats_extra(info, opts),
     )
+
+
+def _stats_extra(info: SolverInfo, opts: Mapping[str, Any]) -> dict[str, Any]:
+    """``SolveStats.extra``: the solver's version, MUMPS version and build, and every option it was given."""
+    return {"version": info.version, "mumps": info.mumps, "build": info.build, "options": dict(opts)}
+
+
+def _raise_failure(name: str, log: str, message: str, iterations: int | None, options: Mapping[str, Any],
+                   term: Any = None) -> None:
+    """Raise for a solve that did not end optimal: a solver whose options are not checked beforehand and
+    whose log rejects one is bad input (:class:`MpdopfError`, exit 2), anything else :class:`SolveFailed`."""
+    bad = _INVALID_OPTION.search(log)
+    if bad:
+        raise MpdopfError(f"{name}: the solver rejected a --solver-option: {' '.join(bad.group(0).split())}")
+    raise SolveFailed(failure_line(name, message, iterations, options, term))
 
 
 #: Callbacks of :func:`when_solver_runs`: called (each at most once) when an external solver process starts.
